@@ -1,0 +1,56 @@
+package dispatch
+
+import (
+	"context"
+	"time"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+)
+
+// Message is one queued notification handed to the dispatcher. The queue
+// (internal/queue) implements it over a JetStream message.
+type Message interface {
+	Notification() *heraldv1.Notification
+	// Delivered counts how often the queue has handed out this message, from 1.
+	Delivered() int
+	// InProgress tells the queue the message is still being worked on, so it
+	// is not redelivered while a delivery attempt runs long.
+	InProgress(ctx context.Context) error
+}
+
+// Action is what the queue does with a message once Handle returns.
+type Action int
+
+const (
+	// Ack: done (delivered, or moved to the dead letters by the queue).
+	Ack Action = iota + 1
+	// Retry: hand the message out again after Outcome.Delay, keeping its place
+	// in its group's order (JetStream NakWithDelay).
+	Retry
+	// DeadLetter: move the message to the dead-letter store, then ack it.
+	DeadLetter
+	// Release: herald is shutting down mid-delivery; hand the message out
+	// again at once to whoever consumes next (Nak without delay).
+	Release
+)
+
+// Outcome is the dispatcher's verdict on one message.
+type Outcome struct {
+	Action Action
+	// Delay is how long to wait before a Retry.
+	Delay time.Duration
+	// Reason says why, for dead letters and logs; never contains secrets.
+	Reason string
+}
+
+// State is the durable state the dispatcher shares with the service and with
+// other herald replicas: delivery records and each group's chat message per
+// sink. The queue's key-value buckets implement it.
+type State interface {
+	// Record returns the notification's delivery record, or nil if none.
+	Record(ctx context.Context, id string) (*heraldv1.DeliveryRecord, error)
+	PutRecord(ctx context.Context, id string, rec *heraldv1.DeliveryRecord) error
+	// Parent returns the message that stands for groupKey in sink, or nil.
+	Parent(ctx context.Context, sink, groupKey string) (*heraldv1.MessageRef, error)
+	SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error
+}
