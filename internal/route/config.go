@@ -1,0 +1,75 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is one route of the config file's `routes` list. Routes are tried
+// in order; the first whose matchers all match wins.
+type Config struct {
+	// Name identifies the route in logs, metrics and delivery records.
+	Name string `yaml:"name"`
+	// Matchers in Alertmanager syntax, e.g. `severity="critical"`,
+	// `team=~"db|infra"`, or one `{a="b", c!="d"}` string. All must match.
+	// A route without matchers matches everything.
+	Matchers []string `yaml:"matchers"`
+	// Channels maps a sink name to the channel this route uses in it.
+	Channels map[string]string `yaml:"channels"`
+	// Chain is the ordered list of sinks to try: primary first.
+	Chain []string `yaml:"chain"`
+	// Templates maps a sink name to a template file overriding its default.
+	Templates map[string]string `yaml:"templates"`
+}
+
+// Validate checks a list of routes against the names of configured sinks.
+// The last route must match everything, so that no notification is ever
+// unroutable.
+func Validate(routes []Config, sinkNames map[string]bool) error {
+	if len(routes) == 0 {
+		return errors.New("routes: at least one route is required")
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for i, r := range routes {
+		where := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", where))
+		} else if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", where, r.Name))
+		}
+		seen[r.Name] = true
+		if len(r.Chain) == 0 {
+			errs = append(errs, fmt.Errorf("%s.chain: at least one sink is required", where))
+		}
+		inChain := map[string]bool{}
+		for j, s := range r.Chain {
+			if !sinkNames[s] {
+				errs = append(errs, fmt.Errorf("%s.chain[%d]: no sink is named %q", where, j, s))
+			}
+			if inChain[s] {
+				errs = append(errs, fmt.Errorf("%s.chain[%d]: %q appears twice", where, j, s))
+			}
+			inChain[s] = true
+		}
+		for s := range r.Channels {
+			if !inChain[s] {
+				errs = append(errs, fmt.Errorf("%s.channels: %q is not in the route's chain", where, s))
+			}
+		}
+		for s := range r.Templates {
+			if !inChain[s] {
+				errs = append(errs, fmt.Errorf("%s.templates: %q is not in the route's chain", where, s))
+			}
+		}
+		for j, m := range r.Matchers {
+			if _, err := ParseMatchers(m); err != nil {
+				errs = append(errs, fmt.Errorf("%s.matchers[%d]: %w", where, j, err))
+			}
+		}
+	}
+	if last := routes[len(routes)-1]; len(last.Matchers) > 0 {
+		errs = append(errs, fmt.Errorf("routes[%d] (%q): the last route must have no matchers, so every notification has a route", len(routes)-1, last.Name))
+	}
+	return errors.Join(errs...)
+}

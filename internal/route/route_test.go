@@ -1,0 +1,154 @@
+package route
+
+import (
+	"strings"
+	"testing"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+)
+
+func TestParseMatchers(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string // matchers joined by ","
+		wantErr string
+	}{
+		{in: `severity="critical"`, want: `severity="critical"`},
+		{in: `severity=critical`, want: `severity="critical"`},
+		{in: `{team=~"db|infra", env!="dev"}`, want: `team=~"db|infra",env!="dev"`},
+		{in: ` a != b , c !~ "x.*" `, want: `a!="b",c!~"x.*"`},
+		{in: `"servicé name"="a\"b"`, want: `"servicé name"="a\"b"`},
+		{in: `a=""`, want: `a=""`},
+		{in: ``, wantErr: "no matchers"},
+		{in: `{a="b"`, wantErr: "missing closing }"},
+		{in: `a`, wantErr: "expected =, !=, =~ or !~"},
+		{in: `a="b" c="d"`, wantErr: "expected ,"},
+		{in: `a=~"("`, wantErr: "bad regular expression"},
+		{in: `a="unterminated`, wantErr: "unterminated"},
+		{in: `="x"`, wantErr: "expected a label name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			ms, err := ParseMatchers(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseMatchers(%q) error = %v, want it to contain %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseMatchers(%q): %v", tt.in, err)
+			}
+			var got []string
+			for _, m := range ms {
+				got = append(got, m.String())
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("ParseMatchers(%q) = %s, want %s", tt.in, strings.Join(got, ","), tt.want)
+			}
+		})
+	}
+}
+
+func TestMatcherAnchoredRegexp(t *testing.T) {
+	ms, err := ParseMatchers(`team=~"db"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[string]bool{"db": true, "dba": false, "xdb": false, "": false} {
+		if got := ms[0].Matches(v); got != want {
+			t.Errorf("team=~db matches %q = %v, want %v", v, got, want)
+		}
+	}
+}
+
+var exampleRoutes = []Config{
+	{Name: "critical", Matchers: []string{`severity="critical"`}, Chain: []string{"rc", "slack"},
+		Channels: map[string]string{"rc": "#alerts-critical", "slack": "#alerts-critical"}},
+	{Name: "db-warning", Matchers: []string{`severity="warning"`, `team=~"db|storage"`}, Chain: []string{"rc"},
+		Channels: map[string]string{"rc": "#db"}},
+	{Name: "warning", Matchers: []string{`severity="warning"`}, Chain: []string{"rc", "slack"},
+		Channels: map[string]string{"rc": "#alerts-warning"}},
+	{Name: "default", Chain: []string{"rc", "slack"}, Channels: map[string]string{"rc": "#alerts-info", "slack": "#alerts-info"}},
+}
+
+func TestTableRoute(t *testing.T) {
+	if err := Validate(exampleRoutes, map[string]bool{"rc": true, "slack": true}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := New(exampleRoutes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		n         *heraldv1.Notification
+		wantRoute string
+		wantChain string
+	}{
+		{"label severity", &heraldv1.Notification{Labels: map[string]string{"severity": "critical"}}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
+		{"enum severity when no label", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
+		{"label wins over enum", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL, Labels: map[string]string{"severity": "page"}}, "default", "rc:#alerts-info,slack:#alerts-info"},
+		{"all matchers must match", &heraldv1.Notification{Labels: map[string]string{"severity": "warning", "team": "storage"}}, "db-warning", "rc:#db"},
+		{"first match wins", &heraldv1.Notification{Labels: map[string]string{"severity": "warning", "team": "web"}}, "warning", "rc:#alerts-warning,slack:"},
+		{"nothing matches: default", &heraldv1.Notification{}, "default", "rc:#alerts-info,slack:#alerts-info"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := table.Route(tt.n)
+			var chain []string
+			for _, s := range d.Chain {
+				chain = append(chain, s.Sink+":"+s.Channel)
+			}
+			if d.Route != tt.wantRoute || strings.Join(chain, ",") != tt.wantChain {
+				t.Errorf("Route = %s %s, want %s %s", d.Route, strings.Join(chain, ","), tt.wantRoute, tt.wantChain)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	sinks := map[string]bool{"rc": true, "slack": true}
+	tests := []struct {
+		name   string
+		routes []Config
+		want   string
+	}{
+		{"none", nil, "at least one route"},
+		{"unknown sink", []Config{{Name: "a", Chain: []string{"mail"}}}, `routes[0].chain[0]: no sink is named "mail"`},
+		{"twice in chain", []Config{{Name: "a", Chain: []string{"rc", "rc"}}}, `appears twice`},
+		{"no chain", []Config{{Name: "a"}}, "routes[0].chain: at least one sink"},
+		{"channel for sink not in chain", []Config{{Name: "a", Chain: []string{"rc"}, Channels: map[string]string{"slack": "#x"}}}, `"slack" is not in the route's chain`},
+		{"last route not catch-all", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{"a=b"}}}, "last route must have no matchers"},
+		{"bad matcher", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{"a=~("}}, {Name: "b", Chain: []string{"rc"}}}, "routes[0].matchers[0]"},
+		{"duplicate name", []Config{{Name: "a", Chain: []string{"rc"}}, {Name: "a", Chain: []string{"rc"}}}, `"a" is used twice`},
+		{"missing name", []Config{{Chain: []string{"rc"}}}, "routes[0].name: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Validate(tt.routes, sinks)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseMatchers(f *testing.F) {
+	for _, s := range []string{`a="b"`, `{a=~"x|y", b!="z"}`, `a!~b`, `"ü"="\u00fc"`, `{`, `a="\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ms, err := ParseMatchers(s)
+		if (err == nil) == (len(ms) == 0) {
+			t.Fatalf("ParseMatchers(%q) = %d matchers, err %v: want exactly one of them", s, len(ms), err)
+		}
+		for _, m := range ms {
+			// A parsed matcher prints in a form that parses to itself.
+			again, err := ParseMatchers(m.String())
+			if err != nil || len(again) != 1 || again[0].String() != m.String() {
+				t.Fatalf("matcher %s does not round-trip: %v %v", m, again, err)
+			}
+		}
+	})
+}
