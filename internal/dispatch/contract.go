@@ -54,3 +54,10 @@ type State interface {
 	Parent(ctx context.Context, sink, groupKey string) (*heraldv1.MessageRef, error)
 	SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error
 }
+
+// BudgetStarter is optionally implemented by a Message whose retry budget
+// does not start at the notification's received_at: a dead letter replayed
+// with a fresh budget starts it at the replay. A zero time means received_at.
+type BudgetStarter interface {
+	BudgetStart() time.Time
+}

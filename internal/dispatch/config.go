@@ -1,0 +1,126 @@
+package dispatch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config tunes retries, fallback and the circuit breakers. Decode YAML into
+// DefaultConfig() so that keys left out keep their defaults; New fills any
+// zero duration (never a meaningful value) with its default as well.
+type Config struct {
+	// QuickRetries is how many times a sink is tried again, after its first
+	// attempt failed, before the chain moves on to the next sink. Zero means
+	// one attempt per sink.
+	QuickRetries int `yaml:"quick_retries"`
+	// QuickRetryBudget bounds the time spent on one sink: a retry (and the
+	// wait before it) starts only if the wait ends within the budget. An
+	// attempt already running is bounded by AttemptTimeout alone, so the
+	// longest time on one sink is QuickRetryBudget + AttemptTimeout.
+	QuickRetryBudget time.Duration `yaml:"quick_retry_budget"`
+	// QuickBackoff is the wait before the first quick retry after a
+	// retryable error; it doubles for each further quick retry.
+	QuickBackoff time.Duration `yaml:"quick_backoff"`
+	// AttemptTimeout bounds one Send.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	// BackoffInitial and BackoffMax bound the exponential backoff between
+	// redeliveries of a notification that no sink of its chain took.
+	BackoffInitial time.Duration `yaml:"backoff_initial"`
+	BackoffMax     time.Duration `yaml:"backoff_max"`
+	// RetryBudget is how long a notification is retried, counted from its
+	// received_at (or from its replay out of the dead letters), before it
+	// is dead-lettered.
+	RetryBudget time.Duration `yaml:"retry_budget"`
+	Breaker     BreakerConfig `yaml:"breaker"`
+}
+
+// BreakerConfig tunes the circuit breaker each sink has.
+type BreakerConfig struct {
+	// Failures is how many consecutive failed attempts open the breaker.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long an open breaker sends notifications straight to
+	// the next sink before it lets one probe attempt through.
+	OpenFor time.Duration `yaml:"open_for"`
+}
+
+// DefaultConfig returns the defaults: 2 quick retries within 5s, 10s per
+// attempt, redelivery backoff from 5s to 5m, a 24h retry budget, and a
+// breaker that opens after 3 consecutive failures for 30s.
+func DefaultConfig() Config {
+	return Config{
+		QuickRetries:     2,
+		QuickRetryBudget: 5 * time.Second,
+		QuickBackoff:     500 * time.Millisecond,
+		AttemptTimeout:   10 * time.Second,
+		BackoffInitial:   5 * time.Second,
+		BackoffMax:       5 * time.Minute,
+		RetryBudget:      24 * time.Hour,
+		Breaker: BreakerConfig{
+			Failures: 3,
+			OpenFor:  30 * time.Second,
+		},
+	}
+}
+
+// withDefaults returns c with every zero duration and a zero breaker
+// failure count replaced by its default. QuickRetries is kept: zero is a
+// meaningful choice.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&c.QuickRetryBudget, d.QuickRetryBudget)
+	set(&c.QuickBackoff, d.QuickBackoff)
+	set(&c.AttemptTimeout, d.AttemptTimeout)
+	set(&c.BackoffInitial, d.BackoffInitial)
+	set(&c.BackoffMax, d.BackoffMax)
+	set(&c.RetryBudget, d.RetryBudget)
+	set(&c.Breaker.OpenFor, d.Breaker.OpenFor)
+	if c.Breaker.Failures == 0 {
+		c.Breaker.Failures = d.Breaker.Failures
+	}
+	return c
+}
+
+// Validate reports every setting that is out of range, naming its YAML key.
+// Zero durations are accepted: they stand for the default.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.QuickRetries < 0 {
+		bad("quick_retries", "must not be negative, got %d", c.QuickRetries)
+	}
+	if c.QuickRetries > 100 {
+		bad("quick_retries", "at most 100, got %d", c.QuickRetries)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"quick_retry_budget", c.QuickRetryBudget},
+		{"quick_backoff", c.QuickBackoff},
+		{"attempt_timeout", c.AttemptTimeout},
+		{"backoff_initial", c.BackoffInitial},
+		{"backoff_max", c.BackoffMax},
+		{"retry_budget", c.RetryBudget},
+		{"breaker.open_for", c.Breaker.OpenFor},
+	} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative, got %s", d.v)
+		}
+	}
+	if c.Breaker.Failures < 0 {
+		bad("breaker.failures", "must not be negative, got %d", c.Breaker.Failures)
+	}
+	e := c.withDefaults()
+	if e.BackoffInitial > 0 && e.BackoffMax > 0 && e.BackoffMax < e.BackoffInitial {
+		bad("backoff_max", "%s is less than backoff_initial %s", e.BackoffMax, e.BackoffInitial)
+	}
+	return errors.Join(errs...)
+}

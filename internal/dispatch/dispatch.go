@@ -1,0 +1,633 @@
+// Package dispatch delivers queued notifications through their sink chain.
+// It routes each notification, tries the sinks of its chain in order with a
+// few quick retries and a circuit breaker per sink, records every attempt in
+// the notification's delivery record, and tells the queue what to do with
+// the message: ack, retry later, dead-letter, or release it on shutdown.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/route"
+	"github.com/herald-notify/herald/sinks"
+)
+
+// Options are what New needs. Router, Sinks and State are required.
+type Options struct {
+	Router route.Router
+	// Sinks maps each configured sink name to its sink; a sink's Name must
+	// be its key.
+	Sinks map[string]sinks.Sink
+	State State
+	// Logger receives the dispatcher's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the dispatcher's metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
+	// TracerProvider makes the dispatcher's spans; nil means the global
+	// provider (otel.GetTracerProvider).
+	TracerProvider trace.TracerProvider
+	Config         Config
+}
+
+// Dispatcher delivers notifications. Handle is safe for concurrent use by
+// different partitions; within one group key the queue calls it
+// sequentially, and the dispatcher adds no parallelism of its own, so
+// delivery follows the order of the calls.
+type Dispatcher struct {
+	router   route.Router
+	sinks    map[string]sinks.Sink
+	state    State
+	log      *slog.Logger
+	cfg      Config
+	m        *metrics
+	tracer   trace.Tracer
+	breakers map[string]*breaker
+	// jitter returns a random duration in [0, max]; tests replace it.
+	jitter func(max time.Duration) time.Duration
+}
+
+// New checks the options and returns a Dispatcher whose breakers are all
+// closed.
+func New(o Options) (*Dispatcher, error) {
+	var errs []error
+	if o.Router == nil {
+		errs = append(errs, errors.New("dispatch: a router is required"))
+	}
+	if o.State == nil {
+		errs = append(errs, errors.New("dispatch: a state is required"))
+	}
+	if len(o.Sinks) == 0 {
+		errs = append(errs, errors.New("dispatch: at least one sink is required"))
+	}
+	for name, s := range o.Sinks {
+		switch {
+		case s == nil:
+			errs = append(errs, fmt.Errorf("dispatch: sink %q is nil", name))
+		case s.Name() != name:
+			errs = append(errs, fmt.Errorf("dispatch: sink %q calls itself %q", name, s.Name()))
+		}
+	}
+	if err := o.Config.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("dispatch: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: registering metrics: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	d := &Dispatcher{
+		router:   o.Router,
+		sinks:    o.Sinks,
+		state:    o.State,
+		log:      log,
+		cfg:      o.Config.withDefaults(),
+		m:        m,
+		tracer:   tp.Tracer("herald/dispatch"),
+		breakers: make(map[string]*breaker, len(o.Sinks)),
+		jitter: func(max time.Duration) time.Duration {
+			if max <= 0 {
+				return 0
+			}
+			return rand.N(max + 1)
+		},
+	}
+	for name := range o.Sinks {
+		d.breakers[name] = &breaker{cfg: d.cfg.Breaker, changed: d.breakerChanged(name)}
+		m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
+	}
+	return d, nil
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (d *Dispatcher) Config() Config { return d.cfg }
+
+// Breakers returns the breaker state of every sink, for readiness checks
+// and status pages. A breaker whose open period has passed reads "open"
+// until the next notification probes the sink.
+func (d *Dispatcher) Breakers() map[string]BreakerState {
+	out := make(map[string]BreakerState, len(d.breakers))
+	for name, b := range d.breakers {
+		out[name] = b.current()
+	}
+	return out
+}
+
+func (d *Dispatcher) breakerChanged(sink string) func(context.Context, BreakerState, BreakerState, string) {
+	log := d.log.With("sink", sink)
+	return func(ctx context.Context, from, to BreakerState, why string) {
+		d.m.breakerState.WithLabelValues(sink).Set(float64(to))
+		d.m.breakerTransitions.WithLabelValues(sink, to.String()).Inc()
+		trace.SpanFromContext(ctx).AddEvent("breaker", trace.WithAttributes(
+			attribute.String("herald.sink", sink),
+			attribute.String("herald.breaker.from", from.String()),
+			attribute.String("herald.breaker.to", to.String()),
+			attribute.String("herald.breaker.reason", why),
+		))
+		level := slog.LevelInfo
+		if to == BreakerOpen && from == BreakerClosed {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "circuit breaker "+to.String(), "from", from.String(), "reason", why)
+	}
+}
+
+// delivery is the state of one Handle call.
+type delivery struct {
+	m     Message
+	n     *heraldv1.Notification
+	dec   route.Decision
+	rec   *heraldv1.DeliveryRecord
+	log   *slog.Logger
+	first bool // no attempt made yet in this Handle
+	// failures are "sink: reason" for every sink that did not take the
+	// notification, in chain order.
+	failures []string
+	// fallbackFrom is the first sink of the chain that did not take it.
+	fallbackFrom string
+	// allPermanent stays true while every sink failed permanently.
+	allPermanent bool
+	// longestThrottle is the longest rate-limit wait any sink asked for.
+	longestThrottle time.Duration
+}
+
+func (h *delivery) fallbackReason() string { return strings.Join(h.failures, "; ") }
+
+// Handle delivers one notification through its chain and returns what the
+// queue must do with the message. It returns Ack only when a sink accepted
+// the notification (or it could never be delivered and is dead-lettered),
+// Release whenever ctx ends before a sink accepted it.
+func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
+	n := m.Notification()
+	if n == nil {
+		d.m.deadLetters.WithLabelValues("invalid").Inc()
+		d.m.outcomes.WithLabelValues("dead_letter").Inc()
+		d.log.ErrorContext(ctx, "queued message holds no notification; dead-lettering it")
+		return Outcome{Action: DeadLetter, Reason: "message holds no notification"}
+	}
+	dec := d.router.Route(n)
+	ctx, span := d.tracer.Start(ctx, "herald.dispatch", trace.WithAttributes(
+		attribute.String("herald.notification.id", n.GetId()),
+		attribute.String("herald.severity", n.GetSeverity().String()),
+		attribute.String("herald.status", n.GetStatus().String()),
+		attribute.String("herald.route", dec.Route),
+		attribute.Int("herald.delivered", m.Delivered()),
+	))
+	defer span.End()
+	h := &delivery{
+		m:            m,
+		n:            n,
+		dec:          dec,
+		log:          d.log.With("notification_id", n.GetId(), "group", groupHash(n.GetGroupKey()), "route", dec.Route),
+		first:        true,
+		allPermanent: true,
+	}
+	out := d.handle(ctx, h)
+	span.SetAttributes(attribute.String("herald.outcome", out.Action.String()))
+	if out.Action != Ack {
+		span.SetStatus(codes.Error, out.Reason)
+	}
+	d.m.outcomes.WithLabelValues(out.Action.metric()).Inc()
+	return out
+}
+
+func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
+	if ctx.Err() != nil {
+		return Outcome{Action: Release, Reason: "shutting down"}
+	}
+	h.rec = d.loadRecord(ctx, h)
+	h.rec.Route = h.dec.Route
+	if len(h.dec.Chain) == 0 {
+		return d.deadLetter(ctx, h, "invalid", "route "+strconv.Quote(h.dec.Route)+" has no sinks")
+	}
+	for i, step := range h.dec.Chain {
+		if ctx.Err() != nil {
+			return Outcome{Action: Release, Reason: "shutting down"}
+		}
+		r := d.trySink(ctx, h, i, step)
+		switch r {
+		case sinkDelivered:
+			return Outcome{Action: Ack}
+		case sinkReleased:
+			return Outcome{Action: Release, Reason: "shutting down"}
+		}
+	}
+	if ctx.Err() != nil {
+		return Outcome{Action: Release, Reason: "shutting down"}
+	}
+	reason := h.fallbackReason()
+	if h.allPermanent {
+		return d.deadLetter(ctx, h, "permanent", "no sink can take it: "+reason)
+	}
+	start := h.n.GetReceivedAt().AsTime()
+	if bs, ok := h.m.(BudgetStarter); ok && !bs.BudgetStart().IsZero() {
+		start = bs.BudgetStart()
+	} else if h.n.GetReceivedAt() == nil {
+		// The service always sets received_at; without it the budget
+		// cannot be measured, so the notification is kept.
+		start = time.Now()
+		h.log.WarnContext(ctx, "notification has no received_at; its retry budget never runs out")
+	}
+	if spent := time.Since(start); spent >= d.cfg.RetryBudget {
+		return d.deadLetter(ctx, h, "budget", "retry budget of "+d.cfg.RetryBudget.String()+" spent: "+reason)
+	}
+	delay := max(d.backoff(h.m.Delivered()), h.longestThrottle)
+	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+	d.putRecord(ctx, h)
+	d.m.retryDelay.Observe(delay.Seconds())
+	h.log.WarnContext(ctx, "no sink took the notification; retrying later",
+		"delay", delay, "delivered", h.m.Delivered(), "reason", reason)
+	return Outcome{Action: Retry, Delay: delay, Reason: reason}
+}
+
+// backoff is the redelivery delay after the delivered-th delivery failed:
+// exponential from BackoffInitial, capped at BackoffMax, with equal jitter
+// (between half and all of it).
+func (d *Dispatcher) backoff(delivered int) time.Duration {
+	base := d.cfg.BackoffInitial
+	for i := 1; i < delivered && base < d.cfg.BackoffMax; i++ {
+		base *= 2
+	}
+	base = min(base, d.cfg.BackoffMax)
+	half := base / 2
+	return base - half + d.jitter(half)
+}
+
+func (d *Dispatcher) deadLetter(ctx context.Context, h *delivery, kind, reason string) Outcome {
+	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
+	d.putRecord(ctx, h)
+	d.m.deadLetters.WithLabelValues(kind).Inc()
+	h.log.ErrorContext(ctx, "dead-lettering notification", "reason", reason, "delivered", h.m.Delivered())
+	return Outcome{Action: DeadLetter, Reason: reason}
+}
+
+type sinkResult int
+
+const (
+	sinkDelivered sinkResult = iota + 1
+	sinkFailed
+	sinkSkipped
+	sinkReleased
+)
+
+// trySink makes the attempts one step of the chain gets.
+func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step route.Step) sinkResult {
+	sd := sinkEntry(h.rec, step)
+	s, ok := d.sinks[step.Sink]
+	if !ok {
+		// The config validation rejects this; a router built from another
+		// config could still name a sink that is not there.
+		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_FAILED
+		sd.LastError = "no sink of that name is configured"
+		sd.ErrorClass = sinks.ClassPermanent.String()
+		sd.UpdatedAt = timestamppb.Now()
+		d.putRecord(ctx, h)
+		d.m.deliveries.WithLabelValues(step.Sink, "failed").Inc()
+		d.fail(h, step.Sink, "not configured", true)
+		return sinkFailed
+	}
+	br := d.breakers[step.Sink]
+	allowed, probe := br.acquire(ctx)
+	if !allowed {
+		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+		sd.LastError = "circuit open"
+		sd.ErrorClass = ""
+		sd.UpdatedAt = timestamppb.Now()
+		d.putRecord(ctx, h)
+		d.m.deliveries.WithLabelValues(step.Sink, "skipped").Inc()
+		d.fail(h, step.Sink, "circuit open", false)
+		return sinkSkipped
+	}
+	log := h.log.With("sink", step.Sink)
+	var parent *heraldv1.MessageRef
+	if gk := h.n.GetGroupKey(); gk != "" {
+		var err error
+		parent, err = d.state.Parent(ctx, step.Sink, gk)
+		if err != nil {
+			// Delivering a new message beats not delivering at all.
+			log.WarnContext(ctx, "cannot read the group's message; posting a new one", "err", err)
+			parent = nil
+		}
+	}
+	deadline := time.Now().Add(d.cfg.QuickRetryBudget)
+	var lastErr error
+	for retry := 0; ; retry++ {
+		if !h.first {
+			h.touch(ctx)
+		}
+		h.first = false
+		sd.Attempts++
+		to := sinks.Target{
+			Channel: step.Channel,
+			Route:   h.dec.Route,
+			Parent:  parent,
+			Attempt: int(sd.Attempts),
+		}
+		if idx > 0 {
+			to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
+		}
+		rcpt, err := d.send(ctx, s, h.n, to)
+		sd.UpdatedAt = timestamppb.Now()
+		if err == nil {
+			br.success(ctx)
+			d.delivered(ctx, h, idx, step, sd, parent, rcpt, log)
+			return sinkDelivered
+		}
+		if ctx.Err() != nil {
+			// Shutdown cut the attempt short. The attempt is kept in the
+			// record: the chat server may have taken it, and the next
+			// attempt must know it is not the first.
+			br.abandon(ctx, probe)
+			d.m.attempts.WithLabelValues(step.Sink, "canceled").Inc()
+			sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+			sd.LastError, sd.ErrorClass = "interrupted by shutdown", ""
+			d.putRecord(ctx, h)
+			log.InfoContext(ctx, "delivery interrupted by shutdown; releasing the message")
+			return sinkReleased
+		}
+		lastErr = err
+		class := sinks.Classify(err)
+		d.m.attempts.WithLabelValues(step.Sink, class.String()).Inc()
+		sd.LastError, sd.ErrorClass = truncate(err.Error(), 500), class.String()
+		log.WarnContext(ctx, "delivery attempt failed",
+			"attempt", sd.Attempts, "class", class.String(), "err", err, "probe", probe)
+
+		var wait time.Duration
+		switch class {
+		case sinks.ClassPermanent:
+			sd.State = heraldv1.DeliveryState_DELIVERY_STATE_FAILED
+			if sinkFault(err) {
+				br.failure(ctx, probe, err.Error())
+			} else {
+				// The sink answered; it refused this notification only.
+				br.success(ctx)
+			}
+			d.putRecord(ctx, h)
+			d.m.deliveries.WithLabelValues(step.Sink, "failed").Inc()
+			d.fail(h, step.Sink, err.Error(), true)
+			return sinkFailed
+		case sinks.ClassThrottled:
+			// A rate limit means the sink is up.
+			br.success(ctx)
+			wait, _ = sinks.ThrottleWait(err)
+			h.longestThrottle = max(h.longestThrottle, wait)
+			if probe || retry >= d.cfg.QuickRetries || wait > time.Until(deadline) {
+				return d.giveUp(ctx, h, step, sd, lastErr)
+			}
+			d.m.throttleWait.WithLabelValues(step.Sink).Observe(wait.Seconds())
+		default:
+			open := br.failure(ctx, probe, err.Error())
+			wait = d.cfg.QuickBackoff << min(retry, 30)
+			if open || probe || retry >= d.cfg.QuickRetries || wait > time.Until(deadline) {
+				return d.giveUp(ctx, h, step, sd, lastErr)
+			}
+		}
+		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+		h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+		d.putRecord(ctx, h)
+		h.touch(ctx)
+		if !sleep(ctx, wait) {
+			log.InfoContext(ctx, "shutdown while waiting to retry; releasing the message")
+			return sinkReleased
+		}
+		if allowed, probe = br.acquire(ctx); !allowed {
+			// Other notifications opened the breaker meanwhile.
+			return d.giveUp(ctx, h, step, sd, lastErr)
+		}
+	}
+}
+
+// giveUp moves the chain on from a sink that failed in a way worth retrying
+// later.
+func (d *Dispatcher) giveUp(ctx context.Context, h *delivery, step route.Step, sd *heraldv1.SinkDelivery, err error) sinkResult {
+	sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+	d.putRecord(ctx, h)
+	d.m.deliveries.WithLabelValues(step.Sink, "failed").Inc()
+	d.fail(h, step.Sink, err.Error(), false)
+	return sinkFailed
+}
+
+// fail notes that sink did not take the notification.
+func (d *Dispatcher) fail(h *delivery, sink, reason string, permanent bool) {
+	if h.fallbackFrom == "" {
+		h.fallbackFrom = sink
+	}
+	h.failures = append(h.failures, sink+": "+truncate(reason, 200))
+	h.allPermanent = h.allPermanent && permanent
+}
+
+func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step route.Step,
+	sd *heraldv1.SinkDelivery, parent *heraldv1.MessageRef, rcpt sinks.Receipt, log *slog.Logger) {
+	d.m.attempts.WithLabelValues(step.Sink, "success").Inc()
+	d.m.deliveries.WithLabelValues(step.Sink, "delivered").Inc()
+	sd.State = heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED
+	sd.LastError, sd.ErrorClass = "", ""
+	sd.Message = rcpt.Message
+	if sd.Message == nil {
+		sd.Message = rcpt.Parent
+	}
+	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED
+	h.rec.DeliveredBy = step.Sink
+	h.rec.FallbackReason = ""
+	if idx > 0 {
+		h.rec.FallbackReason = h.fallbackReason()
+		d.m.fallbacks.WithLabelValues(h.dec.Chain[0].Sink, step.Sink).Inc()
+		trace.SpanFromContext(ctx).AddEvent("fallback", trace.WithAttributes(
+			attribute.String("herald.fallback.from", h.fallbackFrom),
+			attribute.String("herald.sink", step.Sink),
+			attribute.String("herald.fallback.reason", h.rec.FallbackReason),
+		))
+	}
+	d.putRecord(ctx, h)
+	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !proto.Equal(rcpt.Parent, parent) {
+		if err := d.state.SetParent(ctx, step.Sink, gk, rcpt.Parent); err != nil {
+			log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
+		}
+	}
+	var latency time.Duration
+	if ra := h.n.GetReceivedAt(); ra != nil {
+		latency = time.Since(ra.AsTime())
+		d.m.latency.WithLabelValues(step.Sink).Observe(max(latency, 0).Seconds())
+	}
+	log.InfoContext(ctx, "delivered", "attempts", sd.Attempts, "latency", latency,
+		"fallback_reason", h.rec.FallbackReason)
+}
+
+// send makes one attempt, bounded by AttemptTimeout, in its own span. A
+// panicking sink is turned into a retryable error, so that one bad sink
+// cannot take herald down.
+func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	defer cancel()
+	attrs := []attribute.KeyValue{
+		attribute.String("herald.sink", s.Name()),
+		attribute.String("herald.channel", to.Channel),
+		attribute.Int("herald.attempt", to.Attempt),
+	}
+	if to.FallbackReason != "" {
+		attrs = append(attrs, attribute.String("herald.fallback.reason", to.FallbackReason))
+	}
+	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(attrs...))
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.ErrorContext(ctx, "sink panicked", "sink", s.Name(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", s.Name())
+		}
+		d.m.attemptSeconds.WithLabelValues(s.Name()).Observe(time.Since(start).Seconds())
+		if err != nil {
+			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	return s.Send(ctx, n, to)
+}
+
+// sinkFault reports whether a permanent error says the sink itself is
+// unusable (bad credentials, no permission) rather than that this
+// notification is refused. Such errors count towards opening the breaker:
+// every notification would fail the same way, so they go straight to the
+// fallback, and the open breaker shows the problem on the dashboard.
+func sinkFault(err error) bool {
+	var se *sinks.StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden
+	}
+	return false
+}
+
+// touch tells the queue the message is still being worked on.
+func (h *delivery) touch(ctx context.Context) {
+	if err := h.m.InProgress(ctx); err != nil && ctx.Err() == nil {
+		h.log.DebugContext(ctx, "cannot extend the message's ack deadline", "err", err)
+	}
+}
+
+// sleep waits for d, or until ctx ends; it reports whether it waited.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// loadRecord returns the notification's delivery record, or a new one.
+func (d *Dispatcher) loadRecord(ctx context.Context, h *delivery) *heraldv1.DeliveryRecord {
+	rec, err := d.state.Record(ctx, h.n.GetId())
+	if err != nil {
+		h.log.WarnContext(ctx, "cannot read the delivery record; starting a new one", "err", err)
+	}
+	if rec == nil {
+		rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
+	}
+	return rec
+}
+
+// putRecord stores the delivery record. A failure is logged, not fatal:
+// delivering the notification matters more than its record. It also writes
+// during shutdown, so that the attempt counts survive.
+func (d *Dispatcher) putRecord(ctx context.Context, h *delivery) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	if err := d.state.PutRecord(ctx, h.n.GetId(), h.rec); err != nil {
+		h.log.WarnContext(ctx, "cannot store the delivery record", "err", err)
+	}
+}
+
+// sinkEntry returns the record's entry for step's sink, adding it if new.
+func sinkEntry(rec *heraldv1.DeliveryRecord, step route.Step) *heraldv1.SinkDelivery {
+	for _, s := range rec.Sinks {
+		if s.GetSink() == step.Sink {
+			s.Channel = step.Channel
+			return s
+		}
+	}
+	s := &heraldv1.SinkDelivery{
+		Sink:    step.Sink,
+		State:   heraldv1.DeliveryState_DELIVERY_STATE_PENDING,
+		Channel: step.Channel,
+	}
+	rec.Sinks = append(rec.Sinks, s)
+	return s
+}
+
+// groupHash is a short stable name for a group key in logs: keys hold label
+// values and can be long.
+func groupHash(key string) string {
+	if key == "" {
+		return ""
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// String is the action's name in logs and spans.
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	case DeadLetter:
+		return "dead_letter"
+	case Release:
+		return "release"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
+
+func (a Action) metric() string { return a.String() }

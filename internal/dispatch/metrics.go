@@ -1,0 +1,105 @@
+package dispatch
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the dispatcher's Prometheus series. Every label is bounded:
+// sink names come from the config, the rest from fixed sets.
+type metrics struct {
+	// attempts{sink,result}: one per Send; result is success, retryable,
+	// throttled, permanent or canceled.
+	attempts *prometheus.CounterVec
+	// attemptSeconds{sink}: how long each Send took.
+	attemptSeconds *prometheus.HistogramVec
+	// deliveries{sink,outcome}: one per sink of the chain a Handle reached;
+	// outcome is delivered, failed (the chain moved on) or skipped (breaker
+	// open).
+	deliveries *prometheus.CounterVec
+	// outcomes{action}: one per Handle: ack, retry, dead_letter, release.
+	outcomes *prometheus.CounterVec
+	// deadLetters{reason}: permanent (no sink will ever take it), budget
+	// (retry budget spent) or invalid (no notification, no chain).
+	deadLetters *prometheus.CounterVec
+	// fallbacks{from,to}: a notification delivered by a later sink of its
+	// chain than the first; from is the first sink.
+	fallbacks *prometheus.CounterVec
+	// breakerState{sink}: 0 closed, 1 half-open, 2 open.
+	breakerState *prometheus.GaugeVec
+	// breakerTransitions{sink,to}.
+	breakerTransitions *prometheus.CounterVec
+	// latency{sink}: from received_at to the chat server's acceptance.
+	latency *prometheus.HistogramVec
+	// throttleWait{sink}: waits honoured for a sink's rate limit before a
+	// quick retry.
+	throttleWait *prometheus.HistogramVec
+	// retryDelay: the delay of every Retry outcome.
+	retryDelay prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_delivery_attempts_total",
+			Help: "Send attempts to a sink, by result: success, retryable, throttled, permanent or canceled.",
+		}, []string{"sink", "result"}),
+		attemptSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_delivery_attempt_duration_seconds",
+			Help:    "Duration of one Send attempt to a sink.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"sink"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_deliveries_total",
+			Help: "Notifications per sink of their chain, by outcome: delivered, failed (moved on to the next sink) or skipped (circuit open).",
+		}, []string{"sink", "outcome"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_dispatch_outcomes_total",
+			Help: "Dispatcher verdicts on queued notifications: ack, retry, dead_letter or release.",
+		}, []string{"action"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_dead_letters_total",
+			Help: "Notifications the dispatcher sent to the dead letters, by reason: permanent, budget or invalid.",
+		}, []string{"reason"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_fallbacks_total",
+			Help: "Notifications delivered by a fallback sink instead of the first sink of their chain.",
+		}, []string{"from", "to"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_breaker_state",
+			Help: "Circuit breaker state per sink: 0 closed, 1 half-open, 2 open.",
+		}, []string{"sink"}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_breaker_transitions_total",
+			Help: "Circuit breaker state changes per sink, by the state entered.",
+		}, []string{"sink", "to"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_delivery_latency_seconds",
+			Help:    "Time from a notification's receipt by herald to its acceptance by the chat server, by delivering sink.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400},
+		}, []string{"sink"}),
+		throttleWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_throttle_wait_seconds",
+			Help:    "Rate-limit waits honoured before retrying a sink.",
+			Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30},
+		}, []string{"sink"}),
+		retryDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_retry_delay_seconds",
+			Help:    "Delay before redelivering a notification no sink took.",
+			Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{
+		m.attempts, m.attemptSeconds, m.deliveries, m.outcomes, m.deadLetters,
+		m.fallbacks, m.breakerState, m.breakerTransitions, m.latency,
+		m.throttleWait, m.retryDelay,
+	} {
+		errs = append(errs, reg.Register(c))
+	}
+	return m, errors.Join(errs...)
+}

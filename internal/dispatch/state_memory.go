@@ -1,0 +1,75 @@
+package dispatch
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+)
+
+// MemoryState is a State kept in memory: for tests, and for a herald that
+// runs without a durable queue. It is safe for concurrent use and stores
+// copies, so callers may keep changing what they passed in or got back.
+type MemoryState struct {
+	mu      sync.Mutex
+	records map[string]*heraldv1.DeliveryRecord
+	parents map[parentKey]*heraldv1.MessageRef
+}
+
+type parentKey struct{ sink, group string }
+
+// NewMemoryState returns an empty MemoryState.
+func NewMemoryState() *MemoryState {
+	return &MemoryState{
+		records: map[string]*heraldv1.DeliveryRecord{},
+		parents: map[parentKey]*heraldv1.MessageRef{},
+	}
+}
+
+var _ State = (*MemoryState)(nil)
+
+// Record returns a copy of the notification's delivery record, or nil.
+func (s *MemoryState) Record(_ context.Context, id string) (*heraldv1.DeliveryRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return nil, nil
+	}
+	return proto.CloneOf(r), nil
+}
+
+// PutRecord stores a copy of rec.
+func (s *MemoryState) PutRecord(_ context.Context, id string, rec *heraldv1.DeliveryRecord) error {
+	c := proto.CloneOf(rec)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records[id] = c
+	return nil
+}
+
+// Parent returns a copy of the group's message in sink, or nil.
+func (s *MemoryState) Parent(_ context.Context, sink, groupKey string) (*heraldv1.MessageRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.parents[parentKey{sink, groupKey}]
+	if !ok {
+		return nil, nil
+	}
+	return proto.CloneOf(r), nil
+}
+
+// SetParent stores a copy of ref; a nil ref forgets the group's message.
+func (s *MemoryState) SetParent(_ context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error {
+	c := proto.CloneOf(ref)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ref == nil {
+		delete(s.parents, parentKey{sink, groupKey})
+		return nil
+	}
+	s.parents[parentKey{sink, groupKey}] = c
+	return nil
+}
