@@ -1,0 +1,283 @@
+// Package shim is herald's door for Prometheus Alertmanager: it decodes
+// Alertmanager's webhook payload (version "4"), converts each webhook into a
+// Notification, and publishes it through the NotificationService API like any
+// other client. Decode and Convert are pure; NewHandler is the HTTP side, with
+// status codes chosen for Alertmanager's retry rules.
+package shim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// WebhookVersion is the only Alertmanager webhook payload version herald accepts.
+const WebhookVersion = "4"
+
+// Alertmanager's values for a group's and an alert's status.
+const (
+	StatusFiring   = "firing"
+	StatusResolved = "resolved"
+)
+
+// Message is one Alertmanager webhook: one notification about one alert group.
+// It holds herald's own copy of the fields Alertmanager documents plus the
+// newer notification_reason and routeLabels; other fields are ignored.
+type Message struct {
+	Version  string
+	GroupKey string
+	// TruncatedAlerts counts the group's alerts Alertmanager left out because
+	// of the receiver's max_alerts.
+	TruncatedAlerts uint64
+	// Status is StatusFiring when any alert of the group fires, else StatusResolved.
+	Status            string
+	Receiver          string
+	GroupLabels       map[string]string
+	CommonLabels      map[string]string
+	CommonAnnotations map[string]string
+	// RouteLabels is sent by newer Alertmanagers; empty otherwise.
+	RouteLabels map[string]string
+	ExternalURL string
+	// NotificationReason says why Alertmanager sent this notification (e.g.
+	// "repeat interval elapsed"); empty before Alertmanager 0.32.
+	NotificationReason string
+	Alerts             []Alert
+}
+
+// Alert is one alert of a webhook's group.
+type Alert struct {
+	Status      string
+	Labels      map[string]string
+	Annotations map[string]string
+	StartsAt    time.Time
+	// EndsAt is the zero time (Alertmanager sends year 1) while the alert fires.
+	EndsAt       time.Time
+	GeneratorURL string
+	Fingerprint  string
+}
+
+// wireMessage is the JSON shape. Times stay strings here so that a bad one
+// can be reported with the field it came from.
+type wireMessage struct {
+	Version            *string           `json:"version"`
+	GroupKey           string            `json:"groupKey"`
+	TruncatedAlerts    uint64            `json:"truncatedAlerts"`
+	Status             string            `json:"status"`
+	Receiver           string            `json:"receiver"`
+	GroupLabels        map[string]string `json:"groupLabels"`
+	CommonLabels       map[string]string `json:"commonLabels"`
+	CommonAnnotations  map[string]string `json:"commonAnnotations"`
+	RouteLabels        map[string]string `json:"routeLabels"`
+	ExternalURL        string            `json:"externalURL"`
+	NotificationReason string            `json:"notification_reason"`
+	Alerts             []wireAlert       `json:"alerts"`
+}
+
+type wireAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     string            `json:"startsAt"`
+	EndsAt       string            `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// DecodeError says why a payload can never be accepted, whoever sends it
+// again: the handler answers it with 400. Field names the offending JSON
+// field when there is one.
+type DecodeError struct {
+	// Field is a dotted path such as "alerts[2].startsAt", or "" for the
+	// payload as a whole.
+	Field string
+	// Offset is the byte offset of a JSON syntax or type error, else -1.
+	Offset int64
+	Reason string
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	s := "alertmanager webhook: "
+	if e.Field != "" {
+		s += "field " + e.Field + ": "
+	}
+	s += e.Reason
+	if e.Offset >= 0 {
+		s += fmt.Sprintf(" (at byte %d)", e.Offset)
+	}
+	return s
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func fieldError(field, format string, args ...any) *DecodeError {
+	return &DecodeError{Field: field, Offset: -1, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Decode reads one webhook payload from r and checks it. A payload that can
+// never succeed gives a *DecodeError; a failure to read r (for example an
+// *http.MaxBytesError) is returned wrapped, not as a *DecodeError. It returns
+// either a message or an error, never both.
+func Decode(r io.Reader) (*Message, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager webhook: reading body: %w", err)
+	}
+	return decodeBytes(data)
+}
+
+func decodeBytes(data []byte) (*Message, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fieldError("", "empty body: want an Alertmanager webhook JSON object")
+	}
+	var w wireMessage
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, jsonError(err)
+	}
+	m, err := w.check()
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return &DecodeError{Offset: syn.Offset, Reason: "invalid JSON: " + syn.Error(), Err: err}
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		field := typ.Field
+		if field == "" {
+			field = "(payload)"
+		}
+		return &DecodeError{
+			Field:  field,
+			Offset: typ.Offset,
+			Reason: fmt.Sprintf("got JSON %s, want %s", typ.Value, jsonKind(typ.Type)),
+			Err:    err,
+		}
+	}
+	return &DecodeError{Offset: -1, Reason: "invalid JSON: " + err.Error(), Err: err}
+}
+
+// jsonKind names the JSON type a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "non-negative integer"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map:
+		return "object of strings"
+	case reflect.Struct, reflect.Pointer:
+		return "object"
+	}
+	return t.String()
+}
+
+// check validates the wire form and builds the Message.
+func (w *wireMessage) check() (*Message, error) {
+	if w.Version == nil {
+		return nil, fieldError("version", "missing: herald accepts Alertmanager webhook version %q", WebhookVersion)
+	}
+	if *w.Version != WebhookVersion {
+		return nil, fieldError("version", "unsupported version %q: herald accepts version %q", *w.Version, WebhookVersion)
+	}
+	if err := checkStatus("status", w.Status); err != nil {
+		return nil, err
+	}
+	if len(w.Alerts) == 0 {
+		return nil, fieldError("alerts", "no alerts: a webhook must carry at least one alert")
+	}
+	m := &Message{
+		Version:            *w.Version,
+		GroupKey:           w.GroupKey,
+		TruncatedAlerts:    w.TruncatedAlerts,
+		Status:             w.Status,
+		Receiver:           w.Receiver,
+		GroupLabels:        w.GroupLabels,
+		CommonLabels:       w.CommonLabels,
+		CommonAnnotations:  w.CommonAnnotations,
+		RouteLabels:        w.RouteLabels,
+		ExternalURL:        w.ExternalURL,
+		NotificationReason: w.NotificationReason,
+		Alerts:             make([]Alert, len(w.Alerts)),
+	}
+	for i, wa := range w.Alerts {
+		prefix := fmt.Sprintf("alerts[%d].", i)
+		if err := checkStatus(prefix+"status", wa.Status); err != nil {
+			return nil, err
+		}
+		starts, err := parseTime(prefix+"startsAt", wa.StartsAt)
+		if err != nil {
+			return nil, err
+		}
+		ends, err := parseTime(prefix+"endsAt", wa.EndsAt)
+		if err != nil {
+			return nil, err
+		}
+		m.Alerts[i] = Alert{
+			Status:       wa.Status,
+			Labels:       wa.Labels,
+			Annotations:  wa.Annotations,
+			StartsAt:     starts,
+			EndsAt:       ends,
+			GeneratorURL: wa.GeneratorURL,
+			Fingerprint:  wa.Fingerprint,
+		}
+	}
+	return m, nil
+}
+
+func checkStatus(field, s string) error {
+	switch s {
+	case StatusFiring, StatusResolved:
+		return nil
+	case "":
+		return fieldError(field, "missing: want %q or %q", StatusFiring, StatusResolved)
+	}
+	return fieldError(field, "%q is not %q or %q", s, StatusFiring, StatusResolved)
+}
+
+// parseTime parses an RFC 3339 time. An empty string and Alertmanager's year-1
+// "no time" both give the zero time; a time protobuf cannot carry is an error.
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, &DecodeError{Field: field, Offset: -1, Reason: fmt.Sprintf("%q is not an RFC 3339 time", s), Err: err}
+	}
+	if unset(t) {
+		return time.Time{}, nil
+	}
+	if err := timestamppb.New(t).CheckValid(); err != nil {
+		return time.Time{}, &DecodeError{Field: field, Offset: -1, Reason: fmt.Sprintf("%q is out of range", s), Err: err}
+	}
+	return t.UTC(), nil
+}
+
+// unset reports whether t means "no time": Go's zero time, which Alertmanager
+// sends as "0001-01-01T00:00:00Z", or anything in year 1 or before.
+func unset(t time.Time) bool {
+	return t.IsZero() || t.UTC().Year() <= 1
+}
