@@ -1,0 +1,256 @@
+// Package server owns herald's one HTTP listener: the Connect service (with
+// gRPC and gRPC-Web), gRPC health and reflection, the Alertmanager webhook,
+// /metrics, /healthz and /readyz, with auth, body limits, timeouts, TLS and a
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
+	"github.com/herald-notify/herald/internal/config"
+)
+
+// WebhookPath is where Alertmanager's webhook_configs point.
+const WebhookPath = "/webhooks/alertmanager"
+
+// Options are the parts the server serves.
+type Options struct {
+	Config  *config.Config
+	Service heraldv1connect.NotificationServiceHandler
+	// Webhook handles POST /webhooks/alertmanager; nil leaves it unmounted.
+	Webhook http.Handler
+	// Ready reports whether the queue and config are ready to take work.
+	Ready func(context.Context) error
+	// Registry is served on /metrics; the server registers its HTTP metrics
+	// there.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Server is a configured, not yet listening, herald HTTP server.
+type Server struct {
+	opts   Options
+	http   *http.Server
+	logger *slog.Logger
+}
+
+// New builds the handler tree and the http.Server.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Ready == nil {
+		opts.Ready = func(context.Context) error { return nil }
+	}
+	h, err := handler(opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := opts.Config.Server
+	srv := &http.Server{
+		Addr:              opts.Config.Listen,
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	// One port for HTTP/1.1 and HTTP/2 with and without TLS, so gRPC
+	// clients work against a plain-text listener (h2c).
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	if opts.Config.TLS.Enabled() {
+		tc, err := tlsConfig(opts.Config.TLS)
+		if err != nil {
+			return nil, err
+		}
+		srv.TLSConfig = tc
+	}
+	return &Server{opts: opts, http: srv, logger: opts.Logger}, nil
+}
+
+// Handler returns the server's root handler, for tests.
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+func handler(opts Options) (http.Handler, error) {
+	cfg := opts.Config
+	auth := newAuthenticator(cfg.Auth, opts.Logger)
+	if !auth.enabled() {
+		opts.Logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
+	}
+	otelInterceptor, err := otelconnect.NewInterceptor(otelconnect.WithoutMetrics())
+	if err != nil {
+		return nil, err
+	}
+	metrics := newHTTPMetrics(opts.Registry)
+
+	mux := http.NewServeMux()
+	path, svc := heraldv1connect.NewNotificationServiceHandler(opts.Service,
+		connect.WithInterceptors(otelInterceptor),
+		connect.WithReadMaxBytes(int(cfg.Server.MaxBodyBytes)),
+	)
+	mux.Handle(path, metrics.wrap("api", auth.wrap(http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024))))
+
+	checker := &healthChecker{ready: opts.Ready}
+	mux.Handle(grpchealth.NewHandler(checker))
+	reflector := grpcreflect.NewStaticReflector(heraldv1connect.NotificationServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	if opts.Webhook != nil {
+		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook", auth.wrap(opts.Webhook)))
+		mux.Handle(WebhookPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "method not allowed: POST an Alertmanager webhook here", http.StatusMethodNotAllowed)
+		}))
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := opts.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return otelhttp.NewHandler(mux, "herald",
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			switch r.URL.Path {
+			case "/metrics", "/healthz", "/readyz":
+				return false
+			}
+			return true
+		}),
+	), nil
+}
+
+// healthChecker answers gRPC health checks from readiness: SERVING when
+// herald can take work, NOT_SERVING otherwise.
+type healthChecker struct{ ready func(context.Context) error }
+
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	switch req.Service {
+	case "", heraldv1connect.NotificationServiceName:
+	default:
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+	}
+	if err := h.ready(ctx); err != nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+func tlsConfig(c config.TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Listen opens the configured address.
+func (s *Server) Listen() (net.Listener, error) {
+	return net.Listen("tcp", s.opts.Config.Listen)
+}
+
+// Serve serves on l until ctx is cancelled, then stops accepting, lets
+// in-flight requests finish within the shutdown timeout, and returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.http.TLSConfig != nil {
+			errc <- s.http.Serve(tls.NewListener(l, s.http.TLSConfig))
+			return
+		}
+		errc <- s.http.Serve(l)
+	}()
+	s.logger.Info("serving", "addr", l.Addr().String(), "tls", s.http.TLSConfig != nil)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.logger.Info("shutting down: finishing in-flight requests", "timeout", s.opts.Config.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.Config.Server.ShutdownTimeout)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}
+
+// httpMetrics are the server's request metrics, by handler.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight *prometheus.GaugeVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	f := promauto.With(reg)
+	return &httpMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_http_requests_total",
+			Help: "HTTP requests by handler, method and status code.",
+		}, []string{"handler", "method", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                        "herald_http_request_duration_seconds",
+			Help:                        "HTTP request latency by handler.",
+			Buckets:                     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			NativeHistogramBucketFactor: 1.1,
+		}, []string{"handler", "method", "code"}),
+		inflight: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_http_requests_in_flight",
+			Help: "HTTP requests being served, by handler.",
+		}, []string{"handler"}),
+	}
+}
+
+func (m *httpMetrics) wrap(name string, h http.Handler) http.Handler {
+	labels := prometheus.Labels{"handler": name}
+	return promhttp.InstrumentHandlerInFlight(m.inflight.With(labels),
+		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(labels),
+			promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(labels), h)))
+}

@@ -1,0 +1,185 @@
+// Package service implements herald.v1.NotificationService: it validates
+// what callers publish, assigns ids, persists through a store.Store and
+// answers questions about delivery.
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
+	"github.com/herald-notify/herald/internal/store"
+)
+
+// Options configure a Service.
+type Options struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service is the NotificationService handler.
+type Service struct {
+	store  store.Store
+	logger *slog.Logger
+	now    func() time.Time
+
+	received *prometheus.CounterVec
+	outcomes *prometheus.CounterVec
+}
+
+var _ heraldv1connect.NotificationServiceHandler = (*Service)(nil)
+
+// New returns a Service that stores into st.
+func New(st store.Store, opts Options) *Service {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	reg := promauto.With(opts.Registerer)
+	return &Service{
+		store:  st,
+		logger: opts.Logger,
+		now:    opts.Now,
+		received: reg.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_notifications_received_total",
+			Help: "Publish requests received, by source kind (alertmanager or api).",
+		}, []string{"source"}),
+		outcomes: reg.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_publish_total",
+			Help: "Publish outcomes: stored, duplicate, invalid or unavailable.",
+		}, []string{"outcome"}),
+	}
+}
+
+// Publish validates the notification, assigns its id and receipt time, and
+// answers only once the store holds it durably.
+func (s *Service) Publish(ctx context.Context, req *connect.Request[heraldv1.PublishRequest]) (*connect.Response[heraldv1.PublishResponse], error) {
+	s.received.WithLabelValues(sourceKind(req.Msg.GetNotification().GetSource())).Inc()
+	if err := validatePublish(req.Msg); err != nil {
+		s.outcomes.WithLabelValues("invalid").Inc()
+		return nil, invalidArgument(err)
+	}
+	n := req.Msg.GetNotification()
+	now := s.now()
+	n.Id = newID(now)
+	n.ReceivedAt = timestamppb.New(now)
+	id, dup, err := s.store.Put(ctx, n)
+	if err != nil {
+		s.outcomes.WithLabelValues("unavailable").Inc()
+		s.logger.ErrorContext(ctx, "cannot store notification", "id", n.Id, "err", err)
+		return nil, storeError(err)
+	}
+	if dup {
+		s.outcomes.WithLabelValues("duplicate").Inc()
+		s.logger.DebugContext(ctx, "duplicate publish", "id", id, "idempotency_key", n.GetIdempotencyKey())
+	} else {
+		s.outcomes.WithLabelValues("stored").Inc()
+		s.logger.DebugContext(ctx, "notification stored", "id", id, "source", n.GetSource(), "severity", n.GetSeverity().String())
+	}
+	return connect.NewResponse(&heraldv1.PublishResponse{Id: id, Duplicate: dup}), nil
+}
+
+// GetNotification returns one notification and its delivery record.
+func (s *Service) GetNotification(ctx context.Context, req *connect.Request[heraldv1.GetNotificationRequest]) (*connect.Response[heraldv1.GetNotificationResponse], error) {
+	if req.Msg.GetId() == "" {
+		return nil, invalidArgument(invalid("id", "required"))
+	}
+	sum, err := s.store.Get(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return connect.NewResponse(&heraldv1.GetNotificationResponse{
+		Notification: sum.GetNotification(),
+		Delivery:     sum.GetDelivery(),
+	}), nil
+}
+
+// ListNotifications returns notifications newest first.
+func (s *Service) ListNotifications(ctx context.Context, req *connect.Request[heraldv1.ListNotificationsRequest]) (*connect.Response[heraldv1.ListNotificationsResponse], error) {
+	page, err := s.store.List(ctx, store.Query{
+		PageSize:  pageSize(req.Msg.GetPageSize()),
+		PageToken: req.Msg.GetPageToken(),
+		State:     req.Msg.GetState(),
+		Severity:  req.Msg.GetSeverity(),
+	})
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return connect.NewResponse(&heraldv1.ListNotificationsResponse{
+		Notifications: page.Items, NextPageToken: page.NextPageToken,
+	}), nil
+}
+
+// ListDeadLetters returns dead-lettered notifications newest first.
+func (s *Service) ListDeadLetters(ctx context.Context, req *connect.Request[heraldv1.ListDeadLettersRequest]) (*connect.Response[heraldv1.ListDeadLettersResponse], error) {
+	page, err := s.store.ListDeadLetters(ctx, pageSize(req.Msg.GetPageSize()), req.Msg.GetPageToken())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return connect.NewResponse(&heraldv1.ListDeadLettersResponse{
+		Notifications: page.Items, NextPageToken: page.NextPageToken,
+	}), nil
+}
+
+// ReplayDeadLetters queues dead letters for delivery again.
+func (s *Service) ReplayDeadLetters(ctx context.Context, req *connect.Request[heraldv1.ReplayDeadLettersRequest]) (*connect.Response[heraldv1.ReplayDeadLettersResponse], error) {
+	ids, all := req.Msg.GetIds(), req.Msg.GetAll()
+	switch {
+	case len(ids) == 0 && !all:
+		return nil, invalidArgument(invalid("ids", "required unless all is set"))
+	case len(ids) > 0 && all:
+		return nil, invalidArgument(invalid("all", "set ids or all, not both"))
+	}
+	replayed, err := s.store.ReplayDeadLetters(ctx, ids, all)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	s.logger.InfoContext(ctx, "dead letters replayed", "count", len(replayed))
+	return connect.NewResponse(&heraldv1.ReplayDeadLettersResponse{ReplayedIds: replayed}), nil
+}
+
+func pageSize(n uint32) int {
+	switch {
+	case n == 0:
+		return 50
+	case n > 500:
+		return 500
+	}
+	return int(n)
+}
+
+// sourceKind bounds the label values of the received counter.
+func sourceKind(source string) string {
+	if source == "alertmanager" {
+		return "alertmanager"
+	}
+	return "api"
+}
+
+// storeError maps store errors to Connect codes. Anything unrecognised is
+// Unavailable: a caller must retry rather than drop the notification.
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, store.ErrBadPageToken):
+		return connect.NewError(connect.CodeInvalidArgument, invalid("page_token", "not from a previous response"))
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeUnavailable, errors.New("notification storage is unavailable; retry"))
+}
