@@ -1,0 +1,532 @@
+package slack
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/sinks"
+)
+
+// Slack's Block Kit limits that Render keeps to. Lengths are counted in
+// UTF-16 units, which is never less than Slack's own count.
+const (
+	maxBlocks       = 50
+	maxHeaderLen    = 150
+	maxSectionLen   = 3000
+	maxFields       = 10
+	maxFieldLen     = 2000
+	maxContextElems = 10
+	maxContextLen   = 3000
+	maxButtonText   = 75
+	maxButtonURL    = 3000
+	maxActionElems  = 25
+
+	// What Render itself allows, to stay readable.
+	maxListedAlerts = 20
+	maxAlertLine    = 400
+	maxLabelKey     = 100
+	maxLabelValue   = 300
+	maxTextLen      = 300
+	maxFallbackLen  = 200
+)
+
+// Data is what a Slack message is rendered from: the notification, reduced
+// to what a reader needs, plus what the sink and the route add. Every string
+// that came from outside is raw here; Render escapes it.
+type Data struct {
+	Status   heraldv1.Status
+	Severity heraldv1.Severity
+	// Title is the notification's title, else its alertname label.
+	Title string
+	// Summary is the notification's text, else its summary or description
+	// annotation.
+	Summary string
+	// Mention is the configured mention for this severity, in Slack syntax;
+	// set only on firing notifications. It is trusted (from the config).
+	Mention string
+	// FiringCount and ResolvedCount count the alerts in each state.
+	FiringCount, ResolvedCount int
+	// CommonLabels are the notification's labels (the group's common labels
+	// for Alertmanager), sorted by name, without alertname.
+	CommonLabels []Label
+	// Alerts are the alerts listed, firing first.
+	Alerts []AlertData
+	// MoreAlerts counts the alerts that are not listed: past the listing limit,
+	// or left out by Alertmanager (truncated_alerts).
+	MoreAlerts int
+	// Links are the buttons: graph, silence, runbook, dashboard.
+	Links []Link
+	// Source, Receiver and Route say where the notification came from.
+	Source, Receiver, Route string
+	// FallbackFrom and FallbackReason are set when Slack took the
+	// notification because an earlier sink of the chain did not.
+	FallbackFrom, FallbackReason string
+}
+
+// Label is one label name and value.
+type Label struct{ Name, Value string }
+
+// AlertData is one alert as listed in a message.
+type AlertData struct {
+	Status heraldv1.Status
+	// Name is the alert's summary annotation, else its alertname.
+	Name string
+	// Labels are the alert's labels that are not common to the group.
+	Labels []Label
+	// StartsAt and EndsAt are Unix seconds, 0 when unknown.
+	StartsAt, EndsAt int64
+}
+
+// Link is one link button.
+type Link struct{ Text, URL string }
+
+// NewData builds the render data of n for a delivery to target.
+// mentions maps severity names to configured mentions.
+func NewData(n *heraldv1.Notification, to sinks.Target, mentions map[string]string) Data {
+	d := Data{
+		Status:         n.GetStatus(),
+		Severity:       n.GetSeverity(),
+		Title:          n.GetTitle(),
+		Summary:        n.GetText(),
+		Source:         n.GetSource(),
+		Receiver:       n.GetReceiver(),
+		Route:          to.Route,
+		FallbackFrom:   to.FallbackFrom,
+		FallbackReason: to.FallbackReason,
+	}
+	if d.Title == "" {
+		d.Title = cmp.Or(n.GetLabels()["alertname"], "Notification")
+	}
+	if d.Summary == "" {
+		d.Summary = cmp.Or(n.GetAnnotations()["summary"], n.GetAnnotations()["description"])
+	}
+	if d.Status != heraldv1.Status_STATUS_RESOLVED {
+		d.Mention = mentions[severityName(d.Severity)]
+	}
+	common := n.GetLabels()
+	for _, k := range slices.Sorted(maps.Keys(common)) {
+		if k != "alertname" {
+			d.CommonLabels = append(d.CommonLabels, Label{k, common[k]})
+		}
+	}
+
+	alerts := slices.Clone(n.GetAlerts())
+	// Firing first, in the order Alertmanager gave; sort is stable.
+	slices.SortStableFunc(alerts, func(a, b *heraldv1.Alert) int {
+		return cmp.Compare(statusRank(a.GetStatus()), statusRank(b.GetStatus()))
+	})
+	for i, a := range alerts {
+		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
+			d.ResolvedCount++
+		} else {
+			d.FiringCount++
+		}
+		if i >= maxListedAlerts {
+			d.MoreAlerts++
+			continue
+		}
+		ad := AlertData{
+			Status:   a.GetStatus(),
+			Name:     cmp.Or(a.GetAnnotations()["summary"], a.GetLabels()["alertname"], d.Title),
+			StartsAt: a.GetStartsAt().GetSeconds(),
+			EndsAt:   a.GetEndsAt().GetSeconds(),
+		}
+		for _, k := range slices.Sorted(maps.Keys(a.GetLabels())) {
+			v := a.GetLabels()[k]
+			if cv, ok := common[k]; ok && cv == v {
+				continue
+			}
+			ad.Labels = append(ad.Labels, Label{k, v})
+		}
+		d.Alerts = append(d.Alerts, ad)
+	}
+	d.MoreAlerts += int(n.GetTruncatedAlerts())
+
+	l := n.GetLinks()
+	generator := l.GetGenerator()
+	if generator == "" && len(n.GetAlerts()) > 0 {
+		generator = n.GetAlerts()[0].GetGeneratorUrl()
+	}
+	for _, link := range []Link{
+		{"Graph", generator},
+		{"Silence", l.GetSilence()},
+		{"Runbook", cmp.Or(l.GetRunbook(), n.GetAnnotations()["runbook_url"])},
+		{"Dashboard", cmp.Or(l.GetDashboard(), n.GetAnnotations()["dashboard_url"])},
+	} {
+		if link.URL != "" {
+			d.Links = append(d.Links, link)
+		}
+	}
+	return d
+}
+
+func statusRank(s heraldv1.Status) int {
+	if s == heraldv1.Status_STATUS_RESOLVED {
+		return 1
+	}
+	return 0
+}
+
+func severityName(s heraldv1.Severity) string {
+	switch s {
+	case heraldv1.Severity_SEVERITY_CRITICAL:
+		return "critical"
+	case heraldv1.Severity_SEVERITY_WARNING:
+		return "warning"
+	case heraldv1.Severity_SEVERITY_INFO:
+		return "info"
+	}
+	return ""
+}
+
+// Message is a rendered Slack message.
+type Message struct {
+	// Text is the plain fallback shown in notifications and previews.
+	Text   string        `json:"text"`
+	Blocks []slack.Block `json:"blocks"`
+}
+
+// Style selects what a rendered message contains.
+type Style int
+
+const (
+	// StyleParent is the group's message: header, summary, fields, alerts,
+	// link buttons.
+	StyleParent Style = iota
+	// StyleReply is a thread reply: a status line and the alerts.
+	StyleReply
+)
+
+// Render builds the Block Kit message for d. It never fails: text from
+// outside is escaped so it cannot mention anyone or inject links, and
+// everything is clipped to Slack's limits, with "+N more" where something
+// was left out.
+func Render(d Data, style Style) Message {
+	var blocks []slack.Block
+	head := headline(d)
+
+	if style == StyleParent {
+		blocks = append(blocks, slack.NewHeaderBlock(plain(clip(head, maxHeaderLen))))
+		var top []string
+		if d.Mention != "" {
+			top = append(top, d.Mention)
+		}
+		if d.Summary != "" {
+			top = append(top, d.Summary)
+		}
+		if len(top) > 0 {
+			// The mention is trusted and short; the summary gets the rest.
+			s := ""
+			if d.Mention != "" {
+				s = d.Mention + " "
+			}
+			if d.Summary != "" {
+				s += clip(d.Summary, maxSectionLen-units(s))
+			}
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(s), nil, nil))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(nil, fields(d), nil))
+	} else {
+		s := "*" + clip(head, maxHeaderLen) + "*"
+		if d.Mention != "" {
+			s = d.Mention + " " + s
+		}
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(s), nil, nil))
+	}
+
+	alertBlocks := alertSections(d.Alerts)
+	// Leave room for the more, actions, footer and fallback blocks.
+	if room := maxBlocks - len(blocks) - 4; len(alertBlocks) > room {
+		alertBlocks = alertBlocks[:room]
+	}
+	blocks = append(blocks, alertBlocks...)
+	if d.MoreAlerts > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(fmt.Sprintf("+%d more alerts", d.MoreAlerts))))
+	}
+	if style == StyleParent {
+		if b := buttons(d.Links); b != nil {
+			blocks = append(blocks, b)
+		}
+	}
+	if f := footer(d); len(f) > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", f...))
+	}
+	if line := fallbackLine(d); line != "" {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line)))
+	}
+
+	text := clip(head, maxHeaderLen)
+	if d.Summary != "" {
+		text += ": " + clip(d.Summary, maxTextLen)
+	}
+	if d.Mention != "" {
+		text = d.Mention + " " + text
+	}
+	return Message{Text: text, Blocks: blocks}
+}
+
+// headline is the raw one-line state of the group, e.g.
+// "🔴 [FIRING:3] HighErrorRate".
+func headline(d Data) string {
+	if d.Status == heraldv1.Status_STATUS_RESOLVED {
+		return "✅ [RESOLVED] " + d.Title
+	}
+	n := ""
+	if d.FiringCount > 0 {
+		n = ":" + strconv.Itoa(d.FiringCount)
+	}
+	return severityEmoji(d.Severity) + " [FIRING" + n + "] " + d.Title
+}
+
+func severityEmoji(s heraldv1.Severity) string {
+	switch s {
+	case heraldv1.Severity_SEVERITY_CRITICAL:
+		return "🔴"
+	case heraldv1.Severity_SEVERITY_WARNING:
+		return "🟠"
+	case heraldv1.Severity_SEVERITY_INFO:
+		return "🔵"
+	}
+	return "⚪"
+}
+
+func fields(d Data) []*slack.TextBlockObject {
+	status := "Firing"
+	if d.Status == heraldv1.Status_STATUS_RESOLVED {
+		status = "Resolved"
+	}
+	sev := cmp.Or(severityName(d.Severity), "unspecified")
+	count := fmt.Sprintf("%d firing", d.FiringCount)
+	if d.ResolvedCount > 0 {
+		count += fmt.Sprintf(", %d resolved", d.ResolvedCount)
+	}
+	out := []*slack.TextBlockObject{
+		mrkdwn("*Status*\n" + status),
+		mrkdwn("*Severity*\n" + sev),
+		mrkdwn("*Alerts*\n" + count),
+	}
+	labels := d.CommonLabels
+	room := maxFields - len(out)
+	if len(labels) > room {
+		// The last field says how many labels did not fit.
+		labels = labels[:room-1]
+	}
+	for _, l := range labels {
+		out = append(out, mrkdwn("*"+clip(l.Name, maxLabelKey)+"*\n"+clip(l.Value, maxLabelValue)))
+	}
+	if rest := len(d.CommonLabels) - len(labels); rest > 0 {
+		out = append(out, mrkdwn(fmt.Sprintf("+%d more labels", rest)))
+	}
+	return out
+}
+
+// alertSections lists alerts one per line, packed into sections.
+func alertSections(alerts []AlertData) []slack.Block {
+	var blocks []slack.Block
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(cur.String()), nil, nil))
+			cur.Reset()
+		}
+	}
+	for _, a := range alerts {
+		line := alertLine(a)
+		if cur.Len() > 0 && units(cur.String())+1+units(line) > maxSectionLen {
+			flush()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+	}
+	flush()
+	return blocks
+}
+
+func alertLine(a AlertData) string {
+	emoji := "🔥"
+	if a.Status == heraldv1.Status_STATUS_RESOLVED {
+		emoji = "✅"
+	}
+	var when string
+	switch {
+	case a.Status == heraldv1.Status_STATUS_RESOLVED && a.EndsAt > 0:
+		when = " · resolved " + slackDate(a.EndsAt)
+	case a.StartsAt > 0:
+		when = " · since " + slackDate(a.StartsAt)
+	}
+	raw := make([]string, 0, len(a.Labels))
+	for _, l := range a.Labels {
+		raw = append(raw, l.Name+"="+l.Value)
+	}
+	// Trusted parts are measured first; the raw parts share what is left.
+	budget := maxAlertLine - units(emoji) - 5 - units(when)
+	name := clip(a.Name, min(budget, 150))
+	line := emoji + " *" + name + "*"
+	if len(raw) > 0 {
+		line += " — " + clip(strings.Join(raw, ", "), max(budget-units(name)-3, 20))
+	}
+	return line + when
+}
+
+// slackDate shows a Unix time in the reader's own time zone, with a UTC
+// fallback for clients that cannot.
+func slackDate(sec int64) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", sec,
+		timeUTC(sec))
+}
+
+func timeUTC(sec int64) string {
+	return time.Unix(sec, 0).UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func buttons(links []Link) slack.Block {
+	var elems []slack.BlockElement
+	for _, l := range links {
+		if !linkable(l.URL) || len(elems) == maxActionElems {
+			continue
+		}
+		b := slack.NewButtonBlockElement("herald_"+strings.ToLower(l.Text), "", plain(clip(l.Text, maxButtonText)))
+		b.URL = l.URL
+		elems = append(elems, b)
+	}
+	if len(elems) == 0 {
+		return nil
+	}
+	return slack.NewActionBlock("", elems...)
+}
+
+// linkable reports whether Slack accepts u as a button URL. A URL it
+// rejects would fail the whole message (invalid_blocks), so such links are
+// left out instead.
+func linkable(u string) bool {
+	if len(u) > maxButtonURL || strings.ContainsFunc(u, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return false
+	}
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
+}
+
+func footer(d Data) []slack.MixedElement {
+	var parts []string
+	for _, p := range []struct{ k, v string }{{"source", d.Source}, {"receiver", d.Receiver}, {"route", d.Route}} {
+		if p.v != "" {
+			parts = append(parts, p.k+": "+clip(p.v, 100))
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return []slack.MixedElement{mrkdwn(strings.Join(parts, " · "))}
+}
+
+// fallbackLine is the one line that tells readers why this is in Slack.
+func fallbackLine(d Data) string {
+	if d.FallbackReason == "" && d.FallbackFrom == "" {
+		return ""
+	}
+	from := cmp.Or(d.FallbackFrom, "primary sink")
+	line := "↪ via fallback: " + clip(from, 50) + " unavailable"
+	if r := d.FallbackReason; r != "" && r != "unavailable" {
+		line += " (" + clip(r, maxFallbackLen) + ")"
+	}
+	return line
+}
+
+func plain(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, s, true, false)
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+
+// escapeRune appends r to b as Slack needs it in text from outside: &, <
+// and > as entities, so no <!channel>, <@U…> or <url|text> can form; an @
+// that starts a word followed by a word joiner, so Slack-compatible servers
+// that expand "@here" or "@all" do not; control characters dropped.
+func escapeRune(b *strings.Builder, r rune, prev rune) {
+	switch r {
+	case '&':
+		b.WriteString("&amp;")
+	case '<':
+		b.WriteString("&lt;")
+	case '>':
+		b.WriteString("&gt;")
+	case '@':
+		b.WriteRune('@')
+		if !unicode.IsLetter(prev) && !unicode.IsDigit(prev) {
+			b.WriteRune('\u2060')
+		}
+	case '\n', '\t':
+		b.WriteRune(r)
+	default:
+		if !unicode.IsControl(r) {
+			b.WriteRune(r)
+		}
+	}
+}
+
+// Escape makes raw text from outside safe for mrkdwn and plain_text.
+func Escape(raw string) string {
+	var b strings.Builder
+	var prev rune
+	for _, r := range raw {
+		escapeRune(&b, r, prev)
+		prev = r
+	}
+	return b.String()
+}
+
+// clip escapes raw and cuts it to at most limit UTF-16 units, ending in
+// "… (+N more)" when it had to cut, N counting the characters left out.
+func clip(raw string, limit int) string {
+	if e := Escape(raw); units(e) <= limit {
+		return e
+	}
+	total := utf8.RuneCountInString(raw)
+	var b strings.Builder
+	var prev rune
+	used, kept := 0, 0
+	for _, r := range raw {
+		var one strings.Builder
+		escapeRune(&one, r, prev)
+		// Reserve room for the longest suffix this text can get.
+		if used+units(one.String())+units(moreSuffix(total)) > limit {
+			break
+		}
+		b.WriteString(one.String())
+		used += units(one.String())
+		kept++
+		prev = r
+	}
+	suffix := moreSuffix(total - kept)
+	if units(suffix) > limit {
+		return ""
+	}
+	return b.String() + suffix
+}
+
+func moreSuffix(n int) string { return "… (+" + strconv.Itoa(n) + " more)" }
+
+// units counts s in UTF-16 code units.
+func units(s string) int {
+	n := 0
+	for _, r := range s {
+		n += max(utf16.RuneLen(r), 1)
+	}
+	return n
+}

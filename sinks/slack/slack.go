@@ -1,0 +1,355 @@
+// Package slack is herald's Slack sink, usually the fallback behind
+// Rocket.Chat. In bot mode each alert group has one message, updated as the
+// group changes, with the details of each change in its thread; in webhook
+// mode every notification is a new message. Messages are Block Kit, escaped
+// and clipped to Slack's limits. The sink makes one attempt per Send, paces
+// posts per channel, and classifies every error.
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"golang.org/x/time/rate"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/sinks"
+)
+
+// Sink delivers notifications to Slack. It is safe for concurrent use.
+type Sink struct {
+	name    string
+	cfg     Config
+	log     *slog.Logger
+	client  *http.Client
+	api     *slack.Client // bot mode
+	secrets scrubber
+	pace    *pacer
+}
+
+var (
+	_ sinks.Sink  = (*Sink)(nil)
+	_ sinks.Pacer = (*Sink)(nil)
+)
+
+// New builds a Slack sink from cfg, which it validates (Validate may have
+// been called already). HTTP requests go through deps.HTTPTransport().
+func New(name string, cfg Config, deps sinks.Deps) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("slack sink %q: %w", name, err)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{
+		name: name,
+		cfg:  cfg,
+		log:  logger,
+		client: &http.Client{
+			Transport: captureTransport{next: deps.HTTPTransport()},
+			Timeout:   cfg.Timeout,
+		},
+		pace: newPacer(cfg.Pace),
+	}
+	s.secrets = scrubber{cfg.Token.Value(), cfg.WebhookURL.Value()}
+	if u, err := url.Parse(cfg.WebhookURL.Value()); err == nil && len(u.Path) > 1 {
+		// Errors may quote the path alone; it holds the credential too.
+		s.secrets = append(s.secrets, u.Path, u.EscapedPath())
+	}
+	if cfg.Mode == ModeBot {
+		s.api = slack.New(cfg.Token.Value(),
+			slack.OptionAPIURL(cfg.APIURL),
+			slack.OptionHTTPClient(s.client))
+	}
+	return s, nil
+}
+
+// Name returns the configured name of the sink.
+func (s *Sink) Name() string { return s.name }
+
+// Send delivers n in one attempt. In bot mode, with no to.Parent it posts a
+// new message and returns it as the group's parent; with to.Parent it
+// updates the parent to n's state and replies in its thread, or posts a new
+// parent when the old one can no longer be edited. In webhook mode it posts
+// and returns a Receipt without references. A send to a channel sooner than
+// the configured pace after the previous one returns a throttle error
+// wrapping ErrPaced, without a request.
+func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+	channel := to.Channel
+	if channel == "" {
+		channel = s.cfg.Channel
+	}
+	if s.cfg.Mode == ModeBot && channel == "" && to.Parent == nil {
+		return sinks.Receipt{}, sinks.Permanent(&Error{Method: "chat.postMessage", msg: "no channel: the route names none and the sink has no default channel"})
+	}
+	key := s.paceKey(to)
+	if wait := s.pace.reserve(key, time.Now()); wait > 0 {
+		return sinks.Receipt{}, sinks.Throttled(fmt.Errorf("%w: %q", ErrPaced, key), wait)
+	}
+
+	data := NewData(n, to, s.cfg.Mentions)
+	var (
+		rcpt sinks.Receipt
+		err  error
+	)
+	if s.cfg.Mode == ModeWebhook {
+		err = s.postWebhook(ctx, channel, Render(data, StyleParent))
+	} else {
+		rcpt, err = s.sendBot(ctx, channel, data, to.Parent)
+	}
+	if err != nil {
+		if wait, ok := sinks.ThrottleWait(err); ok {
+			s.pace.block(key, time.Now().Add(wait))
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "slack delivery failed",
+			slog.String("notification", n.GetId()),
+			slog.String("channel", channel),
+			slog.String("class", sinks.Classify(err).String()),
+			slog.String("error", err.Error()))
+		return sinks.Receipt{}, err
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "slack delivered",
+		slog.String("notification", n.GetId()),
+		slog.String("channel", channel))
+	return rcpt, nil
+}
+
+// Wait says how long until a Send to to would not be refused by the sink's
+// pacing; zero means now. It never blocks and never makes a request.
+func (s *Sink) Wait(to sinks.Target) time.Duration {
+	return s.pace.peek(s.paceKey(to), time.Now())
+}
+
+// paceKey is the channel a send to to is paced by: the parent's channel id
+// when there is a parent, the target channel otherwise, and the webhook's
+// single channel in webhook mode.
+func (s *Sink) paceKey(to sinks.Target) string {
+	switch {
+	case s.cfg.Mode == ModeWebhook:
+		return ""
+	case to.Parent != nil && to.Parent.GetChannelId() != "":
+		return to.Parent.GetChannelId()
+	case to.Channel != "":
+		return to.Channel
+	}
+	return s.cfg.Channel
+}
+
+func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *heraldv1.MessageRef) (sinks.Receipt, error) {
+	if parent == nil || parent.GetMessageId() == "" || parent.GetChannelId() == "" {
+		return s.postParent(ctx, channel, d)
+	}
+	err := s.update(ctx, parent, Render(d, StyleParent))
+	var e *Error
+	if errors.As(err, &e) && parentGone[e.Code] {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "slack parent message gone; posting a new one",
+			slog.String("channel", parent.GetChannelId()),
+			slog.String("code", e.Code))
+		if channel == "" {
+			channel = parent.GetChannelId()
+		}
+		return s.postParent(ctx, channel, d)
+	}
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	ch, ts, err := s.post(ctx, parent.GetChannelId(), Render(d, StyleReply), parent.GetMessageId())
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	return sinks.Receipt{
+		Parent:  &heraldv1.MessageRef{ChannelId: parent.GetChannelId(), MessageId: parent.GetMessageId()},
+		Message: &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, ThreadId: parent.GetMessageId()},
+	}, nil
+}
+
+func (s *Sink) postParent(ctx context.Context, channel string, d Data) (sinks.Receipt, error) {
+	ch, ts, err := s.post(ctx, channel, Render(d, StyleParent), "")
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	ref := &heraldv1.MessageRef{ChannelId: ch, MessageId: ts}
+	return sinks.Receipt{Parent: ref, Message: ref}, nil
+}
+
+// post sends m with chat.postMessage, in threadTS's thread when set, and
+// returns the channel id and the message's ts.
+func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS string) (string, string, error) {
+	opts := []slack.MsgOption{
+		slack.MsgOptionText(m.Text, false),
+		slack.MsgOptionBlocks(m.Blocks...),
+		slack.MsgOptionDisableLinkUnfurl(),
+		slack.MsgOptionDisableMediaUnfurl(),
+	}
+	if threadTS != "" {
+		opts = append(opts, slack.MsgOptionTS(threadTS))
+	}
+	if s.cfg.Username != "" {
+		opts = append(opts, slack.MsgOptionUsername(s.cfg.Username))
+	}
+	if s.cfg.IconEmoji != "" {
+		opts = append(opts, slack.MsgOptionIconEmoji(s.cfg.IconEmoji))
+	}
+	xctx, x := withExchange(ctx)
+	ch, ts, err := s.api.PostMessageContext(xctx, channel, opts...)
+	if err != nil {
+		return "", "", s.classify("chat.postMessage", err, x, time.Now())
+	}
+	s.pace.learn(channel, ch)
+	if ts == "" {
+		// Without a ts the message cannot be updated or threaded; Slack
+		// always sends one, so the server is not behaving like Slack.
+		return "", "", &Error{Method: "chat.postMessage", msg: "answer has no message ts"}
+	}
+	return ch, ts, nil
+}
+
+// update replaces the parent message's content with m.
+func (s *Sink) update(ctx context.Context, parent *heraldv1.MessageRef, m Message) error {
+	xctx, x := withExchange(ctx)
+	_, _, _, err := s.api.UpdateMessageContext(xctx, parent.GetChannelId(), parent.GetMessageId(),
+		slack.MsgOptionText(m.Text, false),
+		slack.MsgOptionBlocks(m.Blocks...))
+	if err != nil {
+		return s.classify("chat.update", err, x, time.Now())
+	}
+	return nil
+}
+
+func (s *Sink) postWebhook(ctx context.Context, channel string, m Message) error {
+	msg := &slack.WebhookMessage{
+		Channel:   channel,
+		Text:      m.Text,
+		Blocks:    &slack.Blocks{BlockSet: m.Blocks},
+		Username:  s.cfg.Username,
+		IconEmoji: s.cfg.IconEmoji,
+	}
+	f := false
+	msg.UnfurlLinks, msg.UnfurlMedia = &f, &f
+	xctx, x := withExchange(ctx)
+	x.wholeBody = true
+	if err := slack.PostWebhookCustomHTTPContext(xctx, s.cfg.WebhookURL.Value(), s.client, msg); err != nil {
+		return s.classify("webhook", err, x, time.Now())
+	}
+	if x.bodyErr != nil {
+		// The answer broke off: whether Slack took the message is unknown.
+		return s.classify("webhook", x.bodyErr, x, time.Now())
+	}
+	return nil
+}
+
+// pacer keeps posts to one channel at least one pace apart, and holds a
+// channel back while Slack has rate limited it. It never sleeps: it says
+// how long to wait.
+type pacer struct {
+	every time.Duration
+	mu    sync.Mutex
+	lim   map[string]*rate.Limiter
+	until map[string]time.Time
+	// alias maps a channel name to the id Slack answered with, so that
+	// posts by name and updates by id share one pace.
+	alias map[string]string
+}
+
+func newPacer(every time.Duration) *pacer {
+	return &pacer{every: every, lim: map[string]*rate.Limiter{}, until: map[string]time.Time{}, alias: map[string]string{}}
+}
+
+// reserve takes key's slot at now, or returns how long until there is one.
+func (p *pacer) reserve(key string, now time.Time) time.Duration {
+	if p.every < 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, ok := p.alias[key]; ok {
+		key = id
+	}
+	if u, ok := p.until[key]; ok {
+		if now.Before(u) {
+			return u.Sub(now)
+		}
+		delete(p.until, key)
+	}
+	l, ok := p.lim[key]
+	if !ok {
+		l = rate.NewLimiter(rate.Every(p.every), 1)
+		p.lim[key] = l
+	}
+	r := l.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// peek is reserve without taking the slot.
+func (p *pacer) peek(key string, now time.Time) time.Duration {
+	if p.every < 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, ok := p.alias[key]; ok {
+		key = id
+	}
+	if u, ok := p.until[key]; ok && now.Before(u) {
+		return u.Sub(now)
+	}
+	l, ok := p.lim[key]
+	if !ok {
+		return 0
+	}
+	tokens := l.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(l.Limit()) * float64(time.Second))
+}
+
+// block holds key back until t, after Slack said to wait.
+func (p *pacer) block(key string, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, ok := p.alias[key]; ok {
+		key = id
+	}
+	if t.After(p.until[key]) {
+		p.until[key] = t
+	}
+}
+
+// learn records that channel name is the channel id. The name's pace
+// carries over to the id.
+func (p *pacer) learn(name, id string) {
+	if name == "" || id == "" || name == id {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.alias[name] == id {
+		return
+	}
+	p.alias[name] = id
+	if l, ok := p.lim[name]; ok {
+		if _, has := p.lim[id]; !has {
+			p.lim[id] = l
+		}
+		delete(p.lim, name)
+	}
+	if u, ok := p.until[name]; ok {
+		if u.After(p.until[id]) {
+			p.until[id] = u
+		}
+		delete(p.until, name)
+	}
+}
