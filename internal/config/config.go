@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/secret"
+	"github.com/herald-notify/herald/sinks/logsink"
 )
 
 // Config is the whole configuration file.
@@ -92,12 +93,10 @@ type WebhookConfig struct {
 // SinkConfig is one named sink. Exactly one of the type sections is set.
 type SinkConfig struct {
 	Name string         `yaml:"name"`
-	Log  *LogSinkConfig `yaml:"log"`
+	// Log writes each notification to herald's log: the default when no
+	// sink is configured.
+	Log *logsink.Config `yaml:"log"`
 }
-
-// LogSinkConfig configures the sink that writes each rendered notification
-// to herald's log: the default when no sink is configured.
-type LogSinkConfig struct{}
 
 // Type returns the name of the sink's type section.
 func (s SinkConfig) Type() string {
@@ -130,7 +129,7 @@ func (s *SinkConfig) validate() error {
 // writes each notification to the log.
 func Default() *Config {
 	c := &Config{
-		Sinks:  []SinkConfig{{Name: "log", Log: &LogSinkConfig{}}},
+		Sinks:  []SinkConfig{{Name: "log", Log: &logsink.Config{}}},
 		Routes: []route.Config{{Name: "default", Chain: []string{"log"}}},
 	}
 	if err := c.Validate(); err != nil {
