@@ -1,0 +1,73 @@
+# herald's developer entry points. `make test` is what CI runs.
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/go.mod buf
+BIN       := bin/herald
+TOOLS_BIN := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+
+.PHONY: all build run generate lint check-generated vet fmt-check check tools test test-short test-integration bench fuzz clean
+
+all: build
+
+## build: compile bin/herald
+build:
+	$(GO) build -o $(BIN) ./cmd/herald
+
+## run: run herald with embedded defaults (queue in ./data, log sink, :8093)
+run:
+	$(GO) run ./cmd/herald serve
+
+## generate: regenerate gen/ from proto/ with the pinned plugins
+generate:
+	$(BUF) generate
+
+## lint: buf lint, go vet and gofmt
+lint: vet fmt-check
+	$(BUF) lint
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## check-generated: fail when gen/ differs from a fresh buf generate
+check-generated: generate
+	@git diff --exit-code --stat -- gen/ || { echo "gen/ is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files"; exit 1; }
+
+## check: everything CI checks besides tests
+check: check-generated lint
+
+## tools: install what the tests need (the real Alertmanager; promtool when apt is there)
+tools:
+	./scripts/install-tools.sh
+
+## test: the whole suite, integration tests with real Alertmanager and NATS included
+test: tools
+	$(GO) test -race -timeout 25m ./...
+
+## test-short: unit tests only (no external binaries, no slow integration)
+test-short:
+	$(GO) test -short -timeout 10m ./...
+
+## test-integration: only the slow integration tests
+test-integration: tools
+	$(GO) test -race -timeout 25m -run 'Integration|Alertmanager|Cluster|Crash|Outage|EndToEnd' ./...
+
+## bench: Go benchmarks of the hot paths, with allocations
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin .tools

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs beyond Go itself, idempotently:
+#   - the real Alertmanager (built from the Go module proxy) for test/alertmanager
+#   - promtool (Debian's prometheus package) to check deploy/ alerting rules,
+#     when apt-get is usable; the rules test skips without it.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+"$root/scripts/install-alertmanager.sh"
+
+if ! command -v promtool >/dev/null 2>&1; then
+	if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+		echo "installing promtool (Debian package prometheus)"
+		if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; then
+			echo "warning: could not install promtool; the alerting-rules test will skip" >&2
+		fi
+	else
+		echo "promtool not found and apt-get not usable; the alerting-rules test will skip" >&2
+	fi
+fi
