@@ -39,6 +39,10 @@ type Target struct {
 	// FallbackFrom is the display name of the sink that failed, when
 	// FallbackReason is set.
 	FallbackFrom string
+	// Template is the file of message templates the route chose for this
+	// sink (route.Decision.Templates), overriding the sink's own; empty for
+	// the sink's default.
+	Template string
 }
 
 // Receipt is what a sink reports after a successful delivery.
