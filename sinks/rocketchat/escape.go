@@ -1,0 +1,204 @@
+package rocketchat
+
+import (
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Text from alert labels and annotations is written by whoever can change a
+// Prometheus rule or a service's call, and is read by Rocket.Chat's markdown
+// parser and its mention detection. The functions here make such text
+// inert: it can never mention @all, @here or a user, never form a link, an
+// image, a heading, a quote or emphasis. They keep the text readable by
+// replacing the few active characters with look-alikes, or by breaking a
+// construct with an invisible zero-width space.
+
+const zwsp = "\u200b"
+
+// Look-alikes of Rocket.Chat's markdown characters.
+const (
+	atSign     = '＠' // U+FF20: "@here" can no longer mention
+	hashSign   = '＃' // U+FF03: "#room" can no longer link a room
+	asterisk   = '∗' // U+2217: no *bold*
+	tilde      = '∼' // U+223C: no ~strike~
+	backtick   = 'ˋ' // U+02CB: no `code` and no way out of a code span
+	underscore = '＿' // U+FF3F: no _italic_
+	pipe       = 'ǀ' // U+01C0: no ||spoiler||
+)
+
+// escapeText makes prose (a title, a summary, a description) inert. With
+// multiline false every line break becomes a space.
+func escapeText(s string, multiline bool) string {
+	s = clean(s, multiline)
+	var b strings.Builder
+	b.Grow(len(s))
+	var prev rune // the previous rune of the input; 0 at a line start
+	lineStart := true
+	rs := []rune(s)
+	for i, r := range rs {
+		next := rune(0)
+		if i+1 < len(rs) {
+			next = rs[i+1]
+		}
+		if lineStart && (r == '#' || r == '>') {
+			// A heading or a quote starts at a line start.
+			b.WriteString(zwsp)
+		}
+		switch {
+		case r == '@' && !isWordRune(prev):
+			b.WriteRune(atSign)
+		case r == '#' && !isWordRune(prev) && isNameRune(next):
+			b.WriteRune(hashSign)
+		case r == '*':
+			b.WriteRune(asterisk)
+		case r == '~':
+			b.WriteRune(tilde)
+		case r == '`':
+			b.WriteRune(backtick)
+		case r == '_' && !isWordRune(prev):
+			b.WriteRune(underscore)
+		case r == '|' && (next == '|' || prev == '|'):
+			b.WriteRune(pipe)
+		case r == '(' && prev == ']':
+			// "[title](url)" and "![](url)" need "](".
+			b.WriteString(zwsp + "(")
+		case r == '<' && next != ' ' && next != 0:
+			// "<url|title>" and "<t:...>" need "<" right before the URL.
+			b.WriteString("<" + zwsp)
+		default:
+			b.WriteRune(r)
+		}
+		lineStart = r == '\n'
+		if lineStart {
+			prev = 0
+		} else {
+			prev = r
+		}
+	}
+	return b.String()
+}
+
+// escapeCode makes a value safe inside a single-backtick code span: it
+// cannot close the span, break the line, or mention anyone (Rocket.Chat's
+// server finds mentions in code spans too).
+func escapeCode(s string) string {
+	s = clean(s, false)
+	var b strings.Builder
+	b.Grow(len(s))
+	prev := rune(0)
+	for _, r := range s {
+		switch {
+		case r == '`':
+			b.WriteRune(backtick)
+		case r == '@' && !isWordRune(prev):
+			b.WriteRune(atSign)
+		default:
+			b.WriteRune(r)
+		}
+		prev = r
+	}
+	return b.String()
+}
+
+// clean drops control and bidirectional-override characters, normalises
+// line breaks, and, unless multiline, turns them into spaces. Invalid UTF-8
+// becomes U+FFFD.
+func clean(s string, multiline bool) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r':
+			if multiline {
+				b.WriteByte('\n')
+			} else {
+				b.WriteByte(' ')
+			}
+		case r == '\t':
+			b.WriteByte(' ')
+		case isBidiControl(r), unicode.IsControl(r), r == '\u200b', r == '\ufeff':
+			// dropped
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u200e' || r == '\u200f'
+}
+
+// isWordRune reports whether r can precede "@" in an e-mail address rather
+// than start a mention.
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r)
+}
+
+func isNameRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.'
+}
+
+// safeURL returns u when it is an absolute http(s) URL, with the characters
+// that would end a markdown link or a <url|title> escaped, and "" otherwise.
+func safeURL(u string) string {
+	p, err := url.Parse(strings.TrimSpace(u))
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return ""
+	}
+	if strings.ContainsAny(p.Host, "@ <>|`\"") {
+		return ""
+	}
+	return strings.NewReplacer(
+		"(", "%28", ")", "%29", " ", "%20", "<", "%3C", ">", "%3E",
+		"|", "%7C", "`", "%60", "\"", "%22", "*", "%2A", "[", "%5B", "]", "%5D",
+	).Replace(p.String())
+}
+
+// utf16Len is the length of s as JavaScript counts it, which is how
+// Rocket.Chat applies Message_MaxAllowedSize.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		if r >= 0x10000 {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+// cutUTF16 returns the longest prefix of s of at most max UTF-16 units that
+// does not split a character.
+func cutUTF16(s string, max int) string {
+	if max <= 0 {
+		return ""
+	}
+	n := 0
+	for i, r := range s {
+		w := 1
+		if r >= 0x10000 {
+			w = 2
+		}
+		if n+w > max {
+			return s[:i]
+		}
+		n += w
+	}
+	return s
+}
+
+// shorten cuts s to at most max UTF-16 units, ending it with "…" when cut.
+func shorten(s string, max int) string {
+	if utf16Len(s) <= max {
+		return s
+	}
+	return strings.TrimRightFunc(cutUTF16(s, max-1), unicode.IsSpace) + "…"
+}
