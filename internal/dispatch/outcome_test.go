@@ -431,3 +431,24 @@ func TestPanickingSink(t *testing.T) {
 		}
 	})
 }
+
+// TestBreakerCountsConsecutive checks that only consecutive failures open
+// the breaker: a rate limit in between shows the sink is up.
+func TestBreakerCountsConsecutive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QuickRetries = 0
+		r := newRig(t, cfg)
+		r.rc.send = failing(err503, err503, throttled(time.Hour), err503, err503, err400, err503, err503)
+		for i := range 8 {
+			r.d.Handle(t.Context(), msg("n"+string(rune('0'+i)), "g"))
+		}
+		if got := r.d.Breakers()["rc"]; got != BreakerClosed {
+			t.Errorf("breaker = %v after failures interrupted by a throttle and a refused payload", got)
+		}
+		r.d.Handle(t.Context(), msg("n9", "g"))
+		if got := r.d.Breakers()["rc"]; got != BreakerClosed {
+			t.Errorf("breaker = %v after a success", got)
+		}
+	})
+}
