@@ -55,9 +55,10 @@ type State interface {
 	SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error
 }
 
-// BudgetStarter is optionally implemented by a Message whose retry budget
-// does not start at the notification's received_at: a dead letter replayed
-// with a fresh budget starts it at the replay. A zero time means received_at.
-type BudgetStarter interface {
-	BudgetStart() time.Time
+// Replayable is optionally implemented by a Message that knows when its
+// current copy was stored: at publish, or at its latest replay from the dead
+// letters. The retry budget counts from the later of that time and the
+// notification's received_at, so a replayed dead letter gets a fresh budget.
+type Replayable interface {
+	Enqueued() time.Time
 }

@@ -249,10 +249,8 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	if h.allPermanent {
 		return d.deadLetter(ctx, h, "permanent", "no sink can take it: "+reason)
 	}
-	start := h.n.GetReceivedAt().AsTime()
-	if bs, ok := h.m.(BudgetStarter); ok && !bs.BudgetStart().IsZero() {
-		start = bs.BudgetStart()
-	} else if h.n.GetReceivedAt() == nil {
+	start := budgetStart(h.m)
+	if start.IsZero() {
 		// The service always sets received_at; without it the budget
 		// cannot be measured, so the notification is kept.
 		start = time.Now()
@@ -268,6 +266,20 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	h.log.WarnContext(ctx, "no sink took the notification; retrying later",
 		"delay", delay, "delivered", h.m.Delivered(), "reason", reason)
 	return Outcome{Action: Retry, Delay: delay, Reason: reason}
+}
+
+// budgetStart is when m's retry budget started: the later of its
+// notification's received_at and, for a Replayable message, the time its
+// current copy was stored. Zero when neither is known.
+func budgetStart(m Message) time.Time {
+	var start time.Time
+	if ra := m.Notification().GetReceivedAt(); ra != nil {
+		start = ra.AsTime()
+	}
+	if r, ok := m.(Replayable); ok && r.Enqueued().After(start) {
+		start = r.Enqueued()
+	}
+	return start
 }
 
 // backoff is the redelivery delay after the delivered-th delivery failed:

@@ -82,9 +82,8 @@ func throttled(wait time.Duration) error { return sinks.ClassifyStatus(429, "", 
 
 // fakeMsg is a queued message.
 type fakeMsg struct {
-	n           *heraldv1.Notification
-	delivered   int
-	budgetStart time.Time
+	n         *heraldv1.Notification
+	delivered int
 
 	mu         sync.Mutex
 	inProgress []time.Time
@@ -105,10 +104,13 @@ func (m *fakeMsg) InProgressCalls() []time.Time {
 	return append([]time.Time(nil), m.inProgress...)
 }
 
-// replayedMsg is a fakeMsg replayed from the dead letters.
-type replayedMsg struct{ *fakeMsg }
+// replayedMsg is a fakeMsg whose current copy was stored at enqueued.
+type replayedMsg struct {
+	*fakeMsg
+	enqueued time.Time
+}
 
-func (m replayedMsg) BudgetStart() time.Time { return m.budgetStart }
+func (m replayedMsg) Enqueued() time.Time { return m.enqueued }
 
 // chainRouter sends every notification to the same chain.
 type chainRouter []route.Step

@@ -17,7 +17,7 @@ func TestDeadLetter(t *testing.T) {
 	tests := []struct {
 		name       string
 		rc, slack  error
-		receivedAt time.Duration // before now
+		receivedAt time.Duration // before now; negative: unset
 		replayedAt time.Duration // before now; 0: not replayed
 		want       Action
 		wantReason string
@@ -51,6 +51,25 @@ func TestDeadLetter(t *testing.T) {
 		replayedAt: time.Hour,
 		want:       Retry,
 	}, {
+		name: "a copy stored before received_at does not stretch the budget",
+		rc:   err503, slack: err503,
+		receivedAt: 25 * time.Hour,
+		replayedAt: 26 * time.Hour,
+		want:       DeadLetter,
+		wantKind:   "budget",
+	}, {
+		name: "no received_at: kept",
+		rc:   err503, slack: err503,
+		receivedAt: -1,
+		want:       Retry,
+	}, {
+		name: "no received_at, replayed: counted from the replay",
+		rc:   err503, slack: err503,
+		receivedAt: -1,
+		replayedAt: 25 * time.Hour,
+		want:       DeadLetter,
+		wantKind:   "budget",
+	}, {
 		name: "a replayed budget runs out too",
 		rc:   err503, slack: err503,
 		receivedAt: 72 * time.Hour,
@@ -67,10 +86,12 @@ func TestDeadLetter(t *testing.T) {
 				r.rc.send, r.slack.send = always(tt.rc), always(tt.slack)
 				fm := msg("n1", "g1")
 				fm.n.ReceivedAt = timestamppb.New(time.Now().Add(-tt.receivedAt))
+				if tt.receivedAt < 0 {
+					fm.n.ReceivedAt = nil
+				}
 				var m Message = fm
 				if tt.replayedAt > 0 {
-					fm.budgetStart = time.Now().Add(-tt.replayedAt)
-					m = replayedMsg{fm}
+					m = replayedMsg{fm, time.Now().Add(-tt.replayedAt)}
 				}
 				out := r.d.Handle(t.Context(), m)
 				if out.Action != tt.want {
