@@ -1,0 +1,610 @@
+// Package alertmanager_test runs the real Prometheus Alertmanager binary
+// against herald's webhook: Alertmanager on loopback, webhook_configs pointing
+// at herald with bearer auth, alerts posted to Alertmanager's API, and checks
+// on what herald stored. Install the binary with scripts/install-alertmanager.sh;
+// without it (or under -short) the tests skip.
+package alertmanager_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/shim"
+)
+
+// heraldToken is the bearer token Alertmanager presents to herald.
+const heraldToken = "integration-test-token"
+
+// waitLimit bounds every wait for a real process to do something. It is a
+// deadline for a hung test, not a speed assertion.
+const waitLimit = 90 * time.Second
+
+// TestAlertmanagerFiringThenResolved: one Alertmanager sends a firing and then
+// a resolved notification for one group; herald stores both, with the fields
+// Alertmanager reported.
+func TestAlertmanagerFiringThenResolved(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	heraldURL, stored := startHerald(t)
+	proxyURL, deliveries := recordDeliveries(t, heraldURL)
+	am := startAlertmanager(t, bin, amOptions{webhookURL: proxyURL + shim.Path, tracingEndpoint: unusedAddr(t)})
+
+	startsAt := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+	alerts := testAlerts("HeraldSingle", startsAt, time.Time{})
+	am.postAlerts(t, alerts)
+	fingerprints := am.fingerprints(t, "HeraldSingle")
+	if len(fingerprints) != 2 {
+		t.Fatalf("Alertmanager knows %d alerts, want 2", len(fingerprints))
+	}
+
+	waitFor(t, "the firing notification", func() bool { return len(stored()) >= 1 })
+	firing := stored()[0]
+	wantGroupKey := `{}:{alertname="HeraldSingle", service="checkout"}`
+	checkNotification(t, firing, heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
+	if firing.GetTitle() != "[FIRING:2] HeraldSingle service=checkout" {
+		t.Errorf("title %q", firing.GetTitle())
+	}
+	if want := am.url + "/#/silences/new?filter="; !strings.HasPrefix(firing.GetLinks().GetSilence(), want) {
+		t.Errorf("silence link %q, want prefix %q", firing.GetLinks().GetSilence(), want)
+	}
+
+	// Alertmanager (>= 0.30, with tracing on) sends a W3C traceparent, which
+	// herald's server middleware continues.
+	waitFor(t, "herald's answer to reach Alertmanager", func() bool { return len(deliveries()) >= 1 })
+	for _, d := range deliveries() {
+		if !traceparentRE.MatchString(d.traceparent) {
+			t.Errorf("delivery without a valid traceparent: %q", d.traceparent)
+		}
+	}
+
+	endsAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
+	am.postAlerts(t, testAlerts("HeraldSingle", startsAt, endsAt))
+	waitFor(t, "the resolved notification", func() bool { return len(stored()) >= 2 })
+	resolved := stored()[1]
+	checkNotification(t, resolved, heraldv1.Status_STATUS_RESOLVED, wantGroupKey, fingerprints, startsAt, endsAt)
+	if resolved.GetIdempotencyKey() == firing.GetIdempotencyKey() {
+		t.Error("firing and resolved share an idempotency key: the resolved one would be dropped")
+	}
+
+	waitFor(t, "Alertmanager to finish the group", func() bool { return am.aggregationGroups(t) == 0 })
+	if got := stored(); len(got) != 2 {
+		t.Errorf("herald stored %d notifications, want 2 (firing, resolved)", len(got))
+	}
+	for _, d := range deliveries() {
+		if d.status != http.StatusOK {
+			t.Errorf("herald answered Alertmanager %d: %s", d.status, d.body)
+		}
+	}
+}
+
+// TestAlertmanagerClusterStoresOnce: two clustered Alertmanager peers both
+// receive the alerts, as behind a Prometheus that sends to every peer. Their
+// peer timeout is zero, so both usually notify (as they do when gossip is
+// slow); herald must store each notification once.
+func TestAlertmanagerClusterStoresOnce(t *testing.T) {
+	bin := alertmanagerBinary(t)
+	heraldURL, stored := startHerald(t)
+	proxyURL, deliveries := recordDeliveries(t, heraldURL)
+
+	clusterA, clusterB := freeAddr(t), freeAddr(t)
+	opts := amOptions{webhookURL: proxyURL + shim.Path}
+	optsA, optsB := opts, opts
+	optsA.cluster, optsA.peers = clusterA, []string{clusterB}
+	optsB.cluster, optsB.peers = clusterB, []string{clusterA}
+	peers := []*alertmanager{startAlertmanager(t, bin, optsA), startAlertmanager(t, bin, optsB)}
+	for _, p := range peers {
+		waitFor(t, "the cluster to form at "+p.url, func() bool { return p.clusterPeers(t) == 2 })
+	}
+
+	startsAt := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+	for _, p := range peers {
+		p.postAlerts(t, testAlerts("HeraldCluster", startsAt, time.Time{}))
+	}
+	fingerprints := peers[0].fingerprints(t, "HeraldCluster")
+	wantGroupKey := `{}:{alertname="HeraldCluster", service="checkout"}`
+
+	waitFor(t, "the firing notification", func() bool { return len(stored()) >= 1 })
+	checkNotification(t, stored()[0], heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
+
+	endsAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
+	for _, p := range peers {
+		p.postAlerts(t, testAlerts("HeraldCluster", startsAt, endsAt))
+	}
+	waitFor(t, "the resolved notification", func() bool { return len(stored()) >= 2 })
+	checkNotification(t, stored()[1], heraldv1.Status_STATUS_RESOLVED, wantGroupKey, fingerprints, startsAt, endsAt)
+
+	// Each peer is done with the group once it dropped it (after its resolved
+	// flush, sent or skipped by its notification log); only then has every
+	// delivery that will ever come arrived.
+	for _, p := range peers {
+		waitFor(t, p.url+" to finish the group", func() bool { return p.aggregationGroups(t) == 0 })
+	}
+	ds := deliveries()
+	var duplicates int
+	for _, d := range ds {
+		if d.status != http.StatusOK {
+			t.Errorf("herald answered Alertmanager %d: %s", d.status, d.body)
+		}
+		if bytes.Contains(d.body, []byte(`"duplicate":true`)) {
+			duplicates++
+		}
+	}
+	t.Logf("%d deliveries from the cluster, %d answered as duplicates", len(ds), duplicates)
+
+	got := stored()
+	if len(got) != 2 {
+		t.Errorf("herald stored %d notifications, want 2 (firing, resolved):", len(got))
+	}
+	keys := map[string]int{}
+	for _, n := range got {
+		t.Logf("stored %s %s key %s", n.GetStatus(), n.GetTitle(), n.GetIdempotencyKey())
+		keys[n.GetIdempotencyKey()]++
+	}
+	for k, c := range keys {
+		if c > 1 {
+			t.Errorf("idempotency key %s stored %d times", k, c)
+		}
+	}
+	// Every delivery beyond the stored ones must have been recognised as a
+	// duplicate, not stored again.
+	if len(ds) != len(got)+duplicates {
+		t.Errorf("%d deliveries = %d stored + %d duplicates does not add up", len(ds), len(got), duplicates)
+	}
+}
+
+// startHerald starts the herald side Alertmanager talks to and returns its
+// base URL and a function listing the notifications it stored, oldest
+// first. Until `herald serve` can run in process, it is the shim handler
+// behind a bearer-token check, publishing into a fake store that deduplicates
+// by idempotency key as the real store does.
+func startHerald(t *testing.T) (baseURL string, stored func() []*heraldv1.Notification) {
+	t.Helper()
+	st := &fakeStore{byKey: map[string]string{}}
+	mux := http.NewServeMux()
+	mux.Handle(shim.Path, requireBearer(heraldToken, shim.NewHandler(st, shim.Options{})))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL, st.list
+}
+
+// requireBearer stands in for herald's auth middleware.
+func requireBearer(token string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fakeStore is a Publisher keeping notifications in memory with the real
+// store's dedup rule: a notification whose non-empty idempotency key was
+// stored before is not stored again, and the earlier id comes back with
+// duplicate=true.
+type fakeStore struct {
+	mu     sync.Mutex
+	byKey  map[string]string
+	stored []*heraldv1.Notification
+}
+
+func (s *fakeStore) Publish(_ context.Context, req *connect.Request[heraldv1.PublishRequest]) (*connect.Response[heraldv1.PublishResponse], error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := req.Msg.GetNotification()
+	if k := n.GetIdempotencyKey(); k != "" {
+		if id, ok := s.byKey[k]; ok {
+			return connect.NewResponse(&heraldv1.PublishResponse{Id: id, Duplicate: true}), nil
+		}
+	}
+	id := fmt.Sprintf("n%03d", len(s.stored)+1)
+	s.byKey[n.GetIdempotencyKey()] = id
+	s.stored = append(s.stored, n)
+	return connect.NewResponse(&heraldv1.PublishResponse{Id: id}), nil
+}
+
+func (s *fakeStore) list() []*heraldv1.Notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.stored)
+}
+
+// delivery is one webhook request Alertmanager made and herald's answer.
+type delivery struct {
+	traceparent string
+	status      int
+	body        []byte
+}
+
+// recordDeliveries puts a recording reverse proxy between Alertmanager and
+// herald, so the tests see every delivery whatever herald is behind it.
+func recordDeliveries(t *testing.T, target string) (proxyURL string, deliveries func() []delivery) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var ds []delivery
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		mu.Lock()
+		ds = append(ds, delivery{traceparent: resp.Request.Header.Get("Traceparent"), status: resp.StatusCode, body: body})
+		mu.Unlock()
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []delivery {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ds)
+	}
+}
+
+var traceparentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+func checkNotification(t *testing.T, n *heraldv1.Notification, status heraldv1.Status, groupKey string, fingerprints []string, startsAt, endsAt time.Time) {
+	t.Helper()
+	if n.GetStatus() != status {
+		t.Errorf("status %v, want %v", n.GetStatus(), status)
+	}
+	if n.GetSeverity() != heraldv1.Severity_SEVERITY_CRITICAL {
+		t.Errorf("severity %v, want critical", n.GetSeverity())
+	}
+	if n.GetSource() != "alertmanager" || n.GetReceiver() != "herald" {
+		t.Errorf("source %q receiver %q", n.GetSource(), n.GetReceiver())
+	}
+	if n.GetGroupKey() != groupKey {
+		t.Errorf("group key %q, want %q", n.GetGroupKey(), groupKey)
+	}
+	if k := n.GetIdempotencyKey(); !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(k) {
+		t.Errorf("idempotency key %q is not a hex SHA-256", k)
+	}
+	if n.GetLabels()["service"] != "checkout" || n.GetAnnotations()["summary"] != "Checkout is slow" {
+		t.Errorf("labels %v annotations %v", n.GetLabels(), n.GetAnnotations())
+	}
+	var got []string
+	for _, a := range n.GetAlerts() {
+		got = append(got, a.GetFingerprint())
+		if a.GetStatus() != status {
+			t.Errorf("alert %s status %v, want %v", a.GetFingerprint(), a.GetStatus(), status)
+		}
+		if !a.GetStartsAt().AsTime().Equal(startsAt) {
+			t.Errorf("alert %s startsAt %v, want %v", a.GetFingerprint(), a.GetStartsAt().AsTime(), startsAt)
+		}
+		switch {
+		case endsAt.IsZero() && a.GetEndsAt() != nil:
+			t.Errorf("firing alert %s has endsAt %v", a.GetFingerprint(), a.GetEndsAt().AsTime())
+		case !endsAt.IsZero() && !a.GetEndsAt().AsTime().Equal(endsAt):
+			t.Errorf("alert %s endsAt %v, want %v", a.GetFingerprint(), a.GetEndsAt().AsTime(), endsAt)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, fingerprints) {
+		t.Errorf("fingerprints %v, want Alertmanager's %v", got, fingerprints)
+	}
+}
+
+// apiAlert is an alert as Alertmanager's /api/v2/alerts takes it.
+type apiAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     string            `json:"startsAt,omitempty"`
+	EndsAt       string            `json:"endsAt,omitempty"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// testAlerts is a group of two alerts; a non-zero endsAt resolves them.
+func testAlerts(name string, startsAt, endsAt time.Time) []apiAlert {
+	var out []apiAlert
+	for _, instance := range []string{"api-0:8080", "api-1:8080"} {
+		a := apiAlert{
+			Labels:       map[string]string{"alertname": name, "service": "checkout", "instance": instance, "severity": "critical"},
+			Annotations:  map[string]string{"summary": "Checkout is slow", "runbook_url": "https://runbooks.example.com/checkout"},
+			StartsAt:     startsAt.Format(time.RFC3339Nano),
+			GeneratorURL: "http://prometheus.example.com:9090/graph?g0.expr=up",
+		}
+		if !endsAt.IsZero() {
+			a.EndsAt = endsAt.Format(time.RFC3339Nano)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// alertmanagerBinary finds the binary scripts/install-alertmanager.sh
+// installs, or skips the test.
+func alertmanagerBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real Alertmanager processes; skipped under -short")
+	}
+	bin := os.Getenv("HERALD_ALERTMANAGER_BIN")
+	if bin == "" {
+		bin = filepath.Join("..", "..", ".tools", "bin", "alertmanager")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("Alertmanager binary not found at %s (run scripts/install-alertmanager.sh): %v", bin, err)
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+type amOptions struct {
+	webhookURL string
+	// cluster is this peer's cluster address; empty disables clustering.
+	cluster string
+	peers   []string
+	// tracingEndpoint turns on Alertmanager's tracing (OTLP over HTTP to an
+	// address where nothing listens), so that it sends traceparent.
+	tracingEndpoint string
+}
+
+type alertmanager struct {
+	url string
+}
+
+const configTemplate = `
+route:
+  receiver: herald
+  group_by: [alertname, service]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: herald
+    webhook_configs:
+      - url: %q
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: %q
+`
+
+const tracingTemplate = `
+tracing:
+  client_type: http
+  endpoint: %q
+  insecure: true
+  sampling_fraction: 1.0
+`
+
+// startAlertmanager runs Alertmanager on loopback until the test ends and
+// waits until it is ready.
+func startAlertmanager(t *testing.T, bin string, o amOptions) *alertmanager {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(configTemplate, o.webhookURL, heraldToken)
+	if o.tracingEndpoint != "" {
+		cfg += fmt.Sprintf(tracingTemplate, o.tracingEndpoint)
+	}
+	cfgPath := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	web := freeAddr(t)
+	am := &alertmanager{url: "http://" + web}
+	args := []string{
+		"--config.file=" + cfgPath,
+		"--storage.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + web,
+		"--web.external-url=" + am.url,
+		"--cluster.listen-address=" + o.cluster,
+		"--log.level=debug",
+		// Drop finished groups promptly: the tests wait for that.
+		"--dispatch.maintenance-interval=1s",
+	}
+	if o.cluster != "" {
+		args = append(args,
+			"--cluster.advertise-address="+o.cluster,
+			"--cluster.gossip-interval=100ms",
+			"--cluster.pushpull-interval=1s",
+			"--cluster.settle-timeout=2s",
+			"--cluster.peer-timeout=0s",
+			"--cluster.probe-interval=200ms",
+			"--cluster.reconnect-interval=1s",
+		)
+		for _, p := range o.peers {
+			args = append(args, "--cluster.peer="+p)
+		}
+	}
+
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("Alertmanager %s output:\n%s", am.url, out.String())
+		}
+	})
+
+	waitFor(t, "Alertmanager at "+am.url+" to be ready", func() bool {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("Alertmanager exited: %v\n%s", err, out.String())
+		default:
+		}
+		resp, err := http.Get(am.url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return am
+}
+
+func (am *alertmanager) postAlerts(t *testing.T, alerts []apiAlert) {
+	t.Helper()
+	body, err := json.Marshal(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(am.url+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST /api/v2/alerts: %d %s", resp.StatusCode, b)
+	}
+}
+
+// fingerprints returns the sorted fingerprints Alertmanager gave the alerts
+// named name.
+func (am *alertmanager) fingerprints(t *testing.T, name string) []string {
+	t.Helper()
+	var alerts []struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	am.getJSON(t, "/api/v2/alerts?filter="+url.QueryEscape(`alertname="`+name+`"`), &alerts)
+	var fps []string
+	for _, a := range alerts {
+		fps = append(fps, a.Fingerprint)
+	}
+	slices.Sort(fps)
+	return fps
+}
+
+// clusterPeers is how many peers Alertmanager's cluster status lists.
+func (am *alertmanager) clusterPeers(t *testing.T) int {
+	t.Helper()
+	var st struct {
+		Cluster struct {
+			Status string            `json:"status"`
+			Peers  []json.RawMessage `json:"peers"`
+		} `json:"cluster"`
+	}
+	am.getJSON(t, "/api/v2/status", &st)
+	return len(st.Cluster.Peers)
+}
+
+// aggregationGroups is Alertmanager's count of live alert groups, from its
+// own metrics. A group is dropped once its alerts resolved and the resolved
+// notification was flushed.
+func (am *alertmanager) aggregationGroups(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(am.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^alertmanager_dispatcher_aggregation_groups ([0-9.e+]+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s/metrics has no alertmanager_dispatcher_aggregation_groups", am.url)
+	}
+	var n float64
+	if _, err := fmt.Sscan(string(m[1]), &n); err != nil {
+		t.Fatal(err)
+	}
+	return int(n)
+}
+
+func (am *alertmanager) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(am.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after waitLimit.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, waitLimit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// unusedAddr is a loopback address nothing listens on.
+func unusedAddr(t *testing.T) string { return freeAddr(t) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
