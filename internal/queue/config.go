@@ -1,0 +1,194 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/herald-notify/herald/internal/secret"
+)
+
+// Sync policies of the embedded server's file store.
+const (
+	// SyncAlways fsyncs every write before JetStream acknowledges it. An
+	// acknowledged notification survives kill -9 of herald, a kernel panic and
+	// a power loss. Every publish pays for one fsync.
+	SyncAlways = "always"
+	// SyncInterval writes every message to the data file before JetStream
+	// acknowledges it (a write(2) into the OS page cache) and fsyncs every
+	// sync_interval. An acknowledged notification survives kill -9 of herald
+	// and a restart of herald, but a kernel panic or power loss of the host
+	// can lose what was acknowledged in the last sync_interval.
+	SyncInterval = "interval"
+)
+
+// Config is the `queue` section of herald's config file.
+//
+// With url empty herald runs an embedded NATS server with JetStream storing
+// in <data_dir>/jetstream, reached in process; no port is opened unless
+// listen is set. With url set herald connects to that NATS cluster instead
+// and creates its streams and buckets there with the given replica count;
+// the cluster's own sync settings then decide what survives a power loss,
+// and an acknowledged notification is on a majority of the replicas.
+type Config struct {
+	// URL lists NATS servers, comma-separated ("nats://a:4222,nats://b:4222").
+	// Empty runs the embedded server.
+	URL string `yaml:"url"`
+	// CredentialsFile is a NATS .creds file (JWT + nkey) for url.
+	CredentialsFile string `yaml:"credentials_file"`
+	// Token authenticates to url, or is required from clients of the
+	// embedded server's listen port. At most one of token and token_file.
+	Token     secret.String `yaml:"token"`
+	TokenFile string        `yaml:"token_file"`
+	// Listen exposes the embedded server on host:port (e.g. for the nats
+	// CLI). Empty opens no port. Only without url.
+	Listen string `yaml:"listen"`
+
+	// Replicas is the replica count of herald's streams and buckets on a
+	// cluster (1, 3 or 5; default 1). The embedded server allows only 1.
+	Replicas int `yaml:"replicas"`
+	// Partitions is how many ordered lanes notifications are spread over
+	// by group key (default 16). Change it only while the queue is empty:
+	// herald refuses to start while a partition beyond the new count still
+	// holds unacknowledged notifications.
+	Partitions int `yaml:"partitions"`
+	// Concurrency bounds how many notifications this herald handles at
+	// once (default and maximum: partitions).
+	Concurrency int `yaml:"concurrency"`
+
+	// Sync is the embedded server's fsync policy: "interval" (default) or
+	// "always"; see SyncAlways and SyncInterval for what each survives.
+	// Only without url.
+	Sync string `yaml:"sync"`
+	// SyncInterval is the fsync period of the "interval" policy (default 2m,
+	// as NATS).
+	SyncInterval time.Duration `yaml:"sync_interval"`
+
+	// DuplicateWindow is how long an idempotency key is remembered
+	// (default 1h). At most retention.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// Retention is how long notifications and their delivery records are
+	// kept (default 7d = 168h), delivered or not. Dead letters are kept
+	// until replayed.
+	Retention time.Duration `yaml:"retention"`
+	// AckWait is how long a handed-out notification may go without an
+	// answer or a progress signal before it is handed out again (default 30s).
+	AckWait time.Duration `yaml:"ack_wait"`
+	// PublishTimeout bounds how long Put keeps trying to get JetStream's
+	// acknowledgement, e.g. across a cluster leader election (default 5s).
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+}
+
+// Defaults of Config.
+const (
+	DefaultPartitions      = 16
+	DefaultSyncInterval    = 2 * time.Minute
+	DefaultDuplicateWindow = time.Hour
+	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultAckWait         = 30 * time.Second
+	DefaultPublishTimeout  = 5 * time.Second
+	maxPartitions          = 1024
+)
+
+// Validate fills defaults, resolves token_file, and reports the first
+// invalid setting by its YAML key.
+func (c *Config) Validate() error {
+	if err := secret.Resolve(&c.Token, c.TokenFile, "token"); err != nil {
+		return err
+	}
+	c.TokenFile = ""
+	embedded := c.URL == ""
+	if embedded {
+		if c.CredentialsFile != "" {
+			return errors.New("credentials_file: needs url (the embedded server has no accounts)")
+		}
+		if c.Token.IsSet() && c.Listen == "" {
+			return errors.New("token: needs url or listen; the in-process connection needs no token")
+		}
+		if c.Listen != "" {
+			if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+		}
+	} else {
+		if c.Listen != "" {
+			return errors.New("listen: only for the embedded server (url is set)")
+		}
+		if c.Sync != "" || c.SyncInterval != 0 {
+			return errors.New("sync: only for the embedded server; with url the NATS servers' own sync_interval applies")
+		}
+		if c.CredentialsFile != "" && c.Token.IsSet() {
+			return errors.New("token: set either credentials_file or token, not both")
+		}
+	}
+
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("replicas: %d is not between 1 and 5", c.Replicas)
+	case embedded && c.Replicas != 1:
+		return fmt.Errorf("replicas: %d needs a cluster (url); the embedded server holds one copy", c.Replicas)
+	}
+
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.Partitions < 1 || c.Partitions > maxPartitions {
+		return fmt.Errorf("partitions: %d is not between 1 and %d", c.Partitions, maxPartitions)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = c.Partitions
+	}
+	if c.Concurrency < 1 || c.Concurrency > c.Partitions {
+		return fmt.Errorf("concurrency: %d is not between 1 and partitions (%d)", c.Concurrency, c.Partitions)
+	}
+
+	if embedded {
+		if c.Sync == "" {
+			c.Sync = SyncInterval
+		}
+		switch c.Sync {
+		case SyncAlways:
+			if c.SyncInterval != 0 {
+				return errors.New("sync_interval: only with sync: interval")
+			}
+		case SyncInterval:
+			if c.SyncInterval == 0 {
+				c.SyncInterval = DefaultSyncInterval
+			}
+			if c.SyncInterval < 0 {
+				return fmt.Errorf("sync_interval: %v is negative", c.SyncInterval)
+			}
+		default:
+			return fmt.Errorf("sync: %q is not %q or %q", c.Sync, SyncAlways, SyncInterval)
+		}
+	}
+
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"retention", &c.Retention, DefaultRetention},
+		{"duplicate_window", &c.DuplicateWindow, DefaultDuplicateWindow},
+		{"ack_wait", &c.AckWait, DefaultAckWait},
+		{"publish_timeout", &c.PublishTimeout, DefaultPublishTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return fmt.Errorf("%s: %v is negative", d.key, *d.v)
+		}
+	}
+	if c.DuplicateWindow > c.Retention {
+		return fmt.Errorf("duplicate_window: %v is longer than retention %v", c.DuplicateWindow, c.Retention)
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("ack_wait: %v is shorter than 1s", c.AckWait)
+	}
+	return nil
+}

@@ -1,0 +1,395 @@
+// Package queue keeps notifications durably in NATS JetStream and hands them
+// to the dispatcher in order per group. It runs an embedded NATS server by
+// default or uses an external cluster, and owns herald's streams, key-value
+// buckets and consumers. *Queue implements store.Store and dispatch.State.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/store"
+)
+
+// Names of herald's JetStream objects.
+const (
+	StreamName      = "HERALD_NOTIFICATIONS"
+	DeadLetterName  = "HERALD_DEADLETTERS"
+	RecordsBucket   = "herald_records"
+	ThreadsBucket   = "herald_threads"
+	subjectPrefix   = "herald.n."
+	dlqPrefix       = "herald.dlq."
+	consumerPrefix  = "herald-p"
+	jetstreamSubdir = "jetstream"
+)
+
+// Options are the parts of a Queue that do not come from the config file.
+type Options struct {
+	// DataDir is herald's data_dir; the embedded server stores in
+	// DataDir/jetstream. Required without Config.URL.
+	DataDir string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the queue's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Propagator carries trace context through message headers. Nil means
+	// the global one (otel.GetTextMapPropagator) at the time of each call,
+	// so setting it up later in main takes effect.
+	Propagator propagation.TextMapPropagator
+}
+
+// Queue is herald's durable store and work queue. Its methods are safe for
+// concurrent use.
+type Queue struct {
+	cfg  Config
+	log  *slog.Logger
+	prop propagation.TextMapPropagator
+
+	srv *server.Server // nil with an external cluster
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	stream    jetstream.Stream
+	dlq       jetstream.Stream
+	records   jetstream.KeyValue
+	threads   jetstream.KeyValue
+	consumers []jetstream.Consumer
+
+	m *metrics
+
+	closeOnce sync.Once
+}
+
+var (
+	_ store.Store    = (*Queue)(nil)
+	_ dispatch.State = (*Queue)(nil)
+)
+
+// Open starts the embedded server or connects to the cluster, and creates or
+// updates herald's streams, buckets and consumers. cfg must have passed
+// Validate. ctx bounds the setup only.
+func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
+	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator}
+	if q.log == nil {
+		q.log = slog.Default()
+	}
+	q.log = q.log.With("component", "queue")
+	if cfg.Partitions < 1 || cfg.Concurrency < 1 || cfg.Replicas < 1 {
+		return nil, errors.New("queue: config not validated")
+	}
+
+	var err error
+	if cfg.URL == "" {
+		err = q.startEmbedded(opts.DataDir)
+	} else {
+		err = q.connect()
+	}
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	q.js, err = jetstream.New(q.nc, jetstream.WithDefaultTimeout(cfg.PublishTimeout))
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	if err := q.setup(ctx); err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q.m = newMetrics(q)
+	if opts.Registerer != nil {
+		if err := q.m.register(opts.Registerer); err != nil {
+			q.Close()
+			return nil, fmt.Errorf("queue: metrics: %w", err)
+		}
+	}
+	return q, nil
+}
+
+func (q *Queue) startEmbedded(dataDir string) error {
+	if dataDir == "" {
+		return errors.New("queue: data_dir is required for the embedded server")
+	}
+	dir := filepath.Join(dataDir, jetstreamSubdir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	o := &server.Options{
+		ServerName: "herald",
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: true,
+		// Keep the server's own HTTP monitoring, cluster and leafnode
+		// listeners closed.
+		HTTPPort: 0,
+	}
+	switch q.cfg.Sync {
+	case SyncAlways:
+		o.SyncAlways = true
+	default:
+		o.SyncInterval = q.cfg.SyncInterval
+	}
+	if q.cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(q.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("queue: listen: %w", err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("queue: listen: bad port %q", port)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		o.DontListen = false
+		o.Host, o.Port = host, p
+		if o.Host == "" {
+			o.Host = "0.0.0.0"
+		}
+		if q.cfg.Token.IsSet() {
+			o.Authorization = q.cfg.Token.Value()
+		}
+	}
+	srv, err := server.NewServer(o)
+	if err != nil {
+		return fmt.Errorf("queue: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(slogLogger{q.log.With("nats", "server")}, false, false, false)
+	srv.Start()
+	q.srv = srv
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return errors.New("queue: embedded server did not become ready")
+	}
+	copts := []nats.Option{
+		nats.Name("herald"),
+		nats.InProcessServer(srv),
+		// Fail publishes at once while disconnected instead of buffering
+		// them: Put must answer Unavailable rather than hang.
+		nats.ReconnectBufSize(-1),
+		nats.MaxReconnects(-1),
+	}
+	if q.cfg.Token.IsSet() {
+		copts = append(copts, nats.Token(q.cfg.Token.Value()))
+	}
+	nc, err := nats.Connect("", copts...)
+	if err != nil {
+		return fmt.Errorf("queue: connect in process: %w", err)
+	}
+	q.nc = nc
+	return nil
+}
+
+func (q *Queue) connect() error {
+	copts := []nats.Option{
+		nats.Name("herald"),
+		nats.ReconnectBufSize(-1),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				q.log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			q.log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if q.cfg.CredentialsFile != "" {
+		copts = append(copts, nats.UserCredentials(q.cfg.CredentialsFile))
+	}
+	if q.cfg.Token.IsSet() {
+		copts = append(copts, nats.Token(q.cfg.Token.Value()))
+	}
+	nc, err := nats.Connect(q.cfg.URL, copts...)
+	if err != nil {
+		// nats errors name the server, never the token.
+		return fmt.Errorf("queue: connect: %w", err)
+	}
+	q.nc = nc
+	return nil
+}
+
+func (q *Queue) setup(ctx context.Context) error {
+	r := q.cfg.Replicas
+	var err error
+	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "herald notifications, partitioned by group key",
+		Subjects:    []string{subjectPrefix + "*.*"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      q.cfg.Retention,
+		Duplicates:  q.cfg.DuplicateWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamName, err)
+	}
+	q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLetterName,
+		Description: "herald dead letters, one per notification id, kept until replayed",
+		Subjects:    []string{dlqPrefix + "*"},
+		Retention:   jetstream.LimitsPolicy,
+		// One dead letter per notification: a second one replaces the first.
+		MaxMsgsPerSubject: 1,
+		Duplicates:        q.cfg.DuplicateWindow,
+		Storage:           jetstream.FileStorage,
+		Replicas:          r,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", DeadLetterName, err)
+	}
+	q.records, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RecordsBucket,
+		Description: "herald delivery records by notification id",
+		History:     1,
+		TTL:         q.cfg.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", RecordsBucket, err)
+	}
+	q.threads, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ThreadsBucket,
+		Description: "herald chat message per sink and group key",
+		History:     1,
+		TTL:         q.cfg.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", ThreadsBucket, err)
+	}
+	if err := q.checkStrandedPartitions(ctx); err != nil {
+		return err
+	}
+	q.consumers = make([]jetstream.Consumer, q.cfg.Partitions)
+	for p := range q.cfg.Partitions {
+		q.consumers[p], err = q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       consumerName(p),
+			Description:   "herald partition " + strconv.Itoa(p),
+			FilterSubject: partitionFilter(p),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       q.cfg.AckWait,
+			// One unacknowledged message per partition: the partition is
+			// strictly ordered, also across herald replicas and while its
+			// head waits out a NakWithDelay.
+			MaxAckPending: 1,
+			// Unlimited: when JetStream gives up on a message it only emits
+			// an advisory, which would drop the notification silently. The
+			// dispatcher's retry budget decides when to dead-letter.
+			MaxDeliver: -1,
+			Replicas:   r,
+		})
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", consumerName(p), err)
+		}
+	}
+	return nil
+}
+
+// checkStrandedPartitions refuses a smaller partition count while a
+// partition beyond it still holds notifications nobody would consume.
+func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
+	names := q.stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		n, ok := strings.CutPrefix(name, consumerPrefix)
+		if !ok {
+			continue
+		}
+		p, err := strconv.Atoi(n)
+		if err != nil || p < q.cfg.Partitions {
+			continue
+		}
+		c, err := q.stream.Consumer(ctx, name)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", name, err)
+		}
+		info := c.CachedInfo()
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return fmt.Errorf("partitions: %d, but partition %d still holds %d undelivered notifications; "+
+				"run with the previous partition count until the queue is empty",
+				q.cfg.Partitions, p, info.NumPending+uint64(info.NumAckPending))
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list consumers: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether JetStream answers, for /readyz.
+func (q *Queue) Ready(ctx context.Context) error {
+	if q.nc == nil || !q.nc.IsConnected() {
+		return fmt.Errorf("queue: not connected: %w", store.ErrUnavailable)
+	}
+	if _, err := q.stream.Info(ctx); err != nil {
+		return fmt.Errorf("queue: %w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close drains the connection (flushing acknowledgements) and shuts the
+// embedded server down. Call it after Consume has returned.
+func (q *Queue) Close() error {
+	var err error
+	q.closeOnce.Do(func() {
+		if q.nc != nil {
+			closed := make(chan struct{})
+			q.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+			if derr := q.nc.Drain(); derr != nil {
+				q.nc.Close()
+			} else {
+				select {
+				case <-closed:
+				case <-time.After(10 * time.Second):
+					q.nc.Close()
+				}
+			}
+		}
+		if q.srv != nil {
+			q.srv.Shutdown()
+			q.srv.WaitForShutdown()
+		}
+	})
+	return err
+}
+
+func consumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
+
+func partitionFilter(p int) string { return subjectPrefix + strconv.Itoa(p) + ".*" }
+
+// slogLogger adapts slog to the NATS server's logger.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Tracef(format string, v ...any)  {}

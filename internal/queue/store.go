@@ -1,0 +1,498 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/store"
+)
+
+// Put stores n in its partition and creates its PENDING delivery record. It
+// returns nil only after JetStream acknowledged the write (see Config.Sync
+// for what that survives). The JetStream message id is the idempotency key
+// (the id when there is none), so a publish repeated within
+// duplicate_window stores nothing and returns the first notification's id
+// with duplicate=true. Every storage failure wraps store.ErrUnavailable; a
+// retry after one is safe.
+func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool, error) {
+	id := n.GetId()
+	if !validID(id) {
+		// The service assigns ids; this is a bug, not an outage.
+		return "", false, fmt.Errorf("queue: notification id %q is not 1-200 of [A-Za-z0-9_=-]", id)
+	}
+	data, err := proto.Marshal(n)
+	if err != nil {
+		return "", false, fmt.Errorf("queue: marshal notification %s: %w", id, err)
+	}
+	msg := &nats.Msg{
+		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
+		Header:  nats.Header{},
+		Data:    data,
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, dedupID(n))
+	q.inject(ctx, msg.Header)
+
+	ack, err := q.publish(ctx, msg)
+	if err != nil {
+		q.m.publishes.WithLabelValues("error").Inc()
+		return "", false, fmt.Errorf("queue: publish %s: %w: %w", id, store.ErrUnavailable, err)
+	}
+	dup := false
+	if ack.Duplicate {
+		orig, err := q.loadNotification(ctx, q.stream, ack.Sequence)
+		if err != nil {
+			q.m.publishes.WithLabelValues("error").Inc()
+			return "", false, fmt.Errorf("queue: load original of duplicate %s (seq %d): %w: %w", id, ack.Sequence, store.ErrUnavailable, err)
+		}
+		// Our own earlier attempt (a retry after a lost ack or a failed
+		// record write) is not a duplicate for the caller.
+		dup = orig.GetId() != id
+		id = orig.GetId()
+	}
+	if err := q.ensureRecord(ctx, id, ack.Sequence, !ack.Duplicate); err != nil {
+		q.m.publishes.WithLabelValues("error").Inc()
+		return "", false, fmt.Errorf("queue: delivery record %s: %w: %w", id, store.ErrUnavailable, err)
+	}
+	if dup {
+		q.m.publishes.WithLabelValues("duplicate").Inc()
+	} else {
+		q.m.publishes.WithLabelValues("stored").Inc()
+	}
+	return id, dup, nil
+}
+
+// dedupID is the JetStream message id of a notification: its idempotency
+// key, or its id when it has none. Keys that are not plain printable ASCII
+// are hashed so they are safe in a header.
+func dedupID(n *heraldv1.Notification) string {
+	k := n.GetIdempotencyKey()
+	if k == "" {
+		return "i:" + n.GetId()
+	}
+	if len(k) <= 128 && printableASCII(k) {
+		return "k:" + k
+	}
+	h := sha256.Sum256([]byte(k))
+	return "k#" + hex.EncodeToString(h[:])
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// publish publishes to a herald stream and waits for the acknowledgement,
+// retrying transient failures (reconnects, leader elections) until
+// publish_timeout. Retrying is safe: every message carries a message id.
+func (q *Queue) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	for {
+		ack, err := q.js.PublishMsg(ctx, msg)
+		if err == nil {
+			return ack, nil
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrMaxPayload) {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// ensureRecord makes sure id has a delivery record pointing at seq. A new
+// notification gets a PENDING record; an existing record only learns seq if
+// it had none (the dispatcher may have written it first).
+func (q *Queue) ensureRecord(ctx context.Context, id string, seq uint64, fresh bool) error {
+	if fresh {
+		b, err := encodeRecord(storedRecord{seq: seq, rec: &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}})
+		if err != nil {
+			return err
+		}
+		_, err = q.records.Create(ctx, id, b)
+		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+	}
+	return q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
+		switch {
+		case !exists:
+			r.seq = seq
+			r.rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
+			return true
+		case r.seq == 0:
+			r.seq = seq
+			return true
+		}
+		return false
+	})
+}
+
+// updateRecord applies f to id's record with compare-and-set, retrying on
+// concurrent writers. f reports whether to write.
+func (q *Queue) updateRecord(ctx context.Context, id string, f func(r *storedRecord, exists bool) bool) error {
+	for range 32 {
+		var r storedRecord
+		var rev uint64
+		e, err := q.records.Get(ctx, id)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if r, err = decodeRecord(e.Value()); err != nil {
+				return fmt.Errorf("record %s: %w", id, err)
+			}
+			rev = e.Revision()
+		}
+		if r.rec == nil && rev != 0 {
+			r.rec = &heraldv1.DeliveryRecord{}
+		}
+		if !f(&r, rev != 0) {
+			return nil
+		}
+		if r.rec == nil {
+			r.rec = &heraldv1.DeliveryRecord{}
+		}
+		b, err := encodeRecord(r)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = q.records.Create(ctx, id, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+		} else {
+			_, err = q.records.Update(ctx, id, b, rev)
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+		}
+		return err
+	}
+	return fmt.Errorf("record %s: too many concurrent updates", id)
+}
+
+// loadRecord returns id's stored record; found is false when there is none.
+func (q *Queue) loadRecord(ctx context.Context, id string) (storedRecord, bool, error) {
+	e, err := q.records.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return storedRecord{}, false, nil
+	}
+	if err != nil {
+		return storedRecord{}, false, err
+	}
+	r, err := decodeRecord(e.Value())
+	if err != nil {
+		return storedRecord{}, false, fmt.Errorf("record %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
+func (q *Queue) loadNotification(ctx context.Context, s jetstream.Stream, seq uint64) (*heraldv1.Notification, error) {
+	raw, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	n := &heraldv1.Notification{}
+	if err := proto.Unmarshal(raw.Data, n); err != nil {
+		return nil, fmt.Errorf("seq %d: %w", seq, err)
+	}
+	return n, nil
+}
+
+// Get returns a notification with its delivery record.
+func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSummary, error) {
+	if !validID(id) {
+		return nil, store.ErrNotFound
+	}
+	sr, found, err := q.loadRecord(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("queue: get %s: %w: %w", id, store.ErrUnavailable, err)
+	}
+	var raw *jetstream.RawStreamMsg
+	if found && sr.seq != 0 {
+		raw, err = q.stream.GetMsg(ctx, sr.seq)
+	} else {
+		// No record yet (Put failed after the publish and was not retried,
+		// or the dispatcher wrote the record first): find it by subject.
+		raw, err = q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: get %s: %w: %w", id, store.ErrUnavailable, err)
+	}
+	n := &heraldv1.Notification{}
+	if err := proto.Unmarshal(raw.Data, n); err != nil {
+		return nil, fmt.Errorf("queue: notification %s (seq %d) is corrupt: %w", id, raw.Sequence, err)
+	}
+	rec := sr.rec
+	if rec == nil {
+		rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
+	}
+	return &heraldv1.NotificationSummary{Notification: n, Delivery: rec}, nil
+}
+
+// maxScan bounds how many stream messages one List page looks at, so a
+// rare filter cannot make one call walk the whole stream. A page may then
+// hold fewer items than asked for, with a token to go on.
+func maxScan(pageSize int) int { return max(1000, 20*pageSize) }
+
+// List returns notifications newest first, walking the stream downward from
+// the page token's sequence. The token is opaque; a foreign one gives
+// store.ErrBadPageToken.
+func (q *Queue) List(ctx context.Context, qu store.Query) (store.Page, error) {
+	pageSize := max(qu.PageSize, 1)
+	var page store.Page
+	err := q.walk(ctx, q.stream, qu.PageToken, pageSize, &page, func(raw *jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error) {
+		n := &heraldv1.Notification{}
+		if err := proto.Unmarshal(raw.Data, n); err != nil {
+			q.log.Warn("skipping undecodable notification", "seq", raw.Sequence, "err", err)
+			return nil, nil
+		}
+		if qu.Severity != heraldv1.Severity_SEVERITY_UNSPECIFIED && n.GetSeverity() != qu.Severity {
+			return nil, nil
+		}
+		sr, found, err := q.loadRecord(ctx, n.GetId())
+		if err != nil {
+			return nil, err
+		}
+		if found && sr.seq != 0 && sr.seq != raw.Sequence {
+			return nil, nil // an older copy of a replayed notification
+		}
+		rec := sr.rec
+		if rec == nil {
+			rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
+		}
+		if qu.State != heraldv1.DeliveryState_DELIVERY_STATE_UNSPECIFIED && rec.GetState() != qu.State {
+			return nil, nil
+		}
+		return &heraldv1.NotificationSummary{Notification: n, Delivery: rec}, nil
+	})
+	return page, err
+}
+
+// walk visits the messages of s from the token's sequence (the last one
+// when empty) downward, adding what visit returns to page until pageSize.
+func (q *Queue) walk(ctx context.Context, s jetstream.Stream, token string, pageSize int, page *store.Page,
+	visit func(*jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error),
+) error {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: %w: %w", store.ErrUnavailable, err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	start := last
+	if token != "" {
+		seq, ok := decodePageToken(token)
+		if !ok {
+			return store.ErrBadPageToken
+		}
+		start = min(seq, last)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	scanned := 0
+	seq := start
+	for ; seq >= first && seq > 0; seq-- {
+		if len(page.Items) == pageSize || scanned == maxScan(pageSize) {
+			break
+		}
+		scanned++
+		raw, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // deleted or expired
+		}
+		if err != nil {
+			return fmt.Errorf("queue: read seq %d: %w: %w", seq, store.ErrUnavailable, err)
+		}
+		item, err := visit(raw)
+		if err != nil {
+			return fmt.Errorf("queue: seq %d: %w: %w", seq, store.ErrUnavailable, err)
+		}
+		if item != nil {
+			page.Items = append(page.Items, item)
+		}
+	}
+	if seq >= first && seq > 0 {
+		page.NextPageToken = encodePageToken(seq)
+	}
+	return nil
+}
+
+// ListDeadLetters returns dead letters newest first.
+func (q *Queue) ListDeadLetters(ctx context.Context, pageSize int, pageToken string) (store.Page, error) {
+	var page store.Page
+	err := q.walk(ctx, q.dlq, pageToken, max(pageSize, 1), &page, func(raw *jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error) {
+		return q.deadLetterSummary(ctx, raw)
+	})
+	return page, err
+}
+
+func (q *Queue) deadLetterSummary(ctx context.Context, raw *jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error) {
+	id := idFromSubject(raw.Subject)
+	n := &heraldv1.Notification{}
+	if raw.Header.Get(hdrUndecodable) != "" || proto.Unmarshal(raw.Data, n) != nil {
+		n = &heraldv1.Notification{Id: id, Title: "undecodable payload"}
+	}
+	sr, _, err := q.loadRecord(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rec := sr.rec
+	if rec == nil {
+		rec = &heraldv1.DeliveryRecord{}
+	}
+	if rec.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED {
+		rec = proto.CloneOf(rec)
+		rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
+	}
+	return &heraldv1.NotificationSummary{Notification: n, Delivery: rec}, nil
+}
+
+// ReplayDeadLetters queues dead letters for delivery again. Each goes to
+// the end of its partition as a new copy with the same notification id and
+// the message id "<id>/replay/<n>", so repeating a replay that failed
+// half-way stores nothing twice. Its record is reset to PENDING and its retry
+// budget starts again at the new copy's stream time (Message.Enqueued). The
+// dead letter is deleted once the copy is stored. Dead letters whose payload
+// is not a notification are skipped by all and refused by id.
+func (q *Queue) ReplayDeadLetters(ctx context.Context, ids []string, all bool) ([]string, error) {
+	var raws []*jetstream.RawStreamMsg
+	if all {
+		var err error
+		if raws, err = q.allDeadLetters(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, id := range ids {
+			if !validID(id) {
+				return nil, fmt.Errorf("queue: dead letter %q: %w", id, store.ErrNotFound)
+			}
+			raw, err := q.dlq.GetLastMsgForSubject(ctx, dlqPrefix+id)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil, fmt.Errorf("queue: dead letter %s: %w", id, store.ErrNotFound)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("queue: dead letter %s: %w: %w", id, store.ErrUnavailable, err)
+			}
+			if raw.Header.Get(hdrUndecodable) != "" {
+				return nil, fmt.Errorf("queue: dead letter %s holds an undecodable payload and cannot be replayed", id)
+			}
+			raws = append(raws, raw)
+		}
+	}
+	var done []string
+	for _, raw := range raws {
+		if raw.Header.Get(hdrUndecodable) != "" {
+			continue
+		}
+		id, err := q.replay(ctx, raw)
+		if err != nil {
+			return done, err
+		}
+		done = append(done, id)
+	}
+	return done, nil
+}
+
+func (q *Queue) allDeadLetters(ctx context.Context) ([]*jetstream.RawStreamMsg, error) {
+	info, err := q.dlq.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w: %w", store.ErrUnavailable, err)
+	}
+	var raws []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		raw, err := q.dlq.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: read dead letter %d: %w: %w", seq, store.ErrUnavailable, err)
+		}
+		raws = append(raws, raw)
+	}
+	return raws, nil
+}
+
+func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string, error) {
+	n := &heraldv1.Notification{}
+	if err := proto.Unmarshal(raw.Data, n); err != nil {
+		return "", fmt.Errorf("queue: dead letter seq %d is corrupt: %w", raw.Sequence, err)
+	}
+	id := n.GetId()
+	count, _ := strconv.Atoi(raw.Header.Get(hdrReplay))
+	count++
+	// Reset the record before publishing: once published, the dispatcher
+	// may write DELIVERED at any moment, and that must not be overwritten.
+	// seq 0 makes Get find the newest copy by subject meanwhile.
+	err := q.updateRecord(ctx, id, func(r *storedRecord, _ bool) bool {
+		r.seq = 0
+		r.rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
+		return true
+	})
+	if err != nil {
+		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
+	}
+	msg := &nats.Msg{
+		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
+		Header:  nats.Header{},
+		Data:    raw.Data,
+	}
+	carryHeaders(msg.Header, raw.Header)
+	msg.Header.Set(hdrReplay, strconv.Itoa(count))
+	msg.Header.Set(jetstream.MsgIDHeader, id+"/replay/"+strconv.Itoa(count))
+	ack, err := q.publish(ctx, msg)
+	if err != nil {
+		if rerr := q.setState(ctx, id, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); rerr != nil {
+			q.log.Warn("could not restore dead-letter state", "id", id, "err", rerr)
+		}
+		return "", fmt.Errorf("queue: replay %s: %w: %w", id, store.ErrUnavailable, err)
+	}
+	if err := q.ensureRecord(ctx, id, ack.Sequence, false); err != nil {
+		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
+	}
+	if err := q.dlq.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", fmt.Errorf("queue: replay %s: delete dead letter: %w: %w", id, store.ErrUnavailable, err)
+	}
+	return id, nil
+}
+
+// setState changes only the overall state of id's record.
+func (q *Queue) setState(ctx context.Context, id string, st heraldv1.DeliveryState) error {
+	return q.updateRecord(ctx, id, func(r *storedRecord, _ bool) bool {
+		if r.rec.GetState() == st {
+			return false
+		}
+		if r.rec == nil {
+			r.rec = &heraldv1.DeliveryRecord{}
+		}
+		r.rec.State = st
+		return true
+	})
+}
