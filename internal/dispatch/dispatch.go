@@ -184,8 +184,8 @@ type delivery struct {
 func (h *delivery) fallbackReason() string { return strings.Join(h.failures, "; ") }
 
 // Handle delivers one notification through its chain and returns what the
-// queue must do with the message. It returns Ack only when a sink accepted
-// the notification (or it could never be delivered and is dead-lettered),
+// queue must do with the message: Ack once a sink accepted it (now, or
+// before, as its delivery record says), Retry or DeadLetter when none did,
 // Release whenever ctx ends before a sink accepted it.
 func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 	n := m.Notification()
@@ -226,6 +226,14 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 		return Outcome{Action: Release, Reason: "shutting down"}
 	}
 	h.rec = d.loadRecord(ctx, h)
+	if h.rec.GetState() == heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED {
+		// A copy handed out again after its delivery, e.g. herald died
+		// between the chat server's answer and the ack: do not post twice.
+		d.m.alreadyDelivered.Inc()
+		h.log.InfoContext(ctx, "already delivered; acknowledging without sending again",
+			"delivered_by", h.rec.GetDeliveredBy(), "delivered", h.m.Delivered())
+		return Outcome{Action: Ack, Reason: "already delivered by " + h.rec.GetDeliveredBy()}
+	}
 	h.rec.Route = h.dec.Route
 	if len(h.dec.Chain) == 0 {
 		return d.deadLetter(ctx, h, "invalid", "route "+strconv.Quote(h.dec.Route)+" has no sinks")

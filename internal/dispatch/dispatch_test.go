@@ -362,24 +362,57 @@ func TestDeliveryRecord(t *testing.T) {
 			t.Errorf("slack parent of g = %v, want %v", p, ref)
 		}
 
-		// Redelivered (say, replayed): rc's attempts go on from 3.
-		time.Sleep(time.Minute)
-		rc.send = nil
+	})
+}
+
+// TestAttemptsAcrossRedeliveries checks that attempt counts go on when the
+// queue hands the notification out again, and the record after each.
+func TestAttemptsAcrossRedeliveries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QuickRetries = 0
+		r := newRig(t, cfg)
+		r.rc.send, r.slack.send = always(err503), failing(throttled(time.Hour))
+		start := time.Now()
+		at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(start.Add(d)) }
+		out := r.d.Handle(t.Context(), msg("n1", "g"))
+		if out.Action != Retry || out.Delay != time.Hour {
+			t.Fatalf("first delivery: %+v, want Retry after the 1h throttle", out)
+		}
+		rcFailed := func(attempts uint32, when time.Duration) *heraldv1.SinkDelivery {
+			return &heraldv1.SinkDelivery{
+				Sink: "rc", State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Attempts: attempts,
+				LastError: "HTTP 503 Service Unavailable", ErrorClass: "retryable",
+				Channel: "#alerts", UpdatedAt: at(when),
+			}
+		}
+		got, _ := r.state.Record(t.Context(), "n1")
+		checkRecord(t, "after the first delivery", got, &heraldv1.DeliveryRecord{
+			State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Route: "default",
+			Sinks: []*heraldv1.SinkDelivery{rcFailed(1, 0), {
+				Sink: "slack", State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Attempts: 1,
+				LastError: "HTTP 429 Too Many Requests (throttled for 1h0m0s)", ErrorClass: "throttled",
+				Channel: "#alerts-slack", UpdatedAt: at(0),
+			}},
+		})
+
+		time.Sleep(time.Hour)
 		m := msg("n1", "g")
 		m.delivered = 2
-		if out := d.Handle(t.Context(), m); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), m); out.Action != Ack {
 			t.Fatalf("redelivery: %+v", out)
 		}
-		if got := rc.Calls()[3].to.Attempt; got != 4 {
-			t.Errorf("rc attempt on redelivery = %d, want 4", got)
+		if a, b := r.rc.Calls()[1].to.Attempt, r.slack.Calls()[1].to.Attempt; a != 2 || b != 2 {
+			t.Errorf("attempts on redelivery: rc %d, slack %d; want 2, 2", a, b)
 		}
-		got, _ := state.Record(t.Context(), "n1")
-		checkRecord(t, "after redelivery", got, &heraldv1.DeliveryRecord{
-			State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Route: "default", DeliveredBy: "rc",
-			Sinks: []*heraldv1.SinkDelivery{
-				{Sink: "rc", State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Attempts: 4, Channel: "#alerts", UpdatedAt: at(time.Minute + 1500*ms)},
-				want[3].Sinks[1],
-			},
+		got, _ = r.state.Record(t.Context(), "n1")
+		checkRecord(t, "after the redelivery", got, &heraldv1.DeliveryRecord{
+			State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Route: "default",
+			DeliveredBy: "slack", FallbackReason: "rc: HTTP 503 Service Unavailable",
+			Sinks: []*heraldv1.SinkDelivery{rcFailed(2, time.Hour), {
+				Sink: "slack", State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Attempts: 2,
+				Channel: "#alerts-slack", UpdatedAt: at(time.Hour),
+			}},
 		})
 	})
 }

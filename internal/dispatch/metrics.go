@@ -35,6 +35,9 @@ type metrics struct {
 	// throttleWait{sink}: waits honoured for a sink's rate limit before a
 	// quick retry.
 	throttleWait *prometheus.HistogramVec
+	// alreadyDelivered: messages acked without sending because their
+	// record says a sink already took them.
+	alreadyDelivered prometheus.Counter
 	// retryDelay: the delay of every Retry outcome.
 	retryDelay prometheus.Histogram
 }
@@ -84,6 +87,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Rate-limit waits honoured before retrying a sink.",
 			Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30},
 		}, []string{"sink"}),
+		alreadyDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_already_delivered_total",
+			Help: "Notifications handed out again after their delivery (e.g. herald stopped before the ack), acknowledged without sending twice.",
+		}),
 		retryDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_retry_delay_seconds",
 			Help:    "Delay before redelivering a notification no sink took.",
@@ -97,7 +104,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.attempts, m.attemptSeconds, m.deliveries, m.outcomes, m.deadLetters,
 		m.fallbacks, m.breakerState, m.breakerTransitions, m.latency,
-		m.throttleWait, m.retryDelay,
+		m.throttleWait, m.alreadyDelivered, m.retryDelay,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

@@ -473,3 +473,31 @@ func TestBreakerCountsConsecutive(t *testing.T) {
 		}
 	})
 }
+
+// TestAlreadyDelivered checks that a copy handed out again after its
+// delivery (herald died before the ack) is acked without a second post.
+func TestAlreadyDelivered(t *testing.T) {
+	r := newRig(t, testConfig())
+	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+		t.Fatal(out)
+	}
+	m := msg("n1", "g")
+	m.delivered = 2
+	out := r.d.Handle(t.Context(), m)
+	if out.Action != Ack || out.Reason != "already delivered by rc" {
+		t.Errorf("redelivered copy: %+v", out)
+	}
+	if got := len(r.rc.Calls()); got != 1 {
+		t.Errorf("rc got %d calls, want 1", got)
+	}
+	if got := value(t, r.d.m.alreadyDelivered); got != 1 {
+		t.Errorf("herald_already_delivered_total = %v", got)
+	}
+	// A dead letter replayed is sent again.
+	rec, _ := r.state.Record(t.Context(), "n1")
+	rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
+	r.state.PutRecord(t.Context(), "n1", rec)
+	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack || len(r.rc.Calls()) != 2 {
+		t.Errorf("replayed dead letter: %+v, rc calls %d", out, len(r.rc.Calls()))
+	}
+}
