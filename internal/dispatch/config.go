@@ -3,12 +3,17 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
-// Config tunes retries, fallback and the circuit breakers. Decode YAML into
-// DefaultConfig() so that keys left out keep their defaults; New fills any
-// zero duration (never a meaningful value) with its default as well.
+// Config tunes retries, fallback and the circuit breakers. Decoded from
+// YAML, keys left out keep their defaults and unknown keys are errors. New
+// treats an all-zero Config (no section in the file) as DefaultConfig(),
+// and fills any other zero duration with its default.
 type Config struct {
 	// QuickRetries is how many times a sink is tried again, after its first
 	// attempt failed, before the chain moves on to the next sink. Zero means
@@ -63,11 +68,57 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults returns c with every zero duration and a zero breaker
-// failure count replaced by its default. QuickRetries is kept: zero is a
-// meaningful choice.
+// UnmarshalYAML decodes a config section on top of DefaultConfig(), so that
+// keys left out keep their defaults, and rejects unknown keys (the strict
+// mode of the caller's decoder does not reach into a custom unmarshaler).
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	if err := checkKeys(n, reflect.TypeFor[Config]()); err != nil {
+		return err
+	}
+	type plain Config
+	p := plain(DefaultConfig())
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*c = Config(p)
+	return nil
+}
+
+// checkKeys reports the first key of mapping n that no field of struct t
+// is tagged with, in the words yaml uses for its own strict mode.
+func checkKeys(n *yaml.Node, t reflect.Type) error {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+			fields[tag] = f.Type
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("line %d: field %s not found in type %s", k.Line, k.Value, t)
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Duration]() {
+			if err := checkKeys(v, ft); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// withDefaults returns DefaultConfig() for an all-zero c, else c with every
+// zero duration and a zero breaker failure count replaced by its default.
+// QuickRetries is kept: zero is a meaningful choice.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	if c == (Config{}) {
+		return d
+	}
 	set := func(v *time.Duration, def time.Duration) {
 		if *v == 0 {
 			*v = def

@@ -8,34 +8,92 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// TestConfigYAML decodes a config section the way the config file does:
+// strictly, into a zero value.
 func TestConfigYAML(t *testing.T) {
-	const in = `
-quick_retries: 0
-attempt_timeout: 3s
-breaker:
-  open_for: 1m
-`
-	cfg := DefaultConfig()
-	dec := yaml.NewDecoder(strings.NewReader(in))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		t.Fatal(err)
+	type file struct {
+		Dispatch Config `yaml:"dispatch"`
+		Other    string `yaml:"other"`
 	}
-	want := DefaultConfig()
-	want.QuickRetries = 0
-	want.AttemptTimeout = 3 * time.Second
-	want.Breaker.OpenFor = time.Minute
-	if cfg != want {
-		t.Errorf("decoded %+v, want %+v", cfg, want)
+	decode := func(in string) (Config, error) {
+		var f file
+		dec := yaml.NewDecoder(strings.NewReader(in))
+		dec.KnownFields(true)
+		err := dec.Decode(&f)
+		return f.Dispatch, err
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Error(err)
+	changed := func(change func(*Config)) Config {
+		c := DefaultConfig()
+		change(&c)
+		return c
 	}
-
-	dec = yaml.NewDecoder(strings.NewReader("quick_retry: 3\n"))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err == nil {
-		t.Error("a misspelt key was accepted")
+	tests := []struct {
+		name    string
+		in      string
+		want    Config
+		wantErr string
+	}{{
+		name: "keys left out keep their defaults",
+		in:   "dispatch:\n  quick_retries: 0\n  attempt_timeout: 3s\n  breaker:\n    open_for: 1m\n",
+		want: changed(func(c *Config) {
+			c.QuickRetries = 0
+			c.AttemptTimeout = 3 * time.Second
+			c.Breaker.OpenFor = time.Minute
+		}),
+	}, {
+		name: "every key",
+		in: `dispatch:
+  quick_retries: 4
+  quick_retry_budget: 8s
+  quick_backoff: 250ms
+  attempt_timeout: 4s
+  backoff_initial: 1s
+  backoff_max: 10m
+  retry_budget: 48h
+  breaker: {failures: 5, open_for: 2m}
+`,
+		want: Config{4, 8 * time.Second, 250 * time.Millisecond, 4 * time.Second, time.Second,
+			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}},
+	}, {
+		name: "an empty section is the defaults",
+		in:   "dispatch:\n",
+		want: Config{}, // no section: New turns the zero Config into the defaults
+	}, {
+		name: "no section",
+		in:   "other: x\n",
+		want: Config{},
+	}, {
+		name:    "misspelt key",
+		in:      "dispatch:\n  quick_retry: 3\n",
+		wantErr: "line 2: field quick_retry not found",
+	}, {
+		name:    "misspelt nested key",
+		in:      "dispatch:\n  breaker:\n    failure: 3\n",
+		wantErr: "line 3: field failure not found",
+	}, {
+		name:    "bad duration",
+		in:      "dispatch:\n  retry_budget: a day\n",
+		wantErr: "line 2",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decode(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("decoded %+v, want %+v", got, tt.want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 
@@ -84,6 +142,9 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
+	if got := (Config{}).withDefaults(); got != DefaultConfig() {
+		t.Errorf("zero config = %+v, want the defaults", got)
+	}
 	got := Config{QuickRetries: 0, AttemptTimeout: time.Second}.withDefaults()
 	want := DefaultConfig()
 	want.QuickRetries = 0
