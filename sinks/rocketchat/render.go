@@ -185,6 +185,8 @@ const (
 	capAlertSummary = 160
 	capLabel        = 120
 	capDigestLine   = 160
+	// maxShownAlerts is the most alerts one message lists.
+	maxShownAlerts = 25
 )
 
 var (
@@ -363,6 +365,11 @@ func (r *renderer) execute(t *template.Template, name string, data any) (string,
 // fails, and never fails itself.
 func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
 	d := r.data(n, o)
+	if len(d.Alerts) > maxShownAlerts {
+		// A reader takes in a few dozen lines at most; the rest is a link.
+		d.MoreAlerts += len(d.Alerts) - maxShownAlerts
+		d.Alerts = d.Alerts[:maxShownAlerts]
+	}
 	text, err := r.fitText(t, d)
 	if err != nil && t != defaultTemplates {
 		msg, _ := r.render(defaultTemplates, n, o)

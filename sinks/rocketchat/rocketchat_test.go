@@ -1,0 +1,515 @@
+package rocketchat
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/secret"
+	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
+)
+
+const fakeURL = "http://rocketchat.test"
+
+// newREST builds a REST sink that reaches srv in process.
+func newREST(t *testing.T, srv *rocketchattest.Server, edit func(*Config)) (*Sink, *bytes.Buffer) {
+	t.Helper()
+	cfg := Config{URL: fakeURL, UserID: srv.UserID(), Token: secret.String(srv.Token())}
+	if edit != nil {
+		edit(&cfg)
+	}
+	var logs bytes.Buffer
+	s, err := New("rc", cfg, sinks.Deps{Transport: srv.Transport(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, &logs
+}
+
+// newHook builds a webhook sink posting to a new hook of room.
+func newHook(t *testing.T, srv *rocketchattest.Server, room string, edit func(*Config)) *Sink {
+	t.Helper()
+	cfg := Config{WebhookURL: secret.String(fakeURL + srv.AddHook(room))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New("hook", cfg, sinks.Deps{Transport: srv.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestLifecycle(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts-critical", "alerts-warning"))
+	s, _ := newREST(t, srv, func(c *Config) { c.Mentions = map[string]string{"critical": "@here"} })
+	ctx := t.Context()
+	to := sinks.Target{Channel: "#alerts-critical", Attempt: 1}
+
+	// 1. The first firing notification of the group posts its message.
+	n1 := firing()
+	r1, err := s.Send(ctx, n1, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := srv.RoomID("alerts-critical")
+	wantID := MessageID("rc", n1.Id, "parent")
+	if r1.Parent.GetMessageId() != wantID || r1.Parent.GetChannelId() != rid || r1.Message.GetMessageId() != wantID {
+		t.Fatalf("receipt = %v, want parent and message %s in %s", r1, wantID, rid)
+	}
+	top := srv.TopLevel("alerts-critical")
+	if len(top) != 1 || !strings.Contains(top[0].Text, "*FIRING*") || !strings.HasPrefix(top[0].Text, "@here ") {
+		t.Fatalf("room after firing: %+v", top)
+	}
+	if c := top[0].Attachments[0].Color; c != "#d0021b" {
+		t.Errorf("colour = %s", c)
+	}
+
+	// 2. Resolved: the parent's text shows the new state, a reply in its
+	// thread carries the details, the attachments stay.
+	n2 := resolved()
+	to.Parent = r1.Parent
+	r2, err := s.Send(ctx, n2, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, _ := srv.Message(wantID)
+	if !strings.Contains(parent.Text, "*RESOLVED*") || len(parent.Edits) != 1 || strings.HasPrefix(parent.Text, "@") {
+		t.Errorf("parent after resolve: text %q, edits %d", parent.Text, len(parent.Edits))
+	}
+	if len(parent.Attachments) != 1 || parent.Attachments[0].Color != "#d0021b" {
+		t.Errorf("parent attachments changed: %+v", parent.Attachments)
+	}
+	thread := srv.Thread(wantID)
+	if len(thread) != 1 || !strings.Contains(thread[0].Text, "*RESOLVED*") || thread[0].Attachments[0].Color != "#2ea44f" {
+		t.Fatalf("thread: %+v", thread)
+	}
+	if r2.Parent.GetMessageId() != wantID || r2.Message.GetMessageId() != thread[0].ID || r2.Message.GetThreadId() != wantID {
+		t.Errorf("receipt after resolve = %v", r2)
+	}
+	if n := len(srv.TopLevel("alerts-critical")); n != 1 {
+		t.Errorf("%d top-level messages after resolve, want 1", n)
+	}
+
+	// 3. Someone deletes the parent: the next notification posts a new one.
+	srv.DeleteMessage(wantID)
+	n3 := firing()
+	n3.Id = "01JDX0REFIRE"
+	r3, err := s.Send(ctx, n3, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.Parent.GetMessageId() == wantID || r3.Parent.GetMessageId() != MessageID("rc", n3.Id, "parent") {
+		t.Errorf("receipt after parent gone = %v", r3)
+	}
+	top = srv.TopLevel("alerts-critical")
+	if len(top) != 1 || top[0].ID != r3.Parent.GetMessageId() {
+		t.Errorf("room after parent gone: %+v", top)
+	}
+
+	// 4. The route now points elsewhere: a new parent in the new room.
+	to.Parent, to.Channel = r3.Parent, "#alerts-warning"
+	n4 := resolved()
+	n4.Id = "01JDX0MOVED"
+	r4, err := s.Send(ctx, n4, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r4.Parent.GetChannelId() != srv.RoomID("alerts-warning") || len(srv.TopLevel("alerts-warning")) != 1 {
+		t.Errorf("receipt after room change = %v", r4)
+	}
+	if got, _ := srv.Message(r3.Parent.GetMessageId()); len(got.Edits) != 0 {
+		t.Error("the parent in the old room was edited")
+	}
+
+	// Each "#name" was looked up once.
+	if n := srv.Count("rooms.info"); n != 2 {
+		t.Errorf("rooms.info called %d times, want 2", n)
+	}
+}
+
+func TestUpdateRefusedStillReplies(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"), rocketchattest.WithEditing(false))
+	s, logs := newREST(t, srv, nil)
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+	r1, err := s.Send(t.Context(), firing(), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to.Parent = r1.Parent
+	r2, err := s.Send(t.Context(), resolved(), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Message.GetThreadId() != r1.Parent.GetMessageId() || len(srv.Thread(r1.Parent.GetMessageId())) != 1 {
+		t.Errorf("no thread reply when the edit is refused: %v", r2)
+	}
+	if !strings.Contains(logs.String(), "could not update") {
+		t.Errorf("refused edit not logged: %s", logs)
+	}
+}
+
+func TestRedeliveredParentIsNotRepliedTo(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	s, _ := newREST(t, srv, nil)
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+	n := firing()
+	r1, err := s.Send(t.Context(), n, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same notification again, now that its group has a parent: it is
+	// that parent.
+	to.Parent = r1.Parent
+	if _, err := s.Send(t.Context(), n, to); err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.AllMessages()) != 1 {
+		t.Errorf("%d messages, want 1", len(srv.AllMessages()))
+	}
+}
+
+// A post whose answer is lost (the client times out after the server
+// stored it) must leave exactly one message when retried, whether or not
+// the retry knows it is one.
+func TestRetryAfterTimeoutLeavesOneMessage(t *testing.T) {
+	for _, attempt := range []int{2, 1} {
+		t.Run(fmt.Sprintf("retry attempt %d", attempt), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts-critical"))
+				s, _ := newREST(t, srv, func(c *Config) { c.Timeout = 5 * time.Second })
+				srv.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, Delay: time.Hour, AfterHandling: true})
+				to := sinks.Target{Channel: "#alerts-critical", Attempt: 1}
+				n := firing()
+				_, err := s.Send(t.Context(), n, to)
+				if !errors.Is(err, context.DeadlineExceeded) || sinks.Classify(err) != sinks.ClassRetryable {
+					t.Fatalf("first send: %v (%s), want a retryable deadline", err, sinks.Classify(err))
+				}
+				if len(srv.TopLevel("alerts-critical")) != 1 {
+					t.Fatal("the fake did not store the timed-out post")
+				}
+				to.Attempt = attempt
+				r, err := s.Send(t.Context(), n, to)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msgs := srv.AllMessages()
+				if len(msgs) != 1 || msgs[0].ID != r.Parent.GetMessageId() {
+					t.Fatalf("after retry: %d messages, receipt %v", len(msgs), r)
+				}
+				// Attempt > 1 looks before posting; attempt 1 posts, is refused
+				// as a duplicate, then looks.
+				wantSends := map[int]int{2: 1, 1: 2}[attempt]
+				if got := srv.Count("chat.sendMessage"); got != wantSends {
+					t.Errorf("chat.sendMessage called %d times, want %d", got, wantSends)
+				}
+			})
+		})
+	}
+}
+
+func TestRetryOfThreadReplyLeavesOneReply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+		s, _ := newREST(t, srv, func(c *Config) { c.Timeout = 5 * time.Second })
+		to := sinks.Target{Channel: "#alerts", Attempt: 1}
+		r1, err := s.Send(t.Context(), firing(), to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, Delay: time.Hour, AfterHandling: true})
+		to.Parent = r1.Parent
+		if _, err := s.Send(t.Context(), resolved(), to); err == nil {
+			t.Fatal("the timed-out reply succeeded")
+		}
+		to.Attempt = 2
+		if _, err := s.Send(t.Context(), resolved(), to); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(srv.Thread(r1.Parent.GetMessageId())); n != 1 {
+			t.Errorf("%d replies, want 1", n)
+		}
+		if p, _ := srv.Message(r1.Parent.GetMessageId()); !strings.Contains(p.Text, "RESOLVED") {
+			t.Errorf("parent not updated: %q", p.Text)
+		}
+	})
+}
+
+func TestRESTRateLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"), rocketchattest.WithBotRole(false),
+			rocketchattest.WithRateLimit(3, time.Minute))
+		rid := srv.RoomID("alerts")
+		s, _ := newREST(t, srv, nil)
+		to := sinks.Target{Channel: rid, Attempt: 1}
+		start := time.Now()
+		send := func(i int) error {
+			n := firing()
+			n.Id = fmt.Sprintf("n%d", i)
+			n.GroupKey = n.Id
+			_, err := s.Send(t.Context(), n, to)
+			return err
+		}
+		for i := range 3 {
+			if err := send(i); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+		err := send(3)
+		wait, ok := sinks.ThrottleWait(err)
+		if !ok || sinks.Classify(err) != sinks.ClassThrottled {
+			t.Fatalf("4th send: %v, want throttled", err)
+		}
+		// The window opened at start and lasts a minute.
+		if got := start.Add(time.Minute); time.Now().Add(wait).Before(got) || wait > time.Minute+time.Second {
+			t.Errorf("wait %v ends before the window's reset %v", wait, got)
+		}
+		requests := len(srv.Requests())
+		// Until the reset no request is sent at all.
+		if err := send(4); sinks.Classify(err) != sinks.ClassThrottled {
+			t.Errorf("send before reset: %v", err)
+		}
+		if w := s.Wait(to); w <= 0 || w > wait {
+			t.Errorf("Wait = %v, want in (0, %v]", w, wait)
+		}
+		if len(srv.Requests()) != requests {
+			t.Error("a request was sent before the reset")
+		}
+		time.Sleep(wait)
+		if err := send(5); err != nil {
+			t.Errorf("send after reset: %v", err)
+		}
+		for _, r := range srv.Requests() {
+			if r.Status == http.StatusTooManyRequests && r.At.After(start.Add(time.Minute)) {
+				t.Errorf("429 after the reset at %v", r.At)
+			}
+		}
+	})
+}
+
+func TestWebhookPacing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := rocketchattest.NewUnstarted()
+		s := newHook(t, srv, "alerts", nil)
+		to := sinks.Target{Channel: "#alerts"}
+		start := time.Now()
+		for i := range 10 {
+			if _, err := s.Send(t.Context(), firing(), to); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			time.Sleep(time.Second)
+		}
+		_, err := s.Send(t.Context(), firing(), to)
+		wait, _ := sinks.ThrottleWait(err)
+		if !errors.Is(err, ErrPaced) || sinks.Classify(err) != sinks.ClassThrottled {
+			t.Fatalf("11th send: %v, want ErrPaced throttled", err)
+		}
+		// The first post's slot frees 60s after it (the fake's reset, in
+		// whole milliseconds, plus one).
+		if want := start.Add(time.Minute).Sub(time.Now()); wait < want || wait > want+2*time.Millisecond {
+			t.Errorf("wait = %v, want %v", wait, want)
+		}
+		if w := s.Wait(to); w != wait {
+			t.Errorf("Wait = %v, want %v", w, wait)
+		}
+		if n := srv.Count("webhook"); n != 10 {
+			t.Errorf("%d hook requests, want 10 (the 11th must not be sent)", n)
+		}
+		time.Sleep(wait)
+		if _, err := s.Send(t.Context(), firing(), to); err != nil {
+			t.Errorf("send after the wait: %v", err)
+		}
+		for _, r := range srv.Requests() {
+			if r.Status != http.StatusOK {
+				t.Errorf("the hook answered %d at %v", r.Status, r.At.Sub(start))
+			}
+		}
+		if n := len(srv.Messages("alerts")); n != 11 {
+			t.Errorf("%d messages, want 11", n)
+		}
+		if msgs := srv.Messages("alerts"); msgs[0].Via != "webhook" || msgs[0].ThreadID != "" {
+			t.Errorf("hook message: %+v", msgs[0])
+		}
+	})
+}
+
+// Another client sharing the hook uses up its window: the fake's 429 blocks
+// the sink until X-RateLimit-Reset, without further requests.
+func TestWebhook429(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := rocketchattest.NewUnstarted(rocketchattest.WithRateLimit(2, time.Minute))
+		s := newHook(t, srv, "alerts", nil) // the sink believes in 10/min
+		to := sinks.Target{}
+		var err error
+		sent := 0
+		for err == nil {
+			_, err = s.Send(t.Context(), firing(), to)
+			sent++
+		}
+		wait, ok := sinks.ThrottleWait(err)
+		if !ok || sent != 3 {
+			t.Fatalf("after %d sends: %v", sent, err)
+		}
+		if wait > time.Minute+time.Second || wait <= 0 {
+			t.Errorf("wait = %v", wait)
+		}
+		before := srv.Count("webhook")
+		if _, err := s.Send(t.Context(), firing(), to); sinks.Classify(err) != sinks.ClassThrottled || srv.Count("webhook") != before {
+			t.Errorf("send during the block: %v, %d requests", err, srv.Count("webhook")-before)
+		}
+		time.Sleep(wait)
+		if _, err := s.Send(t.Context(), firing(), to); err != nil {
+			t.Errorf("send after reset: %v", err)
+		}
+	})
+}
+
+func TestWebhookDigest(t *testing.T) {
+	srv := rocketchattest.NewUnstarted()
+	s := newHook(t, srv, "alerts", nil)
+	var ns []*heraldv1.Notification
+	for i := range 30 {
+		n := firing()
+		n.Id = fmt.Sprintf("n%d", i)
+		ns = append(ns, n)
+	}
+	r, err := s.SendBatch(t.Context(), ns, sinks.Target{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Parent != nil {
+		t.Errorf("a digest became a parent: %v", r)
+	}
+	msgs := srv.Messages("alerts")
+	if len(msgs) != 1 || !strings.Contains(msgs[0].Text, "*30 notifications*") {
+		t.Fatalf("digest: %+v", msgs)
+	}
+}
+
+func TestRESTDigestIdempotent(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	s, _ := newREST(t, srv, nil)
+	ns := []*heraldv1.Notification{firing(), resolved()}
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+	r1, err := s.SendBatch(t.Context(), ns, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same set, other order: the same digest, not a second one.
+	r2, err := s.SendBatch(t.Context(), []*heraldv1.Notification{ns[1], ns[0]}, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Message.GetMessageId() != r2.Message.GetMessageId() || len(srv.AllMessages()) != 1 {
+		t.Errorf("digest posted twice: %v %v", r1, r2)
+	}
+}
+
+func TestWebhookOverrideChannel(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts-critical"))
+	path := srv.AddHook("alerts", rocketchattest.HookOverrideChannel())
+	s, err := New("hook", Config{WebhookURL: secret.String(fakeURL + path), WebhookOverrideChannel: true}, sinks.Deps{Transport: srv.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts-critical"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.Messages("alerts-critical")) != 1 || len(srv.Messages("alerts")) != 0 {
+		t.Error("the channel override was not used")
+	}
+	// Without override permission the fake refuses, permanently.
+	s2 := newHook(t, srv, "alerts", func(c *Config) { c.WebhookOverrideChannel = true })
+	_, err = s2.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts-critical"})
+	if sinks.Classify(err) != sinks.ClassPermanent || !strings.Contains(err.Error(), "overriding destination channel is disabled") {
+		t.Errorf("override refused: %v", err)
+	}
+}
+
+func TestErrorsREST(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	ctx := t.Context()
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+
+	// Bad credentials: permanent, logged once, the token never shown.
+	bad, logs := newREST(t, srv, func(c *Config) { c.Token = "wrong-token-value" })
+	for range 3 {
+		_, err := bad.Send(ctx, firing(), to)
+		if sinks.Classify(err) != sinks.ClassPermanent || strings.Contains(err.Error(), "wrong-token-value") {
+			t.Fatalf("bad token: %v", err)
+		}
+		var se *sinks.StatusError
+		if !errors.As(err, &se) || se.StatusCode != 401 {
+			t.Errorf("no 401 StatusError in %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "refused herald's credentials"); n != 1 {
+		t.Errorf("credential problem logged %d times, want 1:\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), "wrong-token-value") {
+		t.Error("the token is in the log")
+	}
+
+	s, _ := newREST(t, srv, nil)
+	// Unknown channel: permanent.
+	if _, err := s.Send(ctx, firing(), sinks.Target{Channel: "#nope"}); sinks.Classify(err) != sinks.ClassPermanent {
+		t.Errorf("unknown channel: %v", err)
+	}
+	// No channel at all: permanent.
+	if _, err := s.Send(ctx, firing(), sinks.Target{}); sinks.Classify(err) != sinks.ClassPermanent {
+		t.Errorf("no channel: %v", err)
+	}
+	// Server down: retryable.
+	srv.SetDown(true)
+	if _, err := s.Send(ctx, firing(), to); sinks.Classify(err) != sinks.ClassRetryable {
+		t.Errorf("down: %v", err)
+	}
+	srv.SetDown(false)
+	// success:false in a 200: permanent.
+	srv.SuccessFalseNext("chat.sendMessage", 1)
+	if _, err := s.Send(ctx, firing(), to); sinks.Classify(err) != sinks.ClassPermanent {
+		t.Errorf("success:false: %v", err)
+	}
+	// A closed connection: retryable.
+	srv.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, CloseConnection: true})
+	n := firing()
+	n.Id = "other"
+	if _, err := s.Send(ctx, n, to); sinks.Classify(err) != sinks.ClassRetryable {
+		t.Errorf("closed connection: %v", err)
+	}
+	// A stale room id (room deleted and made again): retryable, and the
+	// retry finds the new room.
+	srv.DeleteRoom("alerts")
+	srv.CreateRoom("alerts")
+	n.Id = "after-recreate"
+	if _, err := s.Send(ctx, n, to); sinks.Classify(err) != sinks.ClassRetryable {
+		t.Errorf("stale room: %v (%s)", err, sinks.Classify(err))
+	}
+	if _, err := s.Send(ctx, n, to); err != nil {
+		t.Errorf("after the room was made again: %v", err)
+	}
+}
+
+func TestMessageID(t *testing.T) {
+	a := MessageID("rc", "n1", "parent")
+	if len(a) != 17 || strings.Trim(a, idAlphabet) != "" {
+		t.Errorf("id %q is not 17 characters of Rocket.Chat's alphabet", a)
+	}
+	if a != MessageID("rc", "n1", "parent") {
+		t.Error("not deterministic")
+	}
+	for _, other := range []string{MessageID("rc", "n1", "reply"), MessageID("rc2", "n1", "parent"), MessageID("rc", "n2", "parent")} {
+		if other == a {
+			t.Errorf("collision: %s", a)
+		}
+	}
+}
