@@ -1,0 +1,170 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/slogtest"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+var testSpan = trace.NewSpanContext(trace.SpanContextConfig{
+	TraceID:    trace.TraceID{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c},
+	SpanID:     trace.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31},
+	TraceFlags: trace.FlagsSampled,
+})
+
+const (
+	testTraceID = "0af7651916cd43dd8448eb211c80319c"
+	testSpanID  = "b7ad6b7169203331"
+)
+
+// decode parses JSON log lines.
+func decode(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestLogHandlerAddsIDs(t *testing.T) {
+	spanCtx := trace.ContextWithSpanContext(context.Background(), testSpan)
+	remoteCtx := trace.ContextWithRemoteSpanContext(context.Background(), testSpan)
+	tests := []struct {
+		name   string
+		log    func(l *slog.Logger)
+		want   map[string]any // top-level keys; nil value means absent
+		nested map[string]any // keys inside group "g"
+	}{{
+		name: "span in context",
+		log:  func(l *slog.Logger) { l.InfoContext(spanCtx, "delivered", "notification_id", "n1") },
+		want: map[string]any{"trace_id": testTraceID, "span_id": testSpanID, "notification_id": "n1"},
+	}, {
+		name: "remote span context",
+		log:  func(l *slog.Logger) { l.InfoContext(remoteCtx, "received") },
+		want: map[string]any{"trace_id": testTraceID, "span_id": testSpanID},
+	}, {
+		name: "no span",
+		log:  func(l *slog.Logger) { l.InfoContext(context.Background(), "started") },
+		want: map[string]any{"trace_id": nil, "span_id": nil},
+	}, {
+		name: "no context",
+		log:  func(l *slog.Logger) { l.Info("started") },
+		want: map[string]any{"trace_id": nil},
+	}, {
+		name: "with attrs",
+		log:  func(l *slog.Logger) { l.With("sink", "slack").InfoContext(spanCtx, "sent") },
+		want: map[string]any{"trace_id": testTraceID, "sink": "slack"},
+	}, {
+		name:   "group stays below the ids",
+		log:    func(l *slog.Logger) { l.With("a", 1).WithGroup("g").With("b", 2).InfoContext(spanCtx, "sent", "c", 3) },
+		want:   map[string]any{"trace_id": testTraceID, "span_id": testSpanID, "a": 1.0},
+		nested: map[string]any{"b": 2.0, "c": 3.0, "trace_id": nil},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tt.log(slog.New(NewLogHandler(slog.NewJSONHandler(&buf, nil))))
+			lines := decode(t, &buf)
+			if len(lines) != 1 {
+				t.Fatalf("%d lines", len(lines))
+			}
+			check := func(m map[string]any, want map[string]any, where string) {
+				for k, w := range want {
+					got, ok := m[k]
+					if w == nil && ok {
+						t.Errorf("%s: %s = %v, want absent", where, k, got)
+					} else if w != nil && got != w {
+						t.Errorf("%s: %s = %v, want %v", where, k, got, w)
+					}
+				}
+			}
+			check(lines[0], tt.want, "top level")
+			if tt.nested != nil {
+				g, _ := lines[0]["g"].(map[string]any)
+				check(g, tt.nested, "group g")
+			}
+		})
+	}
+}
+
+// TestLogHandlerDoesNotAlterRecord checks that the ids go on a copy: a
+// second handler given the same record must not see them.
+func TestLogHandlerDoesNotAlterRecord(t *testing.T) {
+	var a, b bytes.Buffer
+	ha, hb := NewLogHandler(slog.NewJSONHandler(&a, nil)), slog.NewJSONHandler(&b, nil)
+	ctx := trace.ContextWithSpanContext(context.Background(), testSpan)
+	r := slog.NewRecord(testTime, slog.LevelInfo, "m", 0)
+	r.AddAttrs(slog.String("k", "v"))
+	if err := ha.Handle(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Handle(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(a.String(), testTraceID) || strings.Contains(b.String(), testTraceID) {
+		t.Errorf("wrapped:\n%splain:\n%s", a.String(), b.String())
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	ctx := trace.ContextWithSpanContext(context.Background(), testSpan)
+	t.Run("json debug", func(t *testing.T) {
+		var buf bytes.Buffer
+		l := NewLogger("json", "debug", &buf)
+		l.DebugContext(ctx, "d")
+		lines := decode(t, &buf)
+		if len(lines) != 1 || lines[0]["level"] != "DEBUG" || lines[0]["trace_id"] != testTraceID {
+			t.Errorf("lines %v", lines)
+		}
+	})
+	t.Run("text warn", func(t *testing.T) {
+		var buf bytes.Buffer
+		l := NewLogger("text", "warn", &buf)
+		l.InfoContext(ctx, "hidden")
+		l.WarnContext(ctx, "shown")
+		out := buf.String()
+		if strings.Contains(out, "hidden") || !strings.Contains(out, "msg=shown") ||
+			!strings.Contains(out, "trace_id="+testTraceID) || !strings.Contains(out, "span_id="+testSpanID) {
+			t.Errorf("output %q", out)
+		}
+	})
+	for level, enabled := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError, "": slog.LevelInfo} {
+		l := NewLogger("json", level, &bytes.Buffer{})
+		if !l.Enabled(ctx, enabled) || l.Enabled(ctx, enabled-1) {
+			t.Errorf("level %q: enabled from the wrong level", level)
+		}
+	}
+}
+
+var testTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// TestLogHandlerConformance runs the standard library's handler checks on
+// the wrapper, with no span in the context.
+func TestLogHandlerConformance(t *testing.T) {
+	var buf bytes.Buffer
+	slogtest.Run(t, func(*testing.T) slog.Handler {
+		buf.Reset()
+		return NewLogHandler(slog.NewJSONHandler(&buf, nil))
+	}, func(t *testing.T) map[string]any {
+		lines := decode(t, &buf)
+		if len(lines) != 1 {
+			t.Fatalf("%d lines", len(lines))
+		}
+		return lines[0]
+	})
+}
