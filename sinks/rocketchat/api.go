@@ -73,11 +73,7 @@ const (
 // or an error classified for the dispatcher. redact removes secrets from
 // any text the server sent. It never panics, whatever the input.
 func decodeAnswer(endpoint string, status int, h http.Header, body []byte, now time.Time, redact func(string) string) (*apiResponse, error) {
-	var ar apiResponse
-	jsonErr := json.Unmarshal(body, &ar)
-	if jsonErr != nil {
-		ar = apiResponse{}
-	}
+	ar, jsonErr := parseAnswer(body)
 	apiErr := &APIError{Endpoint: endpoint, StatusCode: status, ErrorType: shortText(redact(ar.ErrorType), 60), Reason: shortText(redact(ar.reason()), maxReason)}
 	switch {
 	case status >= 200 && status < 300:
@@ -102,6 +98,32 @@ func decodeAnswer(endpoint string, status int, h http.Header, body []byte, now t
 	}
 	// 1xx and 3xx are no delivery; retry, the server may recover.
 	return nil, apiErr
+}
+
+// parseAnswer decodes a JSON object field by field, so that one field of an
+// unexpected type (401 answers carry "message" as a string, where
+// chat.sendMessage has an object) does not hide the others.
+func parseAnswer(body []byte) (apiResponse, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return apiResponse{}, err
+	}
+	if raw == nil {
+		return apiResponse{}, errors.New("not an object")
+	}
+	var ar apiResponse
+	field := func(key string, v any) {
+		if b, ok := raw[key]; ok {
+			_ = json.Unmarshal(b, v)
+		}
+	}
+	field("success", &ar.Success)
+	field("error", &ar.Error)
+	field("errorType", &ar.ErrorType)
+	field("details", &ar.Details)
+	field("message", &ar.Message)
+	field("room", &ar.Room)
+	return ar, nil
 }
 
 // reason is the server's explanation: error, else errorType.
