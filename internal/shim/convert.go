@@ -82,12 +82,15 @@ func validate(m *Message) error {
 		if err := checkStatus(fmt.Sprintf("alerts[%d].status", i), a.Status); err != nil {
 			return err
 		}
-		for field, t := range map[string]time.Time{"startsAt": a.StartsAt, "endsAt": a.EndsAt} {
-			if unset(t) {
+		for _, f := range []struct {
+			name string
+			t    time.Time
+		}{{"startsAt", a.StartsAt}, {"endsAt", a.EndsAt}} {
+			if unset(f.t) {
 				continue
 			}
-			if err := timestamppb.New(t).CheckValid(); err != nil {
-				return &DecodeError{Field: fmt.Sprintf("alerts[%d].%s", i, field), Offset: -1, Reason: "time out of range", Err: err}
+			if err := timestamppb.New(f.t).CheckValid(); err != nil {
+				return &DecodeError{Field: fmt.Sprintf("alerts[%d].%s", i, f.name), Offset: -1, Reason: "time out of range", Err: err}
 			}
 		}
 	}
