@@ -16,6 +16,7 @@ import (
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
+	"github.com/herald-notify/herald/internal/shim"
 	"github.com/herald-notify/herald/internal/store"
 )
 
@@ -41,9 +42,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, er
 	st := store.NewMemory()
 	a.store = st
 	svc := service.New(st, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
+	webhook := shim.NewHandler(svc, shim.Options{
+		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
+		Logger:       logger.With("component", "shim"),
+	})
 	srv, err := server.New(server.Options{
 		Config:   cfg,
 		Service:  svc,
+		Webhook:  webhook,
 		Ready:    a.ready,
 		Registry: a.registry,
 		Logger:   logger.With("component", "server"),
