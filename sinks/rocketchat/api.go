@@ -264,10 +264,13 @@ func secretsOf(c Config) []string {
 		if u, err := url.Parse(c.WebhookURL.Value()); err == nil {
 			add(u.Path)
 			add(u.EscapedPath())
-			segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+			segs := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
 			for i, seg := range segs {
 				if i > 0 && segs[i-1] == "hooks" || i >= 2 && segs[i-2] == "hooks" {
 					add(seg)
+					if un, err := url.PathUnescape(seg); err == nil {
+						add(un)
+					}
 				}
 			}
 		}

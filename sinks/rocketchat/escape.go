@@ -42,15 +42,15 @@ func escapeText(s string, multiline bool) string {
 		if i+1 < len(rs) {
 			next = rs[i+1]
 		}
-		if lineStart && (r == '#' || r == '>') {
-			// A heading or a quote starts at a line start.
-			b.WriteString(zwsp)
-		}
 		switch {
 		case r == '@' && !isWordRune(prev):
 			b.WriteRune(atSign)
 		case r == '#' && !isWordRune(prev) && isNameRune(next):
 			b.WriteRune(hashSign)
+		case lineStart && (r == '#' || r == '>'):
+			// A heading or a quote starts at a line start.
+			b.WriteString(zwsp)
+			b.WriteRune(r)
 		case r == '*':
 			b.WriteRune(asterisk)
 		case r == '~':
@@ -152,7 +152,7 @@ func safeURL(u string) string {
 	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 		return ""
 	}
-	if strings.ContainsAny(p.Host, "@ <>|`\"") {
+	if p.User != nil || strings.ContainsAny(p.Host, "@ <>|`\"") {
 		return ""
 	}
 	return strings.NewReplacer(

@@ -1,0 +1,164 @@
+package rocketchat
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+)
+
+func TestEscapeText(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"plain text 100% ok", "plain text 100% ok"},
+		{"@here now", "＠here now"},
+		{"hi @all, and @john.doe", "hi ＠all, and ＠john.doe"},
+		{"mail ops@example.com", "mail ops@example.com"},
+		{"(@here)", "(＠here)"},
+		{"@@all", "＠＠all"},
+		{"*bold* _it_ ~st~ `code`", "∗bold∗ ＿it_ ∼st∼ ˋcodeˋ"},
+		{"node_exporter job_name", "node_exporter job_name"},
+		{"[x](http://evil)", "[x]\u200b(http://evil)"},
+		{"![i](http://evil/x.png)", "![i]\u200b(http://evil/x.png)"},
+		{"<http://evil|docs>", "<\u200bhttp://evil|docs>"},
+		{"a < b", "a < b"},
+		{"||spoiler||", "ǀǀspoilerǀǀ"},
+		{"a | b", "a | b"},
+		{"#general and issue #42", "＃general and issue ＃42"},
+		{"C# and a#b", "C# and a#b"},
+		{"# Heading", "\u200b# Heading"},
+		{"line\n> quote", "line\n\u200b> quote"},
+		{"rtl \u202eevil\u202c", "rtl evil"},
+		{"zero\u200bwidth @\u200bhere", "zerowidth ＠here"},
+		{"tab\tand\r\nCRLF", "tab and\nCRLF"},
+		{"bad \xff utf8", "bad \ufffd utf8"},
+	}
+	for _, c := range cases {
+		if got := escapeText(c.in, true); got != c.want {
+			t.Errorf("escapeText(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if got := escapeText("one\ntwo", false); got != "one two" {
+		t.Errorf("single line: %q", got)
+	}
+}
+
+func TestEscapeCode(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"db-1:9100", "db-1:9100"},
+		{"`@all` x", "ˋ＠allˋ x"},
+		{"team @oncall", "team ＠oncall"},
+		{"a@b.c", "a@b.c"},
+		{"multi\nline", "multi line"},
+		{"*_~", "*_~"},
+	}
+	for _, c := range cases {
+		if got := escapeCode(c.in); got != c.want {
+			t.Errorf("escapeCode(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestSafeURL(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"https://grafana.example/d/x?orgId=1", "https://grafana.example/d/x?orgId=1"},
+		{"javascript:alert(1)", ""},
+		{"/relative/path", ""},
+		{"ftp://example.com/x", ""},
+		{"https://x.example/a) [evil](http://e", "https://x.example/a%29%20%5Bevil%5D%28http://e"},
+		{"http://user@evil.example/", ""},
+		{" https://padded.example/ ", "https://padded.example/"},
+	}
+	for _, c := range cases {
+		if got := safeURL(c.in); got != c.want {
+			t.Errorf("safeURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestUTF16(t *testing.T) {
+	s := "a€🔥ü"
+	if n := utf16Len(s); n != len(utf16.Encode([]rune(s))) || n != 5 {
+		t.Errorf("utf16Len(%q) = %d, want 5", s, n)
+	}
+	for max := range 7 {
+		c := cutUTF16(s, max)
+		if !utf8.ValidString(c) || utf16Len(c) > max || !strings.HasPrefix(s, c) {
+			t.Errorf("cutUTF16(%q, %d) = %q", s, max, c)
+		}
+	}
+	if got := cutUTF16(s, 2); got != "a€" {
+		t.Errorf("cut before the emoji: %q", got)
+	}
+	if got := shorten("🔥🔥🔥", 4); got != "🔥…" {
+		t.Errorf("shorten = %q", got)
+	}
+}
+
+var (
+	linkSyntax = regexp.MustCompile(`\]\(|<[^ \x{200b}]`)
+	blockStart = regexp.MustCompile(`(?m)^[#>]`)
+)
+
+// checkInert fails when s could still mention, link, emphasise, open a code
+// span or a block, or reorder text.
+func checkInert(t *testing.T, in, s string) {
+	t.Helper()
+	switch {
+	case activeMention.MatchString(s):
+		t.Fatalf("escapeText(%q) = %q: active mention", in, s)
+	case linkSyntax.MatchString(s):
+		t.Fatalf("escapeText(%q) = %q: link syntax", in, s)
+	case strings.ContainsAny(s, "*~`\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") || strings.Contains(s, "||"):
+		t.Fatalf("escapeText(%q) = %q: markdown or bidi control", in, s)
+	case blockStart.MatchString(s):
+		t.Fatalf("escapeText(%q) = %q: block syntax at a line start", in, s)
+	case !utf8.ValidString(s):
+		t.Fatalf("escapeText(%q) = %q: invalid UTF-8", in, s)
+	}
+}
+
+func FuzzEscape(f *testing.F) {
+	for _, s := range []string{"@here", "x [a](b) <c|d>", "# h\n> q", "||s|| *b* `c`", "\u202e@all", "a@b", "_i_", "\xff@x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		checkInert(t, in, escapeText(in, true))
+		checkInert(t, in, escapeText(in, false))
+		if s := escapeText(in, false); strings.Contains(s, "\n") {
+			t.Fatalf("single-line escape kept a newline: %q", s)
+		}
+		c := escapeCode(in)
+		if strings.ContainsAny(c, "`\n\r") || activeMention.MatchString(c) {
+			t.Fatalf("escapeCode(%q) = %q", in, c)
+		}
+	})
+}
+
+// FuzzRender puts arbitrary text into every field a sender controls and
+// checks the rendered message: under the limit, and no mention but the
+// configured one.
+func FuzzRender(f *testing.F) {
+	f.Add("@all", "[x](http://e) @here", "owner", "`@here`", 3)
+	f.Add(strings.Repeat("🔥", 3000), "s", "k", "v", 50)
+	f.Fuzz(func(t *testing.T, title, summary, key, value string, count int) {
+		n := firing()
+		n.Title, n.Text = title, summary
+		n.Annotations["description"] = summary + title
+		n.Alerts = nil
+		for i := range count % 60 {
+			a := alert(value+strings.Repeat("x", i), heraldv1.Status_STATUS_FIRING, summary)
+			a.Labels[key] = value
+			n.Alerts = append(n.Alerts, a)
+		}
+		n.Links.Runbook = value
+		r := &renderer{max: 600, mentions: map[string]string{"critical": "@here"}}
+		m, err := r.render(defaultTemplates, n, renderOpts{mention: true, fallbackReason: value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMessage(t, m, r.max)
+	})
+}
