@@ -1,0 +1,114 @@
+package rocketchat
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func decode(t *testing.T, src string) (Config, error) {
+	t.Helper()
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(src)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func TestConfigREST(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "token")
+	os.WriteFile(tokFile, []byte("s3cret-token\n"), 0o600)
+	c, err := decode(t, fmt.Sprintf(`
+url: https://chat.example.com
+user_id: aB3xYz
+token_file: %s
+channel: "#alerts"
+timeout: 3s
+max_message_size: 4000
+mentions: {critical: "@here", warning: "@db-team @alice"}
+alias: herald
+emoji: ":rotating_light:"
+`, tokFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != ModeREST || c.Token.Value() != "s3cret-token" || c.Timeout != 3*time.Second || c.MaxMessageSize != 4000 {
+		t.Errorf("config = %+v", c)
+	}
+	if c.WebhookRate != (Rate{Count: 10, Per: time.Minute}) {
+		t.Errorf("webhook_rate default = %+v", c.WebhookRate)
+	}
+	for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c)} {
+		if strings.Contains(out, "s3cret-token") {
+			t.Errorf("config prints its token: %s", out)
+		}
+	}
+	dumped, _ := yaml.Marshal(c)
+	if strings.Contains(string(dumped), "s3cret-token") || !strings.Contains(string(dumped), "<secret>") {
+		t.Errorf("dumped config: %s", dumped)
+	}
+}
+
+func TestConfigWebhook(t *testing.T) {
+	c, err := decode(t, `
+webhook_url: https://chat.example.com/hooks/abc/def
+webhook_rate: {count: 5, per: 30s}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != ModeWebhook || c.WebhookRate != (Rate{Count: 5, Per: 30 * time.Second}) || c.Timeout != DefaultTimeout || c.MaxMessageSize != DefaultMaxMessageSize {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	badTmpl := filepath.Join(dir, "bad.tmpl")
+	os.WriteFile(badTmpl, []byte(`{{define "text"}}{{.Nope}}{{end}}`), 0o644)
+	hook := "https://chat.example.com/hooks/ID123456/TOKsecretvalue"
+	cases := []struct{ src, want string }{
+		{"url: https://x\nuser_id: u\ntoken: t\nicon_emoji: \":x:\"", "field icon_emoji not found"},
+		{"user_id: u\ntoken: t", "url: required"},
+		{"url: ftp://x\nuser_id: u\ntoken: t", "url:"},
+		{"url: https://u:p@x\nuser_id: u\ntoken: t", "credentials"},
+		{"url: https://x\ntoken: t", "user_id: required"},
+		{"url: https://x\nuser_id: u", "token: required"},
+		{"url: https://x\nuser_id: u\ntoken: t\ntoken_file: /nonexistent", "token and token_file are both set"},
+		{"url: https://x\nuser_id: u\ntoken_file: /nonexistent/file", "token_file:"},
+		{"token: t\nwebhook_url: " + hook, "both token and webhook_url"},
+		{"mode: rest\nurl: https://x\nuser_id: u\ntoken: t\nwebhook_url: " + hook, "webhook_url: not used"},
+		{"mode: webhook", "webhook_url: required"},
+		{"webhook_url: https://chat.example.com/api/v1/x", "/hooks/"},
+		{"mode: smoke\nwebhook_url: " + hook, "mode:"},
+		{"webhook_url: " + hook + "\nchannel: \"@alice\"", "direct messages"},
+		{"webhook_url: " + hook + "\ntimeout: -1s", "timeout"},
+		{"webhook_url: " + hook + "\ntimeout: soon", "time.Duration"},
+		{"webhook_url: " + hook + "\nmax_message_size: 10", "max_message_size"},
+		{"webhook_url: " + hook + "\nmentions: {page: \"@here\"}", "not a severity"},
+		{"webhook_url: " + hook + "\nmentions: {critical: \"<!here>\"}", "not a mention"},
+		{"webhook_url: " + hook + "\nwebhook_rate: {count: -1}", "webhook_rate"},
+		{"webhook_url: " + hook + "\nemoji: bell", "emoji"},
+		{"webhook_url: " + hook + "\navatar: javascript:x", "avatar"},
+		{"webhook_url: " + hook + "\ntemplate: " + badTmpl, "template:"},
+	}
+	for _, c := range cases {
+		_, err := decode(t, c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want it to say %q", c.src, err, c.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "TOKsecretvalue") {
+			t.Errorf("%q: error reveals the hook token: %v", c.src, err)
+		}
+	}
+}
