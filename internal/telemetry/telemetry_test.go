@@ -44,17 +44,17 @@ func setup(t *testing.T, env map[string]string) (shutdown func(context.Context) 
 		t.Setenv(k, v)
 	}
 	tp, prop := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	t.Cleanup(func() {
-		otel.SetTracerProvider(tp)
-		otel.SetTextMapPropagator(prop)
-	})
 	logs = &bytes.Buffer{}
 	shutdown, err = Setup(t.Context(), Options{
 		ServiceVersion: "1.2.3",
 		Logger:         slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err == nil {
-		t.Cleanup(func() { _ = shutdown(context.Background()) })
+		t.Cleanup(func() {
+			_ = shutdown(context.Background())
+			otel.SetTracerProvider(tp)
+			otel.SetTextMapPropagator(prop)
+		})
 	}
 	return shutdown, logs, err
 }

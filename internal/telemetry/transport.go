@@ -1,0 +1,71 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+)
+
+// HTTPTransport returns base (http.DefaultTransport when nil) instrumented
+// for the sinks: each request gets a client span, child of the span in its
+// context, and carries the trace context in its headers.
+//
+// The span's url.full shows the URL as RedactURL does, so that a hook URL,
+// whose path is its credential, never reaches a trace; the request itself
+// goes to the real URL.
+func HTTPTransport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return redactURL{next: otelhttp.NewTransport(restoreURL{next: base})}
+}
+
+// RedactURL returns what herald may show of u in a span: scheme, host and
+// port; the path only when it has an "api" segment (a chat REST method such
+// as /api/v1/chat.postMessage), otherwise /REDACTED; never user info, query
+// or fragment (a present query shows as REDACTED).
+func RedactURL(u *url.URL) *url.URL {
+	shown := &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/REDACTED"}
+	if hasAPISegment(u.Path) {
+		shown.Path = u.Path
+	}
+	if u.RawQuery != "" {
+		shown.RawQuery = "REDACTED"
+	}
+	return shown
+}
+
+func hasAPISegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "api" {
+			return true
+		}
+	}
+	return false
+}
+
+type realURLKey struct{}
+
+// redactURL hands the instrumentation a copy of the request with the URL
+// redacted, keeping the real one in the context for restoreURL.
+type redactURL struct{ next http.RoundTripper }
+
+func (t redactURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	shown := r.WithContext(context.WithValue(r.Context(), realURLKey{}, r.URL))
+	shown.URL = RedactURL(r.URL)
+	return t.next.RoundTrip(shown)
+}
+
+// restoreURL puts the real URL back before the request leaves.
+type restoreURL struct{ next http.RoundTripper }
+
+func (t restoreURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	if u, ok := r.Context().Value(realURLKey{}).(*url.URL); ok {
+		r = r.WithContext(r.Context())
+		r.URL = u
+	}
+	return t.next.RoundTrip(r)
+}
