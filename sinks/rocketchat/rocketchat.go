@@ -62,9 +62,14 @@ var (
 	_ sinks.Pacer   = (*Sink)(nil)
 )
 
-// ErrPaced is the cause of the throttle error a webhook Send returns,
-// without a request, when the hook's rate limit has no room left.
-var ErrPaced = errors.New("rocketchat webhook: rate limit reached, waiting for the window to move")
+var (
+	// ErrPaced is the cause of the throttle error a webhook Send returns,
+	// without a request, when the hook's rate limit has no room left.
+	ErrPaced = errors.New("rocketchat webhook: rate limit reached, waiting for the window to move")
+	// ErrRateLimited is the cause of the throttle error Send returns,
+	// without a request, while a rate limit the server reported lasts.
+	ErrRateLimited = errors.New("rocketchat: rate limited, waiting for the server's reset")
+)
 
 // New builds the sink named name. cfg must have passed Validate (New calls
 // it again, so defaults are applied either way).
@@ -161,7 +166,7 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 		return sinks.Receipt{}, err
 	}
 	if wait := s.blocked.wait(time.Now()); wait > 0 {
-		return sinks.Receipt{}, sinks.Throttled(ErrPaced, wait)
+		return sinks.Receipt{}, sinks.Throttled(ErrRateLimited, wait)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -403,7 +408,7 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 		return sinks.Receipt{}, err
 	}
 	if wait := s.blocked.wait(time.Now()); wait > 0 {
-		return sinks.Receipt{}, sinks.Throttled(ErrPaced, wait)
+		return sinks.Receipt{}, sinks.Throttled(ErrRateLimited, wait)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()

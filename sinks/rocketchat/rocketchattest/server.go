@@ -353,9 +353,21 @@ type Request struct {
 	Endpoint string
 	Path     string
 	Status   int
+	// Header is the answer's header, with the X-RateLimit-* values.
+	Header http.Header
 	// At is when the answer was decided (before any injected delay).
 	At   time.Time
 	Body []byte
+}
+
+// RateLimitReset is the reset the answer announced (X-RateLimit-Reset, in
+// epoch milliseconds), or the zero time.
+func (r Request) RateLimitReset() time.Time {
+	ms, err := strconv.ParseInt(r.Header.Get("X-RateLimit-Reset"), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // Requests returns every request answered so far, oldest first.
@@ -526,7 +538,7 @@ func (s *Server) handle(r *http.Request) *answer {
 	ep := endpointOf(r.URL.Path)
 	a := s.answerFor(r, ep, body)
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Method: r.Method, Endpoint: ep, Path: r.URL.Path, Status: a.status, At: time.Now(), Body: body})
+	s.requests = append(s.requests, Request{Method: r.Method, Endpoint: ep, Path: r.URL.Path, Status: a.status, Header: a.header.Clone(), At: time.Now(), Body: body})
 	s.mu.Unlock()
 	return a
 }
