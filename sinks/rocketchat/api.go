@@ -220,7 +220,7 @@ func (s *Sink) call(ctx context.Context, method, endpoint string, query url.Valu
 		return nil, s.transportFailure(ctx, endpoint, fmt.Errorf("reading the answer: %w", err))
 	}
 	ar, err := decodeAnswer(endpoint, resp.StatusCode, resp.Header, b, time.Now(), s.redact)
-	s.observe(resp, err)
+	s.observe(ctx, resp, err)
 	return ar, err
 }
 

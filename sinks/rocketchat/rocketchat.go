@@ -170,10 +170,10 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	t := s.template(to)
+	t := s.template(ctx, to)
 	opts := renderOpts{mention: true, fallbackFrom: to.FallbackFrom, fallbackReason: to.FallbackReason}
 	if s.cfg.Mode == ModeWebhook {
-		msg := s.render(t, n, opts)
+		msg := s.render(ctx, t, n, opts)
 		return sinks.Receipt{}, s.postWebhook(ctx, msg, to)
 	}
 
@@ -194,7 +194,7 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 				"notification", n.GetId(), "parent", p.GetMessageId())
 		}
 	}
-	msg := s.render(t, n, opts)
+	msg := s.render(ctx, t, n, opts)
 	ref, err := s.sendOnce(ctx, outMessage{
 		ID: MessageID(s.name, notificationKey(n), roleParent), RoomID: rid,
 		Msg: msg.Text, Attachments: msg.Attachments,
@@ -211,7 +211,7 @@ func (s *Sink) updateAndReply(ctx context.Context, t *template.Template, n *hera
 	parent := to.Parent
 	upd := opts
 	upd.update, upd.mention = true, false
-	text := s.render(t, n, upd).Text
+	text := s.render(ctx, t, n, upd).Text
 	_, err = s.call(ctx, http.MethodPost, "chat.update", nil, updateRequest{RoomID: parent.GetChannelId(), MsgID: parent.GetMessageId(), Text: text})
 	if err != nil {
 		var ae *APIError
@@ -240,7 +240,7 @@ func (s *Sink) updateAndReply(ctx context.Context, t *template.Template, n *hera
 	}
 	rep := opts
 	rep.reply = true
-	msg := s.render(t, n, rep)
+	msg := s.render(ctx, t, n, rep)
 	ref, err := s.sendOnce(ctx, outMessage{
 		ID: MessageID(s.name, notificationKey(n), roleReply), RoomID: rid, ThreadID: parent.GetMessageId(),
 		Msg: msg.Text, Attachments: msg.Attachments,
@@ -367,7 +367,7 @@ func (s *Sink) forgetRoom(id string) {
 }
 
 // template is the route's template for this sink, or the sink's own.
-func (s *Sink) template(to sinks.Target) *template.Template {
+func (s *Sink) template(ctx context.Context, to sinks.Target) *template.Template {
 	if to.Template == "" {
 		return s.tmpl
 	}
@@ -377,7 +377,7 @@ func (s *Sink) template(to sinks.Target) *template.Template {
 	t, err := ParseTemplateFile(to.Template)
 	if err != nil {
 		// Alerts must go out: use the sink's template, and say so once.
-		s.log.Error("route template unusable; using the sink's template", "route", to.Route, "file", to.Template, "error", err)
+		s.log.ErrorContext(ctx, "route template unusable; using the sink's template", "route", to.Route, "file", to.Template, "error", err)
 		t = s.tmpl
 	}
 	s.routeTmpl.Store(to.Template, t)
@@ -385,10 +385,10 @@ func (s *Sink) template(to sinks.Target) *template.Template {
 }
 
 // render renders n, logging (not failing) when a custom template fails.
-func (s *Sink) render(t *template.Template, n *heraldv1.Notification, o renderOpts) rendered {
+func (s *Sink) render(ctx context.Context, t *template.Template, n *heraldv1.Notification, o renderOpts) rendered {
 	msg, err := s.r.render(t, n, o)
 	if err != nil {
-		s.log.Error("template failed; message rendered with the defaults", "notification", n.GetId(), "error", err)
+		s.log.ErrorContext(ctx, "template failed; message rendered with the defaults", "notification", n.GetId(), "error", err)
 	}
 	return msg
 }
@@ -412,10 +412,10 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	t := s.template(to)
+	t := s.template(ctx, to)
 	msg, err := s.r.renderDigest(t, ns)
 	if err != nil {
-		s.log.Error("digest template failed; rendered with the defaults", "error", err)
+		s.log.ErrorContext(ctx, "digest template failed; rendered with the defaults", "error", err)
 	}
 	if s.cfg.Mode == ModeWebhook {
 		return sinks.Receipt{}, s.postWebhook(ctx, msg, to)
@@ -466,7 +466,7 @@ func (s *Sink) Wait(to sinks.Target) time.Duration {
 
 // observe learns from every answer: a rate limit blocks later sends until
 // its reset, and a refused credential is logged once.
-func (s *Sink) observe(resp *http.Response, err error) {
+func (s *Sink) observe(ctx context.Context, resp *http.Response, err error) {
 	now := time.Now()
 	if wait, ok := sinks.ThrottleWait(err); ok {
 		s.blocked.until(now.Add(wait))
@@ -481,7 +481,7 @@ func (s *Sink) observe(resp *http.Response, err error) {
 		s.authLogged.Store(false)
 	case errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden):
 		if s.authLogged.CompareAndSwap(false, true) {
-			s.log.Error("Rocket.Chat refused herald's credentials or permissions; check user_id, token or the hook, and the bot's roles",
+			s.log.ErrorContext(ctx, "Rocket.Chat refused herald's credentials or permissions; check user_id, token or the hook, and the bot's roles",
 				"status", ae.StatusCode, "reason", ae.Reason)
 		}
 	}

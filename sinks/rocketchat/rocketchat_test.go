@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -566,5 +567,57 @@ func TestStorm(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	dir := t.TempDir()
+	sinkT := dir + "/sink.tmpl"
+	routeT := dir + "/route.tmpl"
+	broken := dir + "/broken.tmpl"
+	os.WriteFile(sinkT, []byte(`{{define "text"}}SINK {{.Title}}{{end}}`), 0o644)
+	os.WriteFile(routeT, []byte(`{{define "text"}}ROUTE {{.StatusText}}{{end}}`), 0o644)
+	os.WriteFile(broken, []byte(`{{define "text"}}{{.Missing}}{{end}}`), 0o644)
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	s, logs := newREST(t, srv, func(c *Config) { c.Template = sinkT; c.Channel = "#alerts" })
+	for i, c := range []struct{ file, want string }{
+		{"", "SINK DiskFull: 3 hosts"},
+		{routeT, "ROUTE FIRING"},
+		{broken, "SINK DiskFull: 3 hosts"},
+	} {
+		n := firing()
+		n.Id = fmt.Sprintf("tmpl-%d", i)
+		r, err := s.Send(t.Context(), n, sinks.Target{Template: c.file, Route: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := srv.Message(r.Message.GetMessageId()); m.Text != c.want {
+			t.Errorf("template %q: text %q, want %q", c.file, m.Text, c.want)
+		}
+	}
+	if !strings.Contains(logs.String(), "route template unusable") {
+		t.Errorf("broken route template not logged:\n%s", logs)
+	}
+}
+
+// The fake refuses anything over its Message_MaxAllowedSize, like the real
+// server: a huge notification must still go through.
+func TestNeverFailsForSize(t *testing.T) {
+	for _, mode := range []Mode{ModeREST, ModeWebhook} {
+		srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"), rocketchattest.WithMaxMessageSize(800))
+		var s *Sink
+		if mode == ModeREST {
+			s, _ = newREST(t, srv, func(c *Config) { c.MaxMessageSize = 800 })
+		} else {
+			s = newHook(t, srv, "alerts", func(c *Config) { c.MaxMessageSize = 800 })
+		}
+		for _, n := range []*heraldv1.Notification{huge(), many(300), unicodeN()} {
+			if _, err := s.Send(t.Context(), n, sinks.Target{Channel: "#alerts"}); err != nil {
+				t.Errorf("%s %s: %v", mode, n.Id, err)
+			}
+		}
+		if got := len(srv.Messages("alerts")); got != 3 {
+			t.Errorf("%s: %d messages, want 3", mode, got)
+		}
 	}
 }
