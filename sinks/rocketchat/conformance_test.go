@@ -47,6 +47,7 @@ func rcCases() []sinktest.Case {
 			Body: `{"success":false,"error":"Error, too many requests. [too-many-requests]","errorType":"too-many-requests","details":{"timeToReset":5000}}`,
 			Want: sinks.ClassThrottled, WantWait: 5 * time.Second,
 		},
+		{Name: "200 truncated", Respond: sinktest.TruncatedBody, Want: sinks.ClassRetryable},
 		{Name: "500 meteor", Status: 500, Body: `{"success":false,"error":"Internal server error"}`, Want: sinks.ClassRetryable},
 	}
 }

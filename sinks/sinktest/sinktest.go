@@ -86,7 +86,8 @@ type Case struct {
 // CommonCases are answers every HTTP sink must classify the same way:
 // 5xx and 408 retryable, 429 throttled, 401/403/404 permanent, a closed
 // connection retryable, and a server that echoes the request's secrets
-// back in its error text.
+// back in its error text. (A 200 whose body is cut short is not among them:
+// whether it was a delivery depends on the sink; see TruncatedBody.)
 func CommonCases() []Case {
 	return []Case{
 		{Name: "500", Status: 500, Body: "internal error", Want: sinks.ClassRetryable},
@@ -99,8 +100,7 @@ func CommonCases() []Case {
 		{Name: "404", Status: 404, Body: "404 page not found", Want: sinks.ClassPermanent},
 		{Name: "429 bare", Status: 429, Want: sinks.ClassThrottled},
 		{Name: "429 retry-after", Status: 429, Header: http.Header{"Retry-After": {"30"}}, Want: sinks.ClassThrottled},
-		{Name: "connection closed", Respond: closeConnection, Want: sinks.ClassRetryable},
-		{Name: "truncated body", Respond: truncatedBody, Want: sinks.ClassRetryable},
+		{Name: "connection closed", Respond: CloseConnection, Want: sinks.ClassRetryable},
 		{Name: "echoes secrets 400", Respond: echoSecrets(400), Want: sinks.ClassPermanent},
 		{Name: "echoes secrets 500", Respond: echoSecrets(500), Want: sinks.ClassRetryable},
 	}
@@ -330,8 +330,9 @@ func mask(s string) string {
 	return s[:2] + "…" + s[len(s)-2:]
 }
 
-// closeConnection hijacks the connection and closes it without answering.
-func closeConnection(w http.ResponseWriter, r *http.Request) {
+// CloseConnection is a Case.Respond that hijacks the connection and closes
+// it without answering.
+func CloseConnection(w http.ResponseWriter, r *http.Request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		panic("sinktest: response writer cannot hijack")
@@ -343,8 +344,9 @@ func closeConnection(w http.ResponseWriter, r *http.Request) {
 	_ = conn.Close()
 }
 
-// truncatedBody promises a longer body than it sends, then closes.
-func truncatedBody(w http.ResponseWriter, r *http.Request) {
+// TruncatedBody is a Case.Respond that answers 200 with a JSON body cut
+// short: the connection closes before the promised Content-Length.
+func TruncatedBody(w http.ResponseWriter, r *http.Request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		panic("sinktest: response writer cannot hijack")
