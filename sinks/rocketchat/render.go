@@ -270,7 +270,7 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 	d.CommonLabels = pairs(common, func(k string) bool { return k != "alertname" && k != "severity" })
 
 	var start, end time.Time
-	for _, a := range alerts {
+	for i, a := range alerts {
 		ad := AlertData{Status: "firing", Firing: true, Emoji: severityEmoji[sev]}
 		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
 			ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
@@ -278,9 +278,6 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 		} else {
 			d.FiringCount++
 		}
-		ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
-		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
-		ad.URL = safeURL(a.GetGeneratorUrl())
 		if t := a.GetStartsAt(); t.IsValid() && t.AsTime().Unix() > 0 {
 			ad.StartsAt = t.AsTime().UTC().Format(timeLayout)
 			if start.IsZero() || t.AsTime().Before(start) {
@@ -293,6 +290,15 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 				end = t.AsTime()
 			}
 		}
+		if i >= maxShownAlerts {
+			// A reader takes in a few dozen lines at most; the rest is
+			// counted, and reached through MoreURL.
+			d.MoreAlerts++
+			continue
+		}
+		ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
+		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
+		ad.URL = safeURL(a.GetGeneratorUrl())
 		d.Alerts = append(d.Alerts, ad)
 	}
 	if !start.IsZero() {
@@ -301,12 +307,13 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 	if !end.IsZero() {
 		d.EndsAt = end.UTC().Format(timeLayout)
 	}
-	d.MoreAlerts = int(n.GetTruncatedAlerts())
-	d.AlertCount = len(alerts) + d.MoreAlerts
+	truncated := int(n.GetTruncatedAlerts())
+	d.MoreAlerts += truncated
+	d.AlertCount = len(alerts) + truncated
 	if d.Resolved {
-		d.ResolvedCount += d.MoreAlerts
+		d.ResolvedCount += truncated
 	} else {
-		d.FiringCount += d.MoreAlerts
+		d.FiringCount += truncated
 	}
 	return d
 }
@@ -365,11 +372,6 @@ func (r *renderer) execute(t *template.Template, name string, data any) (string,
 // fails, and never fails itself.
 func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
 	d := r.data(n, o)
-	if len(d.Alerts) > maxShownAlerts {
-		// A reader takes in a few dozen lines at most; the rest is a link.
-		d.MoreAlerts += len(d.Alerts) - maxShownAlerts
-		d.Alerts = d.Alerts[:maxShownAlerts]
-	}
 	text, err := r.fitText(t, d)
 	if err != nil && t != defaultTemplates {
 		msg, _ := r.render(defaultTemplates, n, o)
