@@ -446,7 +446,7 @@ func (s *Sink) postWebhook(ctx context.Context, msg rendered, to sinks.Target) e
 	}
 	req := webhookRequest{Text: msg.Text, Attachments: msg.Attachments, Alias: s.cfg.Alias, Emoji: s.cfg.Emoji, Avatar: s.cfg.Avatar}
 	if s.cfg.WebhookOverrideChannel {
-		req.Channel = to.Channel
+		req.Channel = s.channel(to)
 	}
 	_, err := s.call(ctx, http.MethodPost, "webhook", nil, req)
 	return err
