@@ -86,8 +86,20 @@ func (q *Queue) Consume(ctx context.Context, handle Handler) error {
 
 func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem chan struct{}) {
 	log := q.log.With("partition", p)
-	for ctx.Err() == nil {
-		it, err := q.consumers[p].Messages(jetstream.PullMaxMessages(1))
+	cons := q.consumers[p]
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			// The iterator ended without shutdown: the consumer may have
+			// been deleted, or its stream moved. Make sure it exists.
+			c, err := q.ensureConsumer(ctx, p)
+			if err != nil {
+				log.Warn("cannot recreate the partition's consumer; retrying", "err", err)
+				sleepCtx(ctx, time.Second)
+				continue
+			}
+			cons = c
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(q.pullExpiry))
 		if err != nil {
 			log.Warn("cannot consume partition; retrying", "err", err)
 			sleepCtx(ctx, time.Second)
@@ -96,7 +108,11 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 		for {
 			msg, err := it.Next(jetstream.NextContext(ctx))
 			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) ||
+					errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+					// No heartbeat: the pull went nowhere (consumer gone,
+					// or its leader moved); start over.
+					errors.Is(err, jetstream.ErrNoHeartbeat) {
 					break
 				}
 				log.Debug("consume", "err", err)
@@ -146,7 +162,9 @@ func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle 
 		seq:       md.Sequence.Stream,
 		partition: p,
 	}
+	stop := q.keepAlive(msg)
 	out := q.call(q.extract(ctx, msg.Headers()), handle, m)
+	stop()
 	q.apply(ctx, m, out)
 }
 
@@ -169,6 +187,29 @@ func (q *Queue) acquire(ctx context.Context, sem chan struct{}, msg jetstream.Ms
 			return false
 		}
 	}
+}
+
+// keepAlive tells JetStream every third of ack_wait that msg is still being
+// handled, so a slow delivery is never handed to another replica meanwhile
+// (which would post twice and break the partition's order). A handler that
+// hangs therefore holds its partition; herald_queue_oldest_pending_age_seconds
+// shows it.
+func (q *Queue) keepAlive(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(q.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // call runs handle, turning a panic into a delayed retry so one bad

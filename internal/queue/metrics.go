@@ -80,11 +80,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // the consumer's ack floor.
 func (q *Queue) backlog(ctx context.Context) (depth uint64, oldest time.Duration, deadLetters uint64, err error) {
 	now := time.Now()
-	for p, c := range q.consumers {
-		info, err := c.Info(ctx)
+	for p := range q.cfg.Partitions {
+		c, err := q.stream.Consumer(ctx, consumerName(p))
 		if err != nil {
 			return 0, 0, 0, err
 		}
+		info := c.CachedInfo()
 		n := info.NumPending + uint64(info.NumAckPending)
 		if n == 0 {
 			continue

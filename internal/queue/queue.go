@@ -72,6 +72,9 @@ type Queue struct {
 	consumers []jetstream.Consumer
 
 	m *metrics
+	// pullExpiry bounds each pull request; a consumer that stops answering
+	// is noticed after about this long.
+	pullExpiry time.Duration
 
 	closeOnce sync.Once
 }
@@ -85,7 +88,7 @@ var (
 // updates herald's streams, buckets and consumers. cfg must have passed
 // Validate. ctx bounds the setup only.
 func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
-	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator}
+	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator, pullExpiry: 10 * time.Second}
 	if q.log == nil {
 		q.log = slog.Default()
 	}
@@ -289,28 +292,36 @@ func (q *Queue) setup(ctx context.Context) error {
 	}
 	q.consumers = make([]jetstream.Consumer, q.cfg.Partitions)
 	for p := range q.cfg.Partitions {
-		q.consumers[p], err = q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       consumerName(p),
-			Description:   "herald partition " + strconv.Itoa(p),
-			FilterSubject: partitionFilter(p),
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       q.cfg.AckWait,
-			// One unacknowledged message per partition: the partition is
-			// strictly ordered, also across herald replicas and while its
-			// head waits out a NakWithDelay.
-			MaxAckPending: 1,
-			// Unlimited: when JetStream gives up on a message it only emits
-			// an advisory, which would drop the notification silently. The
-			// dispatcher's retry budget decides when to dead-letter.
-			MaxDeliver: -1,
-			Replicas:   r,
-		})
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", consumerName(p), err)
+		if q.consumers[p], err = q.ensureConsumer(ctx, p); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// ensureConsumer creates or updates partition p's durable consumer.
+func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+	c, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       consumerName(p),
+		Description:   "herald partition " + strconv.Itoa(p),
+		FilterSubject: partitionFilter(p),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		// One unacknowledged message per partition: the partition is
+		// strictly ordered, also across herald replicas and while its head
+		// waits out a NakWithDelay.
+		MaxAckPending: 1,
+		// Unlimited: when JetStream gives up on a message it only emits an
+		// advisory, which would drop the notification silently. The
+		// dispatcher's retry budget decides when to dead-letter.
+		MaxDeliver: -1,
+		Replicas:   q.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
+	}
+	return c, nil
 }
 
 // checkStrandedPartitions refuses a smaller partition count while a

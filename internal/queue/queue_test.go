@@ -940,3 +940,32 @@ func TestEmbeddedListenWithToken(t *testing.T) {
 	nc.Close()
 	mustPut(t, e.q, notif("g", heraldv1.Severity_SEVERITY_INFO))
 }
+
+// An operator deleting a partition's consumer must not stop that partition
+// for good: the queue recreates it.
+func TestConsumerRecreatedAfterDeletion(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 1 })
+	e.q.pullExpiry = 2 * time.Second
+	ch := make(chan string, 8)
+	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		ch <- m.Notification().GetId()
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	first := notif("g", heraldv1.Severity_SEVERITY_INFO)
+	mustPut(t, e.q, first)
+	if got := recv(t, ch); got != first.Id {
+		t.Fatalf("got %s, want %s", got, first.Id)
+	}
+	if err := e.q.stream.DeleteConsumer(t.Context(), consumerName(0)); err != nil {
+		t.Fatal(err)
+	}
+	second := notif("g", heraldv1.Severity_SEVERITY_INFO)
+	mustPut(t, e.q, second)
+	// The recreated consumer starts from the beginning of the stream; the
+	// dispatcher acknowledges already-delivered copies by their record.
+	for got := recv(t, ch); got != second.Id; got = recv(t, ch) {
+		if got != first.Id {
+			t.Fatalf("got %s, want %s or a repeat of %s", got, second.Id, first.Id)
+		}
+	}
+}
