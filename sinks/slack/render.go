@@ -396,11 +396,12 @@ func timeUTC(sec int64) string {
 func buttons(links []Link) slack.Block {
 	var elems []slack.BlockElement
 	for _, l := range links {
-		if !linkable(l.URL) || len(elems) == maxActionElems {
+		u := urlEscaper.Replace(l.URL)
+		if !linkable(u) || len(elems) == maxActionElems {
 			continue
 		}
 		b := slack.NewButtonBlockElement("herald_"+strings.ToLower(l.Text), "", plain(clip(l.Text, maxButtonText)))
-		b.URL = l.URL
+		b.URL = u
 		elems = append(elems, b)
 	}
 	if len(elems) == 0 {
@@ -408,6 +409,10 @@ func buttons(links []Link) slack.Block {
 	}
 	return slack.NewActionBlock("", elems...)
 }
+
+// urlEscaper percent-encodes the characters that a URL may carry but that
+// mean something to Slack's markup, so no URL can close or split a link.
+var urlEscaper = strings.NewReplacer("<", "%3C", ">", "%3E", "|", "%7C", "\"", "%22", "`", "%60", " ", "%20")
 
 // linkable reports whether Slack accepts u as a button URL. A URL it
 // rejects would fail the whole message (invalid_blocks), so such links are
@@ -457,7 +462,8 @@ func mrkdwn(s string) *slack.TextBlockObject {
 // escapeRune appends r to b as Slack needs it in text from outside: &, <
 // and > as entities, so no <!channel>, <@U…> or <url|text> can form; an @
 // that starts a word followed by a word joiner, so Slack-compatible servers
-// that expand "@here" or "@all" do not; control characters dropped.
+// that expand "@here" or "@all" do not; control characters and bidi
+// overrides dropped.
 func escapeRune(b *strings.Builder, r rune, prev rune) {
 	switch r {
 	case '&':
@@ -474,10 +480,16 @@ func escapeRune(b *strings.Builder, r rune, prev rune) {
 	case '\n', '\t':
 		b.WriteRune(r)
 	default:
-		if !unicode.IsControl(r) {
+		if !unicode.IsControl(r) && !isBidiControl(r) {
 			b.WriteRune(r)
 		}
 	}
+}
+
+// isBidiControl reports the embedding, override and isolate controls,
+// which can make text display in an order other than it is read.
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }
 
 // Escape makes raw text from outside safe for mrkdwn and plain_text.

@@ -75,6 +75,9 @@ type Server struct {
 	sticky   *Failure
 	requests map[string]int
 	seq      int
+
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New starts a fake Slack whose bot token is token. Stop it with Close.
@@ -87,6 +90,7 @@ func New(token string) *Server {
 		byTS:     map[string]*Message{},
 		queued:   map[string][]Failure{},
 		requests: map[string]int{},
+		closing:  make(chan struct{}),
 	}
 	s.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", s.postMessage)
@@ -97,8 +101,11 @@ func New(token string) *Server {
 	return s
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.Stop() }
+// Close releases hanging requests and stops the server.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.Stop()
+}
 
 // APIURL is the Web API base URL, for the sink's api_url.
 func (s *Server) APIURL() string { return s.GetAPIURL() }
@@ -227,7 +234,13 @@ func (s *Server) failure(method string) *Failure {
 
 func (s *Server) writeFailure(w http.ResponseWriter, r *http.Request, f *Failure, api bool) {
 	if f.Hang {
-		<-r.Context().Done()
+		// Reading the body to its end lets the server notice when the
+		// client hangs up, which ends r's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
 		return
 	}
 	if f.RetryAfter != "" {
@@ -445,6 +458,13 @@ const (
 	maxButtonText  = 75
 	maxURL         = 3000
 )
+
+// Check returns the error code Slack gives a message with this text and
+// blocks (a JSON array), or "" when Slack takes it. Render tests use it to
+// hold rendered messages to the same rules as the fake server.
+func Check(text string, blocks []byte) string {
+	return checkContent(text, string(blocks), blocks != nil)
+}
 
 // checkContent returns the error code Slack gives a message with this text
 // and blocks, or "".

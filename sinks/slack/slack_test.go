@@ -1,0 +1,277 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/secret"
+	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/sinktest"
+	"github.com/herald-notify/herald/sinks/slack/slackfake"
+)
+
+// newBot starts a fake Slack with channel #alerts and a bot-mode sink on it.
+// Pacing is off: these tests are about the lifecycle, not the pace.
+func newBot(t *testing.T, mutate ...func(*Config)) (*Sink, *slackfake.Server, string) {
+	t.Helper()
+	fake := slackfake.New(testToken)
+	t.Cleanup(fake.Close)
+	id := fake.AddChannel("alerts")
+	cfg := Config{APIURL: fake.APIURL(), Token: testToken, Pace: -1}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	s, err := New("slack", cfg, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, fake, id
+}
+
+// header returns the text of the message's header block, or of its first
+// section for replies.
+func header(t *testing.T, m slackfake.Message) string {
+	t.Helper()
+	var blocks []struct {
+		Type string `json:"type"`
+		Text struct {
+			Text string `json:"text"`
+		} `json:"text"`
+	}
+	if err := json.Unmarshal(m.Blocks, &blocks); err != nil || len(blocks) == 0 {
+		t.Fatalf("message has no readable blocks: %v %s", err, m.Blocks)
+	}
+	return blocks[0].Text.Text
+}
+
+func TestLifecycle(t *testing.T) {
+	s, fake, id := newBot(t)
+	ctx := t.Context()
+
+	r1, err := s.Send(ctx, firing(), sinks.Target{Channel: "#alerts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Parent.GetChannelId() != id || r1.Parent.GetMessageId() == "" {
+		t.Fatalf("first receipt parent = %v, want a message in %s", r1.Parent, id)
+	}
+	if r1.Message.GetMessageId() != r1.Parent.GetMessageId() {
+		t.Errorf("first receipt message = %v, want the parent", r1.Message)
+	}
+	parent, ok := fake.Message(id, r1.Parent.GetMessageId())
+	if !ok || !strings.Contains(header(t, parent), "[FIRING:2] HighErrorRate") {
+		t.Fatalf("parent = %+v, want the firing message", parent)
+	}
+
+	r2, err := s.Send(ctx, resolved(), sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, _ = fake.Message(id, r1.Parent.GetMessageId())
+	if parent.Edits != 1 || !strings.Contains(header(t, parent), "[RESOLVED] HighErrorRate") {
+		t.Errorf("after resolve, parent has %d edits and header %q; want 1 edit showing RESOLVED", parent.Edits, header(t, parent))
+	}
+	if r2.Parent.GetMessageId() != r1.Parent.GetMessageId() {
+		t.Errorf("resolve receipt parent = %v, want the same parent %v", r2.Parent, r1.Parent)
+	}
+	reply, ok := fake.Message(id, r2.Message.GetMessageId())
+	if !ok || reply.ThreadTS != r1.Parent.GetMessageId() || r2.Message.GetThreadId() != r1.Parent.GetMessageId() {
+		t.Errorf("reply = %+v (receipt %v), want a reply in the parent's thread", reply, r2.Message)
+	}
+	if got := len(fake.Messages("alerts")); got != 2 {
+		t.Errorf("channel has %d messages, want the parent and one reply", got)
+	}
+}
+
+func TestParentGone(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		gone func(fake *slackfake.Server, id, ts string)
+	}{
+		{"deleted", func(fake *slackfake.Server, id, ts string) { fake.DeleteMessage(id, ts) }},
+		{"cant_update_message", func(fake *slackfake.Server, _, _ string) {
+			fake.Fail(slackfake.Update, slackfake.Failure{Error: "cant_update_message"})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, fake, id := newBot(t)
+			r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.gone(fake, id, r1.Parent.GetMessageId())
+			r2, err := s.Send(t.Context(), resolved(), sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+			if err != nil {
+				t.Fatalf("send after the parent is gone: %v", err)
+			}
+			if r2.Parent.GetMessageId() == "" || r2.Parent.GetMessageId() == r1.Parent.GetMessageId() {
+				t.Fatalf("receipt parent = %v, want a new parent", r2.Parent)
+			}
+			m, ok := fake.Message(id, r2.Parent.GetMessageId())
+			if !ok || m.ThreadTS != "" || !strings.Contains(header(t, m), "[RESOLVED]") {
+				t.Errorf("new parent = %+v, want a top-level message with the group's current state", m)
+			}
+		})
+	}
+}
+
+func TestUpdateFailureSendsNoReply(t *testing.T) {
+	s, fake, _ := newBot(t)
+	r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Fail(slackfake.Update, slackfake.Failure{Status: 503})
+	before := fake.Requests(slackfake.PostMessage)
+	_, err = s.Send(t.Context(), resolved(), sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+	if sinks.Classify(err) != sinks.ClassRetryable {
+		t.Fatalf("err = %v (%s), want retryable", err, sinks.Classify(err))
+	}
+	if got := fake.Requests(slackfake.PostMessage); got != before {
+		t.Errorf("%d posts after a failed update, want none: the retry posts the reply", got-before)
+	}
+}
+
+func TestReplyThrottled(t *testing.T) {
+	s, fake, _ := newBot(t)
+	r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Fail(slackfake.PostMessage, slackfake.Failure{Status: 429, RetryAfter: "9"})
+	_, err = s.Send(t.Context(), resolved(), sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+	if w, ok := sinks.ThrottleWait(err); !ok || w.Seconds() != 9 {
+		t.Fatalf("err = %v, want throttled for 9s", err)
+	}
+}
+
+func TestFallbackLineAndOverrides(t *testing.T) {
+	s, fake, _ := newBot(t, func(c *Config) {
+		c.Username, c.IconEmoji = "herald", ":rotating_light:"
+		c.Mentions = map[string]string{"critical": "@here"}
+	})
+	_, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "alerts", FallbackFrom: "Rocket.Chat", FallbackReason: "unavailable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := fake.Messages("alerts")[0]
+	if !strings.Contains(string(m.Blocks), "via fallback: Rocket.Chat unavailable") {
+		t.Errorf("blocks lack the fallback line: %s", m.Blocks)
+	}
+	if !strings.HasPrefix(m.Text, "<!here> ") {
+		t.Errorf("text = %q, want it to start with the configured mention", m.Text)
+	}
+	if m.Username != "herald" || m.IconEmoji != ":rotating_light:" {
+		t.Errorf("username, icon = %q, %q", m.Username, m.IconEmoji)
+	}
+}
+
+func TestPermanentFailures(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		token  secret.String
+		target sinks.Target
+		code   string
+	}{
+		{"wrong token", "xoxb-wrong-token-value", sinks.Target{Channel: "#alerts"}, "invalid_auth"},
+		{"unknown channel", testToken, sinks.Target{Channel: "#nowhere"}, "channel_not_found"},
+		{"no channel", testToken, sinks.Target{}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, _, _ := newBot(t, func(cfg *Config) { cfg.Token = c.token })
+			_, err := s.Send(t.Context(), firing(), c.target)
+			if sinks.Classify(err) != sinks.ClassPermanent {
+				t.Fatalf("err = %v (%s), want permanent", err, sinks.Classify(err))
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != c.code {
+				t.Errorf("err = %v, want code %q", err, c.code)
+			}
+			sinktest.AssertNoSecret(t, err, []string{c.token.Value()})
+		})
+	}
+}
+
+func TestWebhook(t *testing.T) {
+	fake := slackfake.New(testToken)
+	t.Cleanup(fake.Close)
+	hook := fake.AddWebhook("alerts")
+	s, err := New("slack-hook", Config{WebhookURL: secret.String(hook), Pace: -1}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := &heraldv1.MessageRef{ChannelId: "C1", MessageId: "1.1"}
+	for _, n := range []*heraldv1.Notification{firing(), resolved()} {
+		r, err := s.Send(t.Context(), n, sinks.Target{Parent: parent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Parent != nil || r.Message != nil {
+			t.Errorf("receipt = %+v, want no references from a webhook", r)
+		}
+	}
+	msgs := fake.Messages("alerts")
+	if len(msgs) != 2 || !msgs[0].ViaWebhook || !strings.Contains(header(t, msgs[1]), "[RESOLVED]") {
+		t.Fatalf("channel got %+v, want two webhook messages, the second resolved", msgs)
+	}
+
+	fake.ArchiveChannel("alerts")
+	_, err = s.Send(t.Context(), firing(), sinks.Target{})
+	var e *Error
+	if sinks.Classify(err) != sinks.ClassPermanent || !errors.As(err, &e) || e.Code != "channel_not_found" {
+		t.Errorf("err = %v, want permanent channel_not_found read from the body", err)
+	}
+	sinktest.AssertNoSecret(t, err, []string{hook})
+}
+
+func TestWebhookHang(t *testing.T) {
+	fake := slackfake.New(testToken)
+	t.Cleanup(fake.Close)
+	hook := fake.AddWebhook("alerts")
+	s, err := New("slack-hook", Config{WebhookURL: secret.String(hook), Pace: -1}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Fail(slackfake.Webhook, slackfake.Failure{Hang: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		// Cancel once the request is in the fake.
+		for fake.Requests(slackfake.Webhook) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			default:
+			}
+		}
+		cancel()
+	}()
+	_, err = s.Send(ctx, firing(), sinks.Target{})
+	if !errors.Is(err, context.Canceled) || sinks.Classify(err) != sinks.ClassRetryable {
+		t.Errorf("err = %v, want a retryable context.Canceled", err)
+	}
+	sinktest.AssertNoSecret(t, err, []string{hook})
+}
+
+// stubTransport answers every request with fn, without a network.
+type stubTransport func(*http.Request) *http.Response
+
+func (f stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = r.Body.Close()
+	}
+	return f(r), nil
+}
+
+func answer(status int, header http.Header, body string) *http.Response {
+	if header == nil {
+		header = http.Header{}
+	}
+	return &http.Response{StatusCode: status, Status: http.StatusText(status), Header: header, Body: io.NopCloser(strings.NewReader(body))}
+}
