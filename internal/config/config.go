@@ -20,6 +20,8 @@ import (
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/sinks/logsink"
+	"github.com/herald-notify/herald/sinks/rocketchat"
+	"github.com/herald-notify/herald/sinks/slack"
 )
 
 // Config is the whole configuration file.
@@ -92,10 +94,12 @@ type WebhookConfig struct {
 
 // SinkConfig is one named sink. Exactly one of the type sections is set.
 type SinkConfig struct {
-	Name string         `yaml:"name"`
+	Name string `yaml:"name"`
 	// Log writes each notification to herald's log: the default when no
 	// sink is configured.
-	Log *logsink.Config `yaml:"log"`
+	Log        *logsink.Config    `yaml:"log"`
+	RocketChat *rocketchat.Config `yaml:"rocketchat"`
+	Slack      *slack.Config      `yaml:"slack"`
 }
 
 // Type returns the name of the sink's type section.
@@ -103,13 +107,17 @@ func (s SinkConfig) Type() string {
 	switch {
 	case s.Log != nil:
 		return "log"
+	case s.RocketChat != nil:
+		return "rocketchat"
+	case s.Slack != nil:
+		return "slack"
 	}
 	return ""
 }
 
 func (s *SinkConfig) validate() error {
 	n := 0
-	for _, set := range []bool{s.Log != nil} {
+	for _, set := range []bool{s.Log != nil, s.RocketChat != nil, s.Slack != nil} {
 		if set {
 			n++
 		}
@@ -121,7 +129,14 @@ func (s *SinkConfig) validate() error {
 	default:
 		return errors.New("only one of log, rocketchat or slack may be set")
 	}
-	return nil
+	switch {
+	case s.Log != nil:
+		return s.Log.Validate()
+	case s.RocketChat != nil:
+		return s.RocketChat.Validate()
+	default:
+		return s.Slack.Validate()
+	}
 }
 
 // Default returns the configuration herald runs with when given no file:
@@ -176,28 +191,50 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${NAME} with the environment variable's value. An unset
 // variable is an error: a missing token must not silently become "".
-// A bare $ is left alone, so regular expressions keep their anchors.
+// A bare $ is left alone, so regular expressions keep their anchors, and
+// comments are not expanded.
 func expandEnv(b []byte) ([]byte, error) {
-	var missing []string
+	var problems []string
 	lines := bytes.Split(b, []byte("\n"))
 	for i, line := range lines {
-		lines[i] = envRef.ReplaceAllFunc(line, func(m []byte) []byte {
+		code, comment := splitComment(line)
+		expanded := envRef.ReplaceAllFunc(code, func(m []byte) []byte {
 			name := string(m[2 : len(m)-1])
 			v, ok := os.LookupEnv(name)
-			if !ok {
-				missing = append(missing, fmt.Sprintf("line %d: ${%s} is not set", i+1, name))
-			}
-			if strings.ContainsAny(v, "\r\n") {
-				missing = append(missing, fmt.Sprintf("line %d: ${%s} contains a newline", i+1, name))
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("line %d: ${%s} is not set", i+1, name))
+			case strings.ContainsAny(v, "\r\n"):
+				problems = append(problems, fmt.Sprintf("line %d: ${%s} contains a newline", i+1, name))
 				return nil
 			}
 			return []byte(v)
 		})
+		lines[i] = append(expanded, comment...)
 	}
-	if len(missing) > 0 {
-		return nil, errors.New(strings.Join(missing, "; "))
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return bytes.Join(lines, []byte("\n")), nil
+}
+
+// splitComment splits a YAML line before its comment: a # at the start or
+// after a blank, outside quotes.
+func splitComment(line []byte) (code, comment []byte) {
+	var quote byte
+	for i, c := range line {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i:i], line[i:]
+		}
+	}
+	return line, nil
 }
 
 var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (\S+)$`)
@@ -350,11 +387,11 @@ func (c *AuthConfig) validate() error {
 			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", where, cl.Name))
 		}
 		names[cl.Name] = true
-		if err := secret.Resolve(&cl.Token, cl.TokenFile, "token"); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
-		}
-		if err := secret.Resolve(&cl.Password, cl.PasswordFile, "password"); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		tokErr := secret.Resolve(&cl.Token, cl.TokenFile, "token")
+		pwErr := secret.Resolve(&cl.Password, cl.PasswordFile, "password")
+		if tokErr != nil || pwErr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, errors.Join(tokErr, pwErr)))
+			continue
 		}
 		hasToken, hasBasic := cl.Token.IsSet(), cl.Username != "" || cl.Password.IsSet()
 		switch {

@@ -117,12 +117,23 @@ func TestExampleConfigIsValid(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN"} {
+			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN", "HERALD_DEPLOY_BOT_TOKEN"} {
 				t.Setenv(v, "x")
 			}
 			if _, err := Load(f); err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestEnvNotExpandedInComments(t *testing.T) {
+	t.Setenv("HERALD_TEST_LEVEL", "debug")
+	c, err := Parse("herald.yml", []byte("# use ${UNSET_IN_COMMENT} here\nlog: {level: \"${HERALD_TEST_LEVEL}\"} # ${ALSO_UNSET}\n"+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "debug" {
+		t.Errorf("log.level = %q", c.Log.Level)
 	}
 }

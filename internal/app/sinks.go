@@ -1,0 +1,48 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/logsink"
+	"github.com/herald-notify/herald/sinks/rocketchat"
+	"github.com/herald-notify/herald/sinks/slack"
+)
+
+// buildSinks constructs every configured sink. This switch is the one list
+// of sink types herald knows; each type's constructor validates its own
+// config. Every sink's HTTP client goes through one traced transport.
+func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper) (map[string]sinks.Sink, error) {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	transport := otelhttp.NewTransport(base)
+	out := make(map[string]sinks.Sink, len(cfgs))
+	for _, c := range cfgs {
+		deps := sinks.Deps{Logger: logger.With("sink", c.Name), Transport: transport}
+		var (
+			s   sinks.Sink
+			err error
+		)
+		switch {
+		case c.Log != nil:
+			s, err = logsink.New(c.Name, *c.Log, deps)
+		case c.RocketChat != nil:
+			s, err = rocketchat.New(c.Name, *c.RocketChat, deps)
+		case c.Slack != nil:
+			s, err = slack.New(c.Name, *c.Slack, deps)
+		default:
+			err = fmt.Errorf("no sink type set")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: %w", c.Name, err)
+		}
+		out[c.Name] = s
+	}
+	return out, nil
+}
