@@ -246,6 +246,13 @@ func TestSetupExportsOverOTLPHTTP(t *testing.T) {
 		wantService: "from-attrs",
 		wantExtra:   map[string]string{"deployment.environment.name": "prod"},
 	}, {
+		name: "malformed resource attributes are skipped",
+		env: func(url string) map[string]string {
+			return map[string]string{envEndpoint: url, "OTEL_RESOURCE_ATTRIBUTES": "novalue,deployment.environment.name=prod"}
+		},
+		wantService: "herald",
+		wantExtra:   map[string]string{"deployment.environment.name": "prod"},
+	}, {
 		name: "exporter none wins over endpoint",
 		env: func(url string) map[string]string {
 			return map[string]string{envEndpoint: url, envTracesExporter: "none"}
