@@ -37,6 +37,8 @@ const (
 	dlqPrefix       = "herald.dlq."
 	consumerPrefix  = "herald-p"
 	jetstreamSubdir = "jetstream"
+
+	embeddedMaxPayload = 8 << 20
 )
 
 // Options are the parts of a Queue that do not come from the config file.
@@ -141,6 +143,9 @@ func (q *Queue) startEmbedded(dataDir string) error {
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: true,
+		// Alertmanager groups with many alerts can exceed NATS's default
+		// of 1 MiB.
+		MaxPayload: embeddedMaxPayload,
 		// Keep the server's own HTTP monitoring, cluster and leafnode
 		// listeners closed.
 		HTTPPort: 0,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/propagation"
@@ -967,5 +968,69 @@ func TestConsumerRecreatedAfterDeletion(t *testing.T) {
 		if got != first.Id {
 			t.Fatalf("got %s, want %s or a repeat of %s", got, second.Id, first.Id)
 		}
+	}
+}
+
+func TestPutTooLarge(t *testing.T) {
+	e := newTest(t, nil)
+	n := notif("g", heraldv1.Severity_SEVERITY_INFO)
+	n.Text = strings.Repeat("x", embeddedMaxPayload)
+	_, _, err := e.q.Put(t.Context(), n)
+	if !errors.Is(err, ErrTooLarge) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Put(9 MiB) = %v, want ErrTooLarge and not Unavailable", err)
+	}
+	n.Text = strings.Repeat("x", 2<<20)
+	mustPut(t, e.q, n)
+}
+
+// A replay that stored its copy but failed before deleting the dead letter
+// is repeated by the operator. The repeat must store no second copy and must
+// not reset a record the dispatcher has since marked delivered.
+func TestReplayRepeatedAfterPartialFailure(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 1 })
+	ctx := t.Context()
+	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	mustPut(t, e.q, n)
+	dead := make(chan struct{})
+	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		defer close(dead)
+		return dispatch.Outcome{Action: dispatch.DeadLetter, Reason: "x"}
+	})
+	<-dead
+	stop()
+	var raw *jetstream.RawStreamMsg
+	waitFor(t, func() bool {
+		var err error
+		raw, err = e.q.dlq.GetLastMsgForSubject(ctx, dlqPrefix+n.Id)
+		return err == nil
+	})
+	if _, err := e.q.ReplayDeadLetters(ctx, []string{n.Id}, false); err != nil {
+		t.Fatal(err)
+	}
+	// Put the dead letter back as if its deletion had failed, and let the
+	// dispatcher deliver the replayed copy.
+	back := &nats.Msg{Subject: raw.Subject, Header: nats.Header{}, Data: raw.Data}
+	carryHeaders(back.Header, raw.Header)
+	back.Header.Set(hdrSourceSeq, raw.Header.Get(hdrSourceSeq))
+	if _, err := e.q.js.PublishMsg(ctx, back); err != nil {
+		t.Fatal(err)
+	}
+	delivered := &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, DeliveredBy: "slack"}
+	if err := e.q.PutRecord(ctx, n.Id, delivered); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := e.q.stream.Info(ctx)
+	if ids, err := e.q.ReplayDeadLetters(ctx, []string{n.Id, n.Id}, false); err != nil || len(ids) != 1 {
+		t.Fatalf("repeated Replay = %v, %v", ids, err)
+	}
+	after, _ := e.q.stream.Info(ctx)
+	if after.State.Msgs != before.State.Msgs {
+		t.Errorf("repeated replay stored %d more copies", after.State.Msgs-before.State.Msgs)
+	}
+	if rec, err := e.q.Record(ctx, n.Id); err != nil || !proto.Equal(rec, delivered) {
+		t.Errorf("record after repeated replay = %v, %v; want the delivered one", rec, err)
+	}
+	if page, _ := e.q.ListDeadLetters(ctx, 10, ""); len(page.Items) != 0 {
+		t.Errorf("dead letter not deleted by the repeated replay")
 	}
 }

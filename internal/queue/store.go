@@ -17,13 +17,19 @@ import (
 	"github.com/herald-notify/herald/internal/store"
 )
 
+// ErrTooLarge: the notification exceeds the NATS server's max_payload
+// (8 MiB on the embedded server). Retrying cannot help; it is the caller's
+// input that must shrink.
+var ErrTooLarge = errors.New("notification too large to store")
+
 // Put stores n in its partition and creates its PENDING delivery record. It
 // returns nil only after JetStream acknowledged the write (see Config.Sync
 // for what that survives). The JetStream message id is the idempotency key
 // (the id when there is none), so a publish repeated within
 // duplicate_window stores nothing and returns the first notification's id
 // with duplicate=true. Every storage failure wraps store.ErrUnavailable; a
-// retry after one is safe.
+// retry after one is safe. A notification over the server's payload limit
+// gives ErrTooLarge instead.
 func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool, error) {
 	id := n.GetId()
 	if !validID(id) {
@@ -43,6 +49,10 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 	q.inject(ctx, msg.Header)
 
 	ack, err := q.publish(ctx, msg)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		q.m.publishes.WithLabelValues("error").Inc()
+		return "", false, fmt.Errorf("queue: notification %s is %d bytes: %w", id, len(data), ErrTooLarge)
+	}
 	if err != nil {
 		q.m.publishes.WithLabelValues("error").Inc()
 		return "", false, fmt.Errorf("queue: publish %s: %w: %w", id, store.ErrUnavailable, err)
@@ -390,7 +400,12 @@ func (q *Queue) ReplayDeadLetters(ctx context.Context, ids []string, all bool) (
 			return nil, err
 		}
 	} else {
+		seen := map[string]bool{}
 		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 			if !validID(id) {
 				return nil, fmt.Errorf("queue: dead letter %q: %w", id, store.ErrNotFound)
 			}
@@ -448,10 +463,17 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	id := n.GetId()
 	count, _ := strconv.Atoi(raw.Header.Get(hdrReplay))
 	count++
+	source, _ := strconv.ParseUint(raw.Header.Get(hdrSourceSeq), 10, 64)
 	// Reset the record before publishing: once published, the dispatcher
 	// may write DELIVERED at any moment, and that must not be overwritten.
-	// seq 0 makes Get find the newest copy by subject meanwhile.
-	err := q.updateRecord(ctx, id, func(r *storedRecord, _ bool) bool {
+	// seq 0 makes Get find the newest copy by subject meanwhile. A record
+	// at seq 0 or past the dead-lettered copy means an earlier replay of
+	// this dead letter got that far; its copy may be delivered already, so
+	// the record is left alone.
+	err := q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
+		if exists && source != 0 && (r.seq == 0 || r.seq > source) {
+			return false
+		}
 		r.seq = 0
 		r.rec = &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}
 		return true
@@ -477,8 +499,12 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	if err := q.ensureRecord(ctx, id, ack.Sequence, false); err != nil {
 		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
 	}
-	if err := q.dlq.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", fmt.Errorf("queue: replay %s: delete dead letter: %w: %w", id, store.ErrUnavailable, err)
+	if err := q.dlq.DeleteMsg(ctx, raw.Sequence); err != nil {
+		// The deletion error does not say "not found" in a typed way;
+		// look: a dead letter already gone is what we wanted.
+		if _, gerr := q.dlq.GetMsg(ctx, raw.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return "", fmt.Errorf("queue: replay %s: delete dead letter: %w: %w", id, store.ErrUnavailable, err)
+		}
 	}
 	return id, nil
 }
