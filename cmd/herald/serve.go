@@ -5,9 +5,11 @@ import (
 	"flag"
 	"io"
 	"os"
+	"time"
 
 	"github.com/herald-notify/herald/internal/app"
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/internal/version"
 )
 
@@ -35,6 +37,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := app.NewLogger(cfg.Log)
 	logger.Info("starting", "version", version.String(), "config", *path)
+	shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{ServiceVersion: version.Version, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After the server drained: flush the last spans, bounded.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			logger.Warn("flushing traces", "err", err)
+		}
+	}()
 	a, err := app.New(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/internal/service"
 	"github.com/herald-notify/herald/internal/shim"
 	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/telemetry"
 )
 
 // App is a wired herald, ready to serve.
@@ -89,13 +90,8 @@ func (a *App) Close() error {
 	return first
 }
 
-// NewLogger builds the process logger from the log config.
+// NewLogger builds the process logger from the log config; every line
+// logged with a context carries its trace and span ids.
 func NewLogger(c config.LogConfig) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return telemetry.NewLogger(c.Format, c.Level, os.Stderr)
 }

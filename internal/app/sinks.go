@@ -5,9 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks"
 	"github.com/herald-notify/herald/sinks/logsink"
 	"github.com/herald-notify/herald/sinks/rocketchat"
@@ -16,12 +15,13 @@ import (
 
 // buildSinks constructs every configured sink. This switch is the one list
 // of sink types herald knows; each type's constructor validates its own
-// config. Every sink's HTTP client goes through one traced transport.
+// config. Every sink's HTTP client goes through one traced transport whose
+// spans never show a hook URL's token.
 func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper) (map[string]sinks.Sink, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	transport := otelhttp.NewTransport(base)
+	transport := telemetry.HTTPTransport(base)
 	out := make(map[string]sinks.Sink, len(cfgs))
 	for _, c := range cfgs {
 		deps := sinks.Deps{Logger: logger.With("sink", c.Name), Transport: transport}
