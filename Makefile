@@ -5,7 +5,7 @@ BIN       := bin/herald
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build run generate lint check-generated vet fmt-check check tools test test-short test-integration bench fuzz clean
+.PHONY: all build run generate lint check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
 
 all: build
 
@@ -55,6 +55,11 @@ test-short:
 ## test-integration: only the slow integration tests
 test-integration: tools
 	$(GO) test -race -timeout 25m -run 'Integration|Alertmanager|Cluster|Crash|Outage|EndToEnd' ./...
+
+## test-jaeger: the end-to-end trace check against real Jaeger v2 (builds it once, ~6 min)
+test-jaeger:
+	./scripts/install-jaeger.sh
+	$(GO) test -race -count=1 -run TestTraceReachesJaeger ./test/jaeger
 
 ## bench: Go benchmarks of the hot paths, with allocations
 bench:
