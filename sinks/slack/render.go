@@ -504,32 +504,43 @@ func Escape(raw string) string {
 }
 
 // clip escapes raw and cuts it to at most limit UTF-16 units, ending in
-// "… (+N more)" when it had to cut, N counting the characters left out.
+// "… (+N more)" when it had to cut, N counting the characters left out. Its
+// work is bounded by limit, not by the length of raw, apart from counting
+// runes.
 func clip(raw string, limit int) string {
-	if e := Escape(raw); units(e) <= limit {
-		return e
+	if out, _, all := escapeWithin(raw, limit); all {
+		return out
 	}
 	total := utf8.RuneCountInString(raw)
-	var b strings.Builder
+	// Reserve room for the longest suffix this text can get.
+	reserve := units(moreSuffix(total))
+	if reserve > limit {
+		return ""
+	}
+	out, kept, _ := escapeWithin(raw, limit-reserve)
+	return out + moreSuffix(total-kept)
+}
+
+// escapeWithin escapes the longest prefix of raw whose escaped form fits in
+// limit units. kept counts the runes of raw it took; all reports whether
+// that was all of raw.
+func escapeWithin(raw string, limit int) (out string, kept int, all bool) {
+	var b, one strings.Builder
 	var prev rune
-	used, kept := 0, 0
+	used := 0
 	for _, r := range raw {
-		var one strings.Builder
+		one.Reset()
 		escapeRune(&one, r, prev)
-		// Reserve room for the longest suffix this text can get.
-		if used+units(one.String())+units(moreSuffix(total)) > limit {
-			break
+		u := units(one.String())
+		if used+u > limit {
+			return b.String(), kept, false
 		}
 		b.WriteString(one.String())
-		used += units(one.String())
+		used += u
 		kept++
 		prev = r
 	}
-	suffix := moreSuffix(total - kept)
-	if units(suffix) > limit {
-		return ""
-	}
-	return b.String() + suffix
+	return b.String(), kept, true
 }
 
 func moreSuffix(n int) string { return "… (+" + strconv.Itoa(n) + " more)" }

@@ -295,3 +295,25 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRender renders a typical group and a hostile one (200 KB texts
+// in every field, 80 alerts): the work is bounded by Slack's limits, not by
+// the input's size.
+func BenchmarkRender(b *testing.B) {
+	huge := strings.Repeat("a&<@", 50000)
+	hostile := &heraldv1.Notification{Title: huge, Text: huge, Labels: map[string]string{huge: huge}}
+	for range 80 {
+		hostile.Alerts = append(hostile.Alerts, &heraldv1.Alert{Labels: map[string]string{"k": huge}, Annotations: map[string]string{"summary": huge}})
+	}
+	for _, c := range []struct {
+		name string
+		n    *heraldv1.Notification
+	}{{"typical", firing()}, {"hostile", hostile}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Render(NewData(c.n, sinks.Target{}, nil), StyleParent)
+			}
+		})
+	}
+}

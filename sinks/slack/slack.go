@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"sync"
 	"time"
 
@@ -61,8 +62,15 @@ func New(name string, cfg Config, deps sinks.Deps) (*Sink, error) {
 	}
 	s.secrets = scrubber{cfg.Token.Value(), cfg.WebhookURL.Value()}
 	if u, err := url.Parse(cfg.WebhookURL.Value()); err == nil && len(u.Path) > 1 {
-		// Errors may quote the path alone; it holds the credential too.
+		// Errors may quote the path alone, or only its last segment: the
+		// hook's key.
 		s.secrets = append(s.secrets, u.Path, u.EscapedPath())
+		if key := path.Base(u.Path); len(key) >= 8 {
+			s.secrets = append(s.secrets, key)
+		}
+		if q := u.RawQuery; q != "" {
+			s.secrets = append(s.secrets, q)
+		}
 	}
 	if cfg.Mode == ModeBot {
 		s.api = slack.New(cfg.Token.Value(),
@@ -246,8 +254,8 @@ func (s *Sink) postWebhook(ctx context.Context, channel string, m Message) error
 	return nil
 }
 
-// pacer keeps posts to one channel at least one pace apart, and holds a
-// channel back while Slack has rate limited it. It never sleeps: it says
+// pacer keeps posts to one channel at least one pace apart (unless every is
+// negative), and holds a channel back while Slack has rate limited it. It never sleeps: it says
 // how long to wait.
 type pacer struct {
 	every time.Duration
@@ -265,9 +273,6 @@ func newPacer(every time.Duration) *pacer {
 
 // reserve takes key's slot at now, or returns how long until there is one.
 func (p *pacer) reserve(key string, now time.Time) time.Duration {
-	if p.every < 0 {
-		return 0
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if id, ok := p.alias[key]; ok {
@@ -278,6 +283,9 @@ func (p *pacer) reserve(key string, now time.Time) time.Duration {
 			return u.Sub(now)
 		}
 		delete(p.until, key)
+	}
+	if p.every < 0 {
+		return 0
 	}
 	l, ok := p.lim[key]
 	if !ok {
@@ -294,9 +302,6 @@ func (p *pacer) reserve(key string, now time.Time) time.Duration {
 
 // peek is reserve without taking the slot.
 func (p *pacer) peek(key string, now time.Time) time.Duration {
-	if p.every < 0 {
-		return 0
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if id, ok := p.alias[key]; ok {
@@ -304,6 +309,9 @@ func (p *pacer) peek(key string, now time.Time) time.Duration {
 	}
 	if u, ok := p.until[key]; ok && now.Before(u) {
 		return u.Sub(now)
+	}
+	if p.every < 0 {
+		return 0
 	}
 	l, ok := p.lim[key]
 	if !ok {

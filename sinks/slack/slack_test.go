@@ -262,11 +262,12 @@ func TestWebhookHang(t *testing.T) {
 type stubTransport func(*http.Request) *http.Response
 
 func (f stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp := f(r)
 	if r.Body != nil {
 		_, _ = io.Copy(io.Discard, r.Body)
 		_ = r.Body.Close()
 	}
-	return f(r), nil
+	return resp, nil
 }
 
 func answer(status int, header http.Header, body string) *http.Response {
@@ -274,4 +275,50 @@ func answer(status int, header http.Header, body string) *http.Response {
 		header = http.Header{}
 	}
 	return &http.Response{StatusCode: status, Status: http.StatusText(status), Header: header, Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// FuzzAnswer feeds arbitrary answers (status, Retry-After, body) to both
+// modes: Send never panics, never reveals a secret, treats every 429 as a
+// rate limit and succeeds only on an answer Slack would give for success.
+func FuzzAnswer(f *testing.F) {
+	f.Add(true, 200, "", `{"ok":true,"channel":"C1","ts":"1.2"}`)
+	f.Add(true, 200, "", `{"ok":false,"error":"ratelimited"}`)
+	f.Add(true, 429, "Wed, 21 Oct 2015 07:28:00 GMT", "")
+	f.Add(false, 404, "", "channel_not_found")
+	f.Add(false, 500, "x", "rollup_error "+testHookKey)
+	f.Add(true, 400, "-5", "token="+testToken)
+	f.Fuzz(func(t *testing.T, bot bool, status int, retryAfter, body string) {
+		if status < 100 || status > 599 {
+			return
+		}
+		tr := stubTransport(func(*http.Request) *http.Response {
+			h := http.Header{}
+			if retryAfter != "" {
+				h.Set("Retry-After", retryAfter)
+			}
+			return answer(status, h, body)
+		})
+		hook := "https://hooks.slack.com/services/T0/B0/" + testHookKey
+		cfg := Config{Token: testToken, Pace: -1}
+		if !bot {
+			cfg = Config{WebhookURL: secret.String(hook), Pace: -1}
+		}
+		s, err := New("fuzz", cfg, sinks.Deps{Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#a"})
+		sinktest.AssertNoSecret(t, err, []string{testToken, hook, testHookKey})
+		if status == 429 && sinks.Classify(err) != sinks.ClassThrottled {
+			t.Errorf("429 classified %s: %v", sinks.Classify(err), err)
+		}
+		if err == nil {
+			if status != 200 {
+				t.Errorf("success on HTTP %d", status)
+			}
+			if bot && r.Parent.GetMessageId() == "" {
+				t.Errorf("bot success without a message id: %+v", r)
+			}
+		}
+	})
 }
