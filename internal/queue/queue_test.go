@@ -1034,3 +1034,43 @@ func TestReplayRepeatedAfterPartialFailure(t *testing.T) {
 		t.Errorf("dead letter not deleted by the repeated replay")
 	}
 }
+
+func TestConcurrencyBound(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 4; c.Concurrency = 2 })
+	var ids []string
+	for _, g := range groupsInPartitions(4, 4) {
+		for range 3 {
+			ids = append(ids, mustPut(t, e.q, notif(g, heraldv1.Severity_SEVERITY_INFO)))
+		}
+	}
+	var mu sync.Mutex
+	running, peak := 0, 0
+	ch := make(chan string, len(ids))
+	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // give other partitions a chance to overlap
+		mu.Lock()
+		running--
+		mu.Unlock()
+		ch <- m.Notification().GetId()
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	got := map[string]bool{}
+	for range ids {
+		got[recv(t, ch)] = true
+	}
+	if len(got) != len(ids) {
+		t.Errorf("delivered %d distinct of %d", len(got), len(ids))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak > 2 {
+		t.Errorf("%d handlers ran at once, want at most concurrency 2", peak)
+	}
+	if peak < 2 {
+		t.Logf("handlers never overlapped (peak %d); the bound was not exercised", peak)
+	}
+}
