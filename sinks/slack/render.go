@@ -553,3 +553,74 @@ func units(s string) int {
 	}
 	return n
 }
+
+// maxDigestItems is how many notifications a digest lists one per line.
+const maxDigestItems = 40
+
+// RenderDigest builds one message standing for several notifications, sent
+// when a channel's pace is reached under backlog. Each notification gets
+// one line; the configured mention of the most severe firing one is put
+// once.
+func RenderDigest(items []Data) Message {
+	head := fmt.Sprintf("📬 %d notifications", len(items))
+	blocks := []slack.Block{slack.NewHeaderBlock(plain(head))}
+	mention, rank := "", 99
+	lines := make([]string, 0, min(len(items), maxDigestItems))
+	for i, d := range items {
+		if d.Mention != "" && severityRank(d.Severity) < rank {
+			mention, rank = d.Mention, severityRank(d.Severity)
+		}
+		if i >= maxDigestItems {
+			continue
+		}
+		line := "*" + clip(headline(d), maxHeaderLen) + "*"
+		if d.Summary != "" {
+			line += " — " + clip(d.Summary, 150)
+		}
+		lines = append(lines, line)
+	}
+	if mention != "" {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(mention), nil, nil))
+	}
+	var cur strings.Builder
+	for _, l := range lines {
+		if cur.Len() > 0 && units(cur.String())+1+units(l) > maxSectionLen {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(cur.String()), nil, nil))
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(l)
+	}
+	if cur.Len() > 0 {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(cur.String()), nil, nil))
+	}
+	ctx := []slack.MixedElement{mrkdwn("sent as one digest: this channel's pace was reached")}
+	if rest := len(items) - len(lines); rest > 0 {
+		ctx = append([]slack.MixedElement{mrkdwn(fmt.Sprintf("+%d more notifications", rest))}, ctx...)
+	}
+	blocks = append(blocks, slack.NewContextBlock("", ctx...))
+	if len(items) > 0 {
+		if line := fallbackLine(items[0]); line != "" {
+			blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line)))
+		}
+	}
+	text := head
+	if mention != "" {
+		text = mention + " " + text
+	}
+	return Message{Text: text, Blocks: blocks}
+}
+
+func severityRank(s heraldv1.Severity) int {
+	switch s {
+	case heraldv1.Severity_SEVERITY_CRITICAL:
+		return 0
+	case heraldv1.Severity_SEVERITY_WARNING:
+		return 1
+	case heraldv1.Severity_SEVERITY_INFO:
+		return 2
+	}
+	return 3
+}

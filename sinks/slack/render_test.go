@@ -143,31 +143,67 @@ func TestRenderGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m := Render(NewData(c.n, c.to, mentions), c.style)
-			got, err := json.MarshalIndent(m, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			checkMessage(t, m)
-			path := filepath.Join("testdata", "render", c.name+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("rendered message differs from %s (run with -update if intended):\n%s", path, got)
-			}
+			golden(t, c.name, Render(NewData(c.n, c.to, mentions), c.style))
 		})
+	}
+}
+
+func TestRenderDigestGolden(t *testing.T) {
+	mentions := map[string]string{"critical": "<!here>", "warning": "<!subteam^S0WARN>"}
+	warn := firing()
+	warn.Severity, warn.Title = heraldv1.Severity_SEVERITY_WARNING, "DiskAlmostFull <!channel>"
+	few := []*heraldv1.Notification{warn, firing(), resolved(), mentionAttempts()}
+	var many []*heraldv1.Notification
+	for i := range 60 {
+		n := firing()
+		n.Title = fmt.Sprintf("Alert%02d", i)
+		n.Severity = heraldv1.Severity_SEVERITY_INFO
+		many = append(many, n)
+	}
+	for _, c := range []struct {
+		name string
+		ns   []*heraldv1.Notification
+		to   sinks.Target
+	}{
+		{"digest", few, sinks.Target{FallbackFrom: "Rocket.Chat", FallbackReason: "HTTP 503"}},
+		{"digest_many", many, sinks.Target{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			items := make([]Data, len(c.ns))
+			for i, n := range c.ns {
+				items[i] = NewData(n, c.to, mentions)
+			}
+			golden(t, c.name, RenderDigest(items))
+		})
+	}
+}
+
+// golden compares m with testdata/render/name.json, or rewrites the file
+// with -update, after holding m to Slack's and herald's rules.
+func golden(t *testing.T, name string, m Message) {
+	t.Helper()
+	got, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	checkMessage(t, m)
+	path := filepath.Join("testdata", "render", name+".json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("rendered message differs from %s (run with -update if intended):\n%s", path, got)
 	}
 }
 

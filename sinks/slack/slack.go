@@ -7,6 +7,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,9 @@ type Sink struct {
 }
 
 var (
-	_ sinks.Sink  = (*Sink)(nil)
-	_ sinks.Pacer = (*Sink)(nil)
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Pacer   = (*Sink)(nil)
+	_ sinks.Batcher = (*Sink)(nil)
 )
 
 // New builds a Slack sink from cfg, which it validates (Validate may have
@@ -127,6 +129,55 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	s.log.LogAttrs(ctx, slog.LevelDebug, "slack delivered",
 		slog.String("notification", n.GetId()),
 		slog.String("channel", channel))
+	return rcpt, nil
+}
+
+// SendBatch posts ns as one digest message to to's channel, in one attempt,
+// paced like Send. The digest stands for no group: the Receipt's Parent is
+// nil, and its Message is the digest (nil in webhook mode).
+func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+	if len(ns) == 0 {
+		return sinks.Receipt{}, nil
+	}
+	channel := cmp.Or(to.Channel, s.cfg.Channel)
+	if s.cfg.Mode == ModeBot && channel == "" {
+		return sinks.Receipt{}, sinks.Permanent(&Error{Method: "chat.postMessage", msg: "no channel: the route names none and the sink has no default channel"})
+	}
+	// A digest is a new message in the channel, whatever parents its
+	// notifications have.
+	key := s.paceKey(sinks.Target{Channel: channel})
+	if wait := s.pace.reserve(key, time.Now()); wait > 0 {
+		return sinks.Receipt{}, sinks.Throttled(fmt.Errorf("%w: %q", ErrPaced, key), wait)
+	}
+	items := make([]Data, len(ns))
+	for i, n := range ns {
+		items[i] = NewData(n, to, s.cfg.Mentions)
+	}
+	m := RenderDigest(items)
+	var (
+		rcpt sinks.Receipt
+		err  error
+	)
+	if s.cfg.Mode == ModeWebhook {
+		err = s.postWebhook(ctx, channel, m)
+	} else {
+		var ch, ts string
+		ch, ts, err = s.post(ctx, channel, m, "")
+		if err == nil {
+			rcpt.Message = &heraldv1.MessageRef{ChannelId: ch, MessageId: ts}
+		}
+	}
+	if err != nil {
+		if wait, ok := sinks.ThrottleWait(err); ok {
+			s.pace.block(key, time.Now().Add(wait))
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "slack digest failed",
+			slog.Int("notifications", len(ns)),
+			slog.String("channel", channel),
+			slog.String("class", sinks.Classify(err).String()),
+			slog.String("error", err.Error()))
+		return sinks.Receipt{}, err
+	}
 	return rcpt, nil
 }
 

@@ -322,3 +322,35 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+func TestSendBatch(t *testing.T) {
+	s, fake, id := newBot(t, func(c *Config) { c.Pace = 0 })
+	r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Right after a send the channel's pace is reached: so is the digest's.
+	if _, err := s.SendBatch(t.Context(), []*heraldv1.Notification{firing()}, sinks.Target{Channel: "#alerts"}); !errors.Is(err, ErrPaced) {
+		t.Fatalf("digest right after a send = %v, want ErrPaced", err)
+	}
+
+	s2, err := New("slack2", Config{APIURL: fake.APIURL(), Token: testToken, Pace: -1}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := []*heraldv1.Notification{firing(), resolved(), mentionAttempts()}
+	r, err := s2.SendBatch(t.Context(), ns, sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Parent != nil || r.Message.GetChannelId() != id || r.Message.GetMessageId() == "" {
+		t.Fatalf("digest receipt = %+v, want no parent and the digest message", r)
+	}
+	m, _ := fake.Message(id, r.Message.GetMessageId())
+	if m.ThreadTS != "" || header(t, m) != "📬 3 notifications" {
+		t.Errorf("digest = %q in thread %q, want a top-level digest of 3", header(t, m), m.ThreadTS)
+	}
+	if p, _ := fake.Message(id, r1.Parent.GetMessageId()); p.Edits != 0 {
+		t.Error("a digest edited a group's parent")
+	}
+}
