@@ -883,10 +883,10 @@ func TestMetrics(t *testing.T) {
 		mustPut(t, e.q, notif("g", heraldv1.Severity_SEVERITY_CRITICAL))
 	}
 	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(`
-# HELP herald_queue_depth Notifications stored but not yet acknowledged by a dispatcher, over all partitions.
+# HELP herald_queue_depth Notifications stored but not yet acknowledged by a dispatcher, over all partitions; queue-wide, so every herald replica reports the same value (aggregate with max).
 # TYPE herald_queue_depth gauge
 herald_queue_depth 3
-# HELP herald_queue_dead_letters Dead letters currently kept, waiting for a replay.
+# HELP herald_queue_dead_letters Dead letters currently kept, waiting for a replay; queue-wide like herald_queue_depth.
 # TYPE herald_queue_dead_letters gauge
 herald_queue_dead_letters 0
 # HELP herald_queue_publishes_total Notifications handed to the queue, by result: stored, duplicate (idempotency key seen before) or error.
