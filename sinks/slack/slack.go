@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"sync"
 	"time"
 
@@ -113,7 +114,7 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	if s.cfg.Mode == ModeWebhook {
 		err = s.postWebhook(ctx, channel, Render(data, StyleParent))
 	} else {
-		rcpt, err = s.sendBot(ctx, channel, data, to.Parent)
+		rcpt, err = s.sendBot(ctx, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
 	}
 	if err != nil {
 		if wait, ok := sinks.ThrottleWait(err); ok {
@@ -162,7 +163,7 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 		err = s.postWebhook(ctx, channel, m)
 	} else {
 		var ch, ts string
-		ch, ts, err = s.post(ctx, channel, m, "")
+		ch, ts, err = s.post(ctx, channel, m, "", mark{})
 		if err == nil {
 			rcpt.Message = &heraldv1.MessageRef{ChannelId: ch, MessageId: ts}
 		}
@@ -202,9 +203,22 @@ func (s *Sink) paceKey(to sinks.Target) string {
 	return s.cfg.Channel
 }
 
-func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *heraldv1.MessageRef) (sinks.Receipt, error) {
+// mark is what a posted message carries in its metadata so that a retry
+// can find it: the notification it was posted for, and as what.
+type mark struct {
+	id   string // notification id; empty: do not look
+	kind string // "parent", "reply" or "digest"
+	// retry is set from the second attempt on: the message may already be
+	// in Slack, its answer lost to a timeout.
+	retry bool
+}
+
+// metaEvent is the metadata event type of herald's messages.
+const metaEvent = "herald_notification"
+
+func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *heraldv1.MessageRef, mk mark) (sinks.Receipt, error) {
 	if parent == nil || parent.GetMessageId() == "" || parent.GetChannelId() == "" {
-		return s.postParent(ctx, channel, d)
+		return s.postParent(ctx, channel, d, mk)
 	}
 	err := s.update(ctx, parent, Render(d, StyleParent))
 	var e *Error
@@ -215,12 +229,13 @@ func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *hera
 		if channel == "" {
 			channel = parent.GetChannelId()
 		}
-		return s.postParent(ctx, channel, d)
+		return s.postParent(ctx, channel, d, mk)
 	}
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
-	ch, ts, err := s.post(ctx, parent.GetChannelId(), Render(d, StyleReply), parent.GetMessageId())
+	mk.kind = "reply"
+	ch, ts, err := s.post(ctx, parent.GetChannelId(), Render(d, StyleReply), parent.GetMessageId(), mk)
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
@@ -230,8 +245,9 @@ func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *hera
 	}, nil
 }
 
-func (s *Sink) postParent(ctx context.Context, channel string, d Data) (sinks.Receipt, error) {
-	ch, ts, err := s.post(ctx, channel, Render(d, StyleParent), "")
+func (s *Sink) postParent(ctx context.Context, channel string, d Data, mk mark) (sinks.Receipt, error) {
+	mk.kind = "parent"
+	ch, ts, err := s.post(ctx, channel, Render(d, StyleParent), "", mk)
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
@@ -240,13 +256,30 @@ func (s *Sink) postParent(ctx context.Context, channel string, d Data) (sinks.Re
 }
 
 // post sends m with chat.postMessage, in threadTS's thread when set, and
-// returns the channel id and the message's ts.
-func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS string) (string, string, error) {
+// returns the channel id and the message's ts. On a retry it first looks
+// for the message an earlier attempt may have posted, and returns that one
+// instead of posting it twice.
+func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS string, mk mark) (string, string, error) {
+	if mk.retry && mk.id != "" {
+		if id := s.channelID(channel); id != "" {
+			if ts := s.findPosted(ctx, id, threadTS, mk); ts != "" {
+				s.log.LogAttrs(ctx, slog.LevelInfo, "slack message already posted by an earlier attempt",
+					slog.String("notification", mk.id), slog.String("channel", id), slog.String("ts", ts))
+				return id, ts, nil
+			}
+		}
+	}
 	opts := []slack.MsgOption{
 		slack.MsgOptionText(m.Text, false),
 		slack.MsgOptionBlocks(m.Blocks...),
 		slack.MsgOptionDisableLinkUnfurl(),
 		slack.MsgOptionDisableMediaUnfurl(),
+	}
+	if mk.id != "" {
+		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{
+			EventType:    metaEvent,
+			EventPayload: map[string]any{"notification_id": mk.id, "kind": mk.kind},
+		}))
 	}
 	if threadTS != "" {
 		opts = append(opts, slack.MsgOptionTS(threadTS))
@@ -269,6 +302,66 @@ func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS str
 		return "", "", &Error{Method: "chat.postMessage", msg: "answer has no message ts"}
 	}
 	return ch, ts, nil
+}
+
+// channelIDLike matches Slack channel ids (public, private, direct).
+var channelIDLike = regexp.MustCompile(`^[CGD][A-Z0-9]{6,}$`)
+
+// channelID returns the id of channel when it is one or the sink has seen
+// Slack answer with it, else "".
+func (s *Sink) channelID(channel string) string {
+	if channelIDLike.MatchString(channel) {
+		return channel
+	}
+	return s.pace.id(channel)
+}
+
+// lookBack bounds how many recent messages a retry searches.
+const lookBack = 100
+
+// findPosted returns the ts of the message of kind mk.kind posted for
+// notification mk.id in channelID (in threadTS's thread when set), or ""
+// when there is none or it cannot tell: the search needs the
+// channels:history scope (groups:history for private channels), and a
+// failed search must not keep a notification from being posted.
+func (s *Sink) findPosted(ctx context.Context, channelID, threadTS string, mk mark) string {
+	xctx, x := withExchange(ctx)
+	var (
+		msgs []slack.Message
+		err  error
+	)
+	if threadTS != "" {
+		msgs, _, _, err = s.api.GetConversationRepliesContext(xctx, &slack.GetConversationRepliesParameters{
+			ChannelID: channelID, Timestamp: threadTS, Limit: lookBack, IncludeAllMetadata: true,
+		})
+	} else {
+		var resp *slack.GetConversationHistoryResponse
+		resp, err = s.api.GetConversationHistoryContext(xctx, &slack.GetConversationHistoryParameters{
+			ChannelID: channelID, Limit: lookBack, IncludeAllMetadata: true,
+		})
+		if resp != nil {
+			msgs = resp.Messages
+		}
+	}
+	if err != nil {
+		err = s.classify("lookup", err, x, time.Now())
+		s.log.LogAttrs(ctx, slog.LevelDebug, "slack lookup of an earlier attempt failed; posting",
+			slog.String("notification", mk.id), slog.String("error", err.Error()))
+		return ""
+	}
+	for _, m := range msgs {
+		md := m.Metadata
+		if md.EventType != metaEvent || m.Timestamp == threadTS {
+			continue
+		}
+		if id, _ := md.EventPayload["notification_id"].(string); id != mk.id {
+			continue
+		}
+		if kind, _ := md.EventPayload["kind"].(string); kind == mk.kind {
+			return m.Timestamp
+		}
+	}
+	return ""
 }
 
 // update replaces the parent message's content with m.
@@ -373,6 +466,13 @@ func (p *pacer) peek(key string, now time.Time) time.Duration {
 		return 0
 	}
 	return time.Duration((1 - tokens) / float64(l.Limit()) * float64(time.Second))
+}
+
+// id returns the channel id learnt for name, or "".
+func (p *pacer) id(name string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.alias[name]
 }
 
 // block holds key back until t, after Slack said to wait.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/secret"
@@ -86,6 +87,9 @@ func TestLifecycle(t *testing.T) {
 	}
 	if got := len(fake.Messages("alerts")); got != 2 {
 		t.Errorf("channel has %d messages, want the parent and one reply", got)
+	}
+	if n := fake.Requests(slackfake.History) + fake.Requests(slackfake.Replies); n != 0 {
+		t.Errorf("%d lookups on first attempts, want none", n)
 	}
 }
 
@@ -353,4 +357,81 @@ func TestSendBatch(t *testing.T) {
 	if p, _ := fake.Message(id, r1.Parent.GetMessageId()); p.Edits != 0 {
 		t.Error("a digest edited a group's parent")
 	}
+}
+
+// TestRetryAfterLostAnswer: Slack stored the post but its answer was lost to
+// a timeout; the retry finds the message by its metadata instead of posting
+// it twice.
+func TestRetryAfterLostAnswer(t *testing.T) {
+	lose := slackfake.Failure{LoseAnswer: true}
+	t.Run("parent by channel id", func(t *testing.T) {
+		s, fake, id := newBot(t, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+		fake.Fail(slackfake.PostMessage, lose)
+		to := sinks.Target{Channel: id, Attempt: 1}
+		if _, err := s.Send(t.Context(), firing(), to); sinks.Classify(err) != sinks.ClassRetryable {
+			t.Fatalf("lost answer: err = %v, want retryable", err)
+		}
+		to.Attempt = 2
+		r, err := s.Send(t.Context(), firing(), to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := fake.Messages(id)
+		if len(msgs) != 1 || r.Parent.GetMessageId() != msgs[0].TS {
+			t.Fatalf("channel has %d messages, receipt %v; want the one message posted by the first attempt", len(msgs), r.Parent)
+		}
+	})
+	t.Run("parent by learnt name", func(t *testing.T) {
+		s, fake, id := newBot(t, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+		other := firing()
+		other.Id = "01JOTHER"
+		if _, err := s.Send(t.Context(), other, sinks.Target{Channel: "#alerts", Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		fake.Fail(slackfake.PostMessage, lose)
+		if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts", Attempt: 1}); err == nil {
+			t.Fatal("lost answer: no error")
+		}
+		if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts", Attempt: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(fake.Messages(id)); got != 2 {
+			t.Errorf("channel has %d messages, want 2: one per notification", got)
+		}
+	})
+	t.Run("thread reply", func(t *testing.T) {
+		s, fake, id := newBot(t, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+		r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts", Attempt: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := resolved()
+		res.Id = "01JRESOLVED"
+		fake.Fail(slackfake.PostMessage, lose)
+		to := sinks.Target{Channel: "#alerts", Parent: r1.Parent, Attempt: 1}
+		if _, err := s.Send(t.Context(), res, to); err == nil {
+			t.Fatal("lost answer: no error")
+		}
+		to.Attempt = 2
+		r2, err := s.Send(t.Context(), res, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := fake.Messages(id)
+		if len(msgs) != 2 || msgs[1].TS != r2.Message.GetMessageId() || msgs[1].ThreadTS != r1.Parent.GetMessageId() {
+			t.Errorf("channel has %+v, want the parent and one reply", msgs)
+		}
+	})
+	t.Run("lookup refused", func(t *testing.T) {
+		// Without channels:history the retry cannot look; it posts rather
+		// than lose the notification.
+		s, fake, id := newBot(t)
+		fake.Fail(slackfake.History, slackfake.Failure{Error: "missing_scope"})
+		if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: id, Attempt: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if fake.Requests(slackfake.History) != 1 || len(fake.Messages(id)) != 1 {
+			t.Errorf("history requests %d, messages %d; want one lookup and one post", fake.Requests(slackfake.History), len(fake.Messages(id)))
+		}
+	})
 }

@@ -1,6 +1,7 @@
 // Package slackfake is a fake Slack for tests: slack-go's slacktest server
-// with the handlers it lacks. It serves chat.postMessage, chat.update and
-// incoming webhooks as strictly as Slack does about what herald sends
+// with the handlers it lacks. It serves chat.postMessage, chat.update,
+// conversations.history and conversations.replies (with message metadata)
+// and incoming webhooks as strictly as Slack does about what herald sends
 // (token, channel, Block Kit limits, message_not_found), records what each
 // channel received, and injects failures: HTTP errors, 429 with
 // Retry-After, ok:false codes, hangs.
@@ -14,6 +15,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf16"
@@ -25,6 +28,8 @@ import (
 const (
 	PostMessage = "chat.postMessage"
 	Update      = "chat.update"
+	History     = "conversations.history"
+	Replies     = "conversations.replies"
 	Webhook     = "webhook"
 )
 
@@ -39,6 +44,8 @@ type Message struct {
 	Blocks json.RawMessage
 	// Username and IconEmoji are the overrides the message was posted with.
 	Username, IconEmoji string
+	// Metadata is the message metadata it was posted with, as sent.
+	Metadata json.RawMessage
 	// Edits counts chat.update calls on the message.
 	Edits int
 	// ViaWebhook is set for messages posted through an incoming webhook.
@@ -58,6 +65,9 @@ type Failure struct {
 	Body string
 	// Hang keeps the request open until the client gives up.
 	Hang bool
+	// LoseAnswer serves the request (a post is stored) but never answers,
+	// as when a timeout cuts the answer off. chat.postMessage only.
+	LoseAnswer bool
 }
 
 // Server is a fake Slack workspace. Its zero value is not usable; call New.
@@ -95,6 +105,8 @@ func New(token string) *Server {
 	s.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", s.postMessage)
 		c.Handle("/chat.update", s.update)
+		c.Handle("/conversations.history", s.history)
+		c.Handle("/conversations.replies", s.replies)
 		c.Handle("/services/", s.webhook)
 	})
 	s.Start()
@@ -303,7 +315,8 @@ func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, b
 }
 
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
-	if f := s.failure(PostMessage); f != nil {
+	f := s.failure(PostMessage)
+	if f != nil && !f.LoseAnswer {
 		s.writeFailure(w, r, f, true)
 		return
 	}
@@ -326,6 +339,17 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.Blocks = json.RawMessage(form.Get("blocks"))
+	if md := form.Get("metadata"); md != "" {
+		var v struct {
+			EventType    string         `json:"event_type"`
+			EventPayload map[string]any `json:"event_payload"`
+		}
+		if json.Unmarshal([]byte(md), &v) != nil || v.EventType == "" || v.EventPayload == nil {
+			apiError(w, "invalid_metadata_format")
+			return
+		}
+		m.Metadata = json.RawMessage(md)
+	}
 	s.mu.Lock()
 	id, known := s.channels[strings.TrimPrefix(form.Get("channel"), "#")]
 	if !known {
@@ -338,6 +362,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	s.messages = append(s.messages, m)
 	s.byTS[id+"/"+m.TS] = m
 	s.mu.Unlock()
+	if f != nil {
+		s.writeFailure(w, r, &Failure{Hang: true}, true)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": id, "ts": m.TS, "message": map[string]any{"text": m.Text, "ts": m.TS, "thread_ts": m.ThreadTS}})
 }
@@ -383,6 +411,80 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	m.Edits++
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": ch, "ts": m.TS, "text": m.Text})
+}
+
+// history answers conversations.history: the channel's top-level
+// messages, newest first, with metadata when include_all_metadata is set.
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, History, func(m *Message, _ url.Values) bool { return m.ThreadTS == "" })
+}
+
+// replies answers conversations.replies: the thread's parent, then its
+// replies oldest first.
+func (s *Server) replies(w http.ResponseWriter, r *http.Request) {
+	s.list(w, r, Replies, func(m *Message, form url.Values) bool {
+		ts := form.Get("ts")
+		return m.TS == ts || m.ThreadTS == ts
+	})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, method string, keep func(*Message, url.Values) bool) {
+	if f := s.failure(method); f != nil {
+		s.writeFailure(w, r, f, true)
+		return
+	}
+	form, ok := s.readForm(w, r)
+	if !ok {
+		return
+	}
+	if code := s.auth(r, form); code != "" {
+		apiError(w, code)
+		return
+	}
+	limit, err := strconv.Atoi(form.Get("limit"))
+	if err != nil || limit <= 0 {
+		limit = 100
+	}
+	withMeta := form.Get("include_all_metadata") == "1" || form.Get("include_all_metadata") == "true"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := form.Get("channel")
+	if id, ok := s.channels[ch]; !ok || id != ch {
+		// Both methods take a channel id, not a name.
+		apiError(w, "channel_not_found")
+		return
+	}
+	if method == Replies {
+		if _, ok := s.byTS[ch+"/"+form.Get("ts")]; !ok {
+			apiError(w, "thread_not_found")
+			return
+		}
+	}
+	type out struct {
+		Type     string          `json:"type"`
+		TS       string          `json:"ts"`
+		ThreadTS string          `json:"thread_ts,omitempty"`
+		Text     string          `json:"text"`
+		Metadata json.RawMessage `json:"metadata,omitempty"`
+	}
+	var msgs []out
+	for _, m := range s.messages {
+		if m.ChannelID != ch || !keep(m, form) {
+			continue
+		}
+		o := out{Type: "message", TS: m.TS, ThreadTS: m.ThreadTS, Text: m.Text}
+		if withMeta {
+			o.Metadata = m.Metadata
+		}
+		msgs = append(msgs, o)
+	}
+	if method == History {
+		slices.Reverse(msgs)
+	}
+	more := len(msgs) > limit
+	msgs = msgs[:min(len(msgs), limit)]
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs, "has_more": more})
 }
 
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
