@@ -49,7 +49,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Warn("flushing traces", "err", err)
 		}
 	}()
-	a, err := app.New(ctx, cfg, logger)
+	a, err := app.New(ctx, cfg, logger, app.Options{})
 	if err != nil {
 		return err
 	}

@@ -1,69 +1,115 @@
-// Package app wires herald's parts together from a config: the store, the
-// service, the webhook shim, the dispatcher and the HTTP server. cmd/herald
-// only parses flags and signals and calls Run.
+// Package app wires herald's parts together from a config: the queue, the
+// service, the webhook shim, the dispatcher with its sinks, and the HTTP
+// server. cmd/herald only parses flags and signals and calls New and Serve.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/queue"
+	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
 	"github.com/herald-notify/herald/internal/shim"
-	"github.com/herald-notify/herald/internal/store"
 	"github.com/herald-notify/herald/internal/telemetry"
 )
 
-// App is a wired herald, ready to serve.
-type App struct {
-	cfg      *config.Config
-	logger   *slog.Logger
-	server   *server.Server
-	store    store.Store
-	registry *prometheus.Registry
-	closers  []func() error
+// Options are what a test or an embedding program may change beyond the
+// config file.
+type Options struct {
+	// SinkTransport is the base HTTP transport of every sink; nil means
+	// http.DefaultTransport. It is wrapped for tracing either way.
+	SinkTransport http.RoundTripper
+	// Registry receives every metric; nil means a new one.
+	Registry *prometheus.Registry
 }
 
-// New builds every part from cfg. Nothing listens until Serve.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*App, error) {
-	a := &App{cfg: cfg, logger: logger, registry: prometheus.NewRegistry()}
-	a.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	// The in-memory store keeps the API usable until the durable queue is
-	// wired in; it loses everything on exit.
-	st := store.NewMemory()
-	a.store = st
-	svc := service.New(st, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
+// App is a wired herald, ready to serve.
+type App struct {
+	cfg        *config.Config
+	logger     *slog.Logger
+	queue      *queue.Queue
+	dispatcher *dispatch.Dispatcher
+	server     *server.Server
+	registry   *prometheus.Registry
+}
+
+// New builds every part from cfg: it opens the queue (starting the embedded
+// NATS server unless queue.url is set) but delivers nothing and listens
+// nowhere until Serve.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (*App, error) {
+	a := &App{cfg: cfg, logger: logger, registry: opts.Registry}
+	if a.registry == nil {
+		a.registry = prometheus.NewRegistry()
+		a.registry.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
+	q, err := queue.Open(ctx, cfg.Queue, queue.Options{
+		DataDir:    cfg.DataDir,
+		Logger:     logger.With("component", "queue"),
+		Registerer: a.registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	a.queue = q
+	fail := func(err error) (*App, error) {
+		q.Close()
+		return nil, err
+	}
+
+	router, err := route.New(cfg.Routes)
+	if err != nil {
+		return fail(err)
+	}
+	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport)
+	if err != nil {
+		return fail(err)
+	}
+	a.dispatcher, err = dispatch.New(dispatch.Options{
+		Router:     router,
+		Sinks:      sinkMap,
+		State:      q,
+		Logger:     logger.With("component", "dispatch"),
+		Registerer: a.registry,
+		Config:     cfg.Dispatch,
+	})
+	if err != nil {
+		return fail(err)
+	}
+
+	svc := service.New(q, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
 	webhook := shim.NewHandler(svc, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
 		Logger:       logger.With("component", "shim"),
 	})
-	srv, err := server.New(server.Options{
+	a.server, err = server.New(server.Options{
 		Config:   cfg,
 		Service:  svc,
 		Webhook:  webhook,
-		Ready:    a.ready,
+		Ready:    q.Ready,
 		Registry: a.registry,
 		Logger:   logger.With("component", "server"),
 	})
 	if err != nil {
-		a.Close()
-		return nil, err
+		return fail(err)
 	}
-	a.server = srv
 	return a, nil
 }
-
-func (a *App) ready(ctx context.Context) error { return nil }
 
 // Serve listens on the configured address and serves until ctx is done.
 func (a *App) Serve(ctx context.Context) error {
@@ -74,21 +120,33 @@ func (a *App) Serve(ctx context.Context) error {
 	return a.ServeListener(ctx, l)
 }
 
-// ServeListener serves on l until ctx is done, then shuts down gracefully.
+// ServeListener serves on l and delivers from the queue until ctx is done.
+// Then it stops accepting, lets in-flight requests finish, stops the
+// dispatcher (a delivery cut short is left for redelivery, never acked) and
+// returns. Call Close afterwards.
 func (a *App) ServeListener(ctx context.Context, l net.Listener) error {
-	return a.server.Serve(ctx, l)
+	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	var consumeErr error
+	wg.Go(func() {
+		consumeErr = a.queue.Consume(consumeCtx, a.dispatcher.Handle)
+		if consumeErr != nil {
+			a.logger.Error("dispatcher stopped", "err", consumeErr)
+		}
+	})
+	serveErr := a.server.Serve(ctx, l)
+	stopConsuming()
+	wg.Wait()
+	return errors.Join(serveErr, consumeErr)
 }
 
-// Close releases everything New opened, in reverse order.
+// Close shuts the queue down (and the embedded NATS server with it).
 func (a *App) Close() error {
-	var first error
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		if err := a.closers[i](); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return a.queue.Close()
 }
+
+// Registry is where every herald metric is registered.
+func (a *App) Registry() *prometheus.Registry { return a.registry }
 
 // NewLogger builds the process logger from the log config; every line
 // logged with a context carries its trace and span ids.

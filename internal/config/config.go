@@ -17,6 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/queue"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/sinks/logsink"
@@ -29,14 +31,19 @@ type Config struct {
 	// Listen is the address of the one HTTP listener (h2c and HTTP/1.1).
 	Listen string `yaml:"listen"`
 	// DataDir holds the embedded queue's files.
-	DataDir string         `yaml:"data_dir"`
-	Log     LogConfig      `yaml:"log"`
-	Server  ServerConfig   `yaml:"server"`
-	TLS     TLSConfig      `yaml:"tls"`
-	Auth    AuthConfig     `yaml:"auth"`
-	Webhook WebhookConfig  `yaml:"webhook"`
-	Sinks   []SinkConfig   `yaml:"sinks"`
-	Routes  []route.Config `yaml:"routes"`
+	DataDir string        `yaml:"data_dir"`
+	Log     LogConfig     `yaml:"log"`
+	Server  ServerConfig  `yaml:"server"`
+	TLS     TLSConfig     `yaml:"tls"`
+	Auth    AuthConfig    `yaml:"auth"`
+	Webhook WebhookConfig `yaml:"webhook"`
+	// Queue is the JetStream queue: embedded in data_dir unless queue.url
+	// names an external NATS cluster.
+	Queue queue.Config `yaml:"queue"`
+	// Dispatch tunes retries, fallback and the circuit breakers.
+	Dispatch dispatch.Config `yaml:"dispatch"`
+	Sinks    []SinkConfig    `yaml:"sinks"`
+	Routes   []route.Config  `yaml:"routes"`
 }
 
 // LogConfig chooses the log format and level.
@@ -280,6 +287,12 @@ func (c *Config) Validate() error {
 	add(c.Server.validate())
 	add(c.TLS.validate())
 	add(c.Auth.validate())
+	if err := c.Queue.Validate(); err != nil {
+		add(fmt.Errorf("queue: %w", err))
+	}
+	if err := c.Dispatch.Validate(); err != nil {
+		add(fmt.Errorf("dispatch: %w", err))
+	}
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = 4 << 20
 	}

@@ -20,7 +20,7 @@ import (
 // ErrTooLarge: the notification exceeds the NATS server's max_payload
 // (8 MiB on the embedded server). Retrying cannot help; it is the caller's
 // input that must shrink.
-var ErrTooLarge = errors.New("notification too large to store")
+var ErrTooLarge = store.ErrTooLarge
 
 // Put stores n in its partition and creates its PENDING delivery record. It
 // returns nil only after JetStream acknowledged the write (see Config.Sync

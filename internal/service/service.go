@@ -174,6 +174,8 @@ func storeError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, store.ErrTooLarge):
+		return connect.NewError(connect.CodeInvalidArgument, invalid("notification", "too large to store"))
 	case errors.Is(err, store.ErrBadPageToken):
 		return connect.NewError(connect.CodeInvalidArgument, invalid("page_token", "not from a previous response"))
 	case errors.Is(err, context.Canceled):

@@ -16,6 +16,10 @@ var (
 	// ErrUnavailable wraps every failure to reach durable storage. A caller
 	// that sees it must be told to retry (HTTP 503, Connect Unavailable).
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrTooLarge: the notification is larger than the store can hold. It
+	// will never succeed, so callers get InvalidArgument (HTTP 400), not a
+	// retry.
+	ErrTooLarge = errors.New("notification too large to store")
 	// ErrBadPageToken: the page token was not made by this store.
 	ErrBadPageToken = errors.New("invalid page token")
 )
