@@ -59,7 +59,8 @@ type Config struct {
 	// Pace is the smallest gap between two sends to one channel, default
 	// 1s. A send that comes sooner is refused as throttled, without a
 	// request, so the dispatcher waits. 0 keeps the default; a negative
-	// value turns pacing off.
+	// value turns pacing off (a channel Slack rate limited is still held
+	// until its Retry-After).
 	Pace time.Duration `yaml:"pace"`
 	// Mentions maps a severity (critical, warning, info) to the mentions
 	// put on firing messages of that severity, in Slack syntax: "<!here>",
