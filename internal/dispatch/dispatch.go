@@ -368,10 +368,11 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		h.first = false
 		sd.Attempts++
 		to := sinks.Target{
-			Channel: step.Channel,
-			Route:   h.dec.Route,
-			Parent:  parent,
-			Attempt: int(sd.Attempts),
+			Channel:  step.Channel,
+			Route:    h.dec.Route,
+			Parent:   parent,
+			Attempt:  int(sd.Attempts),
+			Template: h.dec.Templates[step.Sink],
 		}
 		if idx > 0 {
 			to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
