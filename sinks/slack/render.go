@@ -53,13 +53,18 @@ type Data struct {
 	// Summary is the notification's text, else its summary or description
 	// annotation.
 	Summary string
+	// Description is the description annotation, when it is not the
+	// Summary already.
+	Description string
 	// Mention is the configured mention for this severity, in Slack syntax;
-	// set only on firing notifications. It is trusted (from the config).
+	// set only on firing notifications, and left out of the edits of a
+	// parent message (an edit notifies no one). It is trusted (from the
+	// config).
 	Mention string
 	// FiringCount and ResolvedCount count the alerts in each state.
 	FiringCount, ResolvedCount int
 	// CommonLabels are the notification's labels (the group's common labels
-	// for Alertmanager), sorted by name, without alertname.
+	// for Alertmanager), sorted by name, without alertname and severity.
 	CommonLabels []Label
 	// Alerts are the alerts listed, firing first.
 	Alerts []AlertData
@@ -115,9 +120,13 @@ func NewData(n *heraldv1.Notification, to sinks.Target, mentions map[string]stri
 	if d.Status != heraldv1.Status_STATUS_RESOLVED {
 		d.Mention = mentions[severityName(d.Severity)]
 	}
+	if desc := n.GetAnnotations()["description"]; desc != d.Summary {
+		d.Description = desc
+	}
 	common := n.GetLabels()
 	for _, k := range slices.Sorted(maps.Keys(common)) {
-		if k != "alertname" {
+		// alertname is the title and severity has its own field.
+		if k != "alertname" && k != "severity" {
 			d.CommonLabels = append(d.CommonLabels, Label{k, common[k]})
 		}
 	}
@@ -236,6 +245,9 @@ func Render(d Data, style Style) Message {
 				s += clip(d.Summary, maxSectionLen-units(s))
 			}
 			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(s), nil, nil))
+		}
+		if d.Description != "" {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(clip(d.Description, maxSectionLen)), nil, nil))
 		}
 		blocks = append(blocks, slack.NewSectionBlock(nil, fields(d), nil))
 	} else {

@@ -35,6 +35,9 @@ func firing() *heraldv1.Notification {
 		Status:   heraldv1.Status_STATUS_FIRING,
 		Title:    "HighErrorRate",
 		Text:     "5xx ratio above 5% on checkout",
+		Annotations: map[string]string{
+			"description": "The share of 5xx answers on checkout has been above 5% for 10 minutes.\nCheck the payment backend first.",
+		},
 		GroupKey: `{}:{alertname="HighErrorRate"}`,
 		Labels:   map[string]string{"alertname": "HighErrorRate", "severity": "critical", "service": "checkout"},
 		Alerts: []*heraldv1.Alert{

@@ -220,7 +220,9 @@ func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *hera
 	if parent == nil || parent.GetMessageId() == "" || parent.GetChannelId() == "" {
 		return s.postParent(ctx, channel, d, mk)
 	}
-	err := s.update(ctx, parent, Render(d, StyleParent))
+	edit := d
+	edit.Mention = "" // an edit notifies no one; the reply carries it
+	err := s.update(ctx, parent, Render(edit, StyleParent))
 	var e *Error
 	if errors.As(err, &e) && parentGone[e.Code] {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "slack parent message gone; posting a new one",

@@ -439,3 +439,26 @@ func TestRetryAfterLostAnswer(t *testing.T) {
 		}
 	})
 }
+
+func TestMentionOnPostAndReplyNotEdit(t *testing.T) {
+	s, fake, id := newBot(t, func(c *Config) { c.Mentions = map[string]string{"critical": "<!here>"} })
+	r1, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := fake.Message(id, r1.Parent.GetMessageId()); !strings.HasPrefix(p.Text, "<!here> ") {
+		t.Errorf("new parent text = %q, want the mention", p.Text)
+	}
+	again := firing()
+	again.Id = "01JREPEAT"
+	r2, err := s.Send(t.Context(), again, sinks.Target{Channel: "#alerts", Parent: r1.Parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := fake.Message(id, r1.Parent.GetMessageId()); p.Edits != 1 || strings.Contains(p.Text+string(p.Blocks), "!here") {
+		t.Errorf("edited parent = %q %s, want it edited without the mention", p.Text, p.Blocks)
+	}
+	if r, _ := fake.Message(id, r2.Message.GetMessageId()); !strings.HasPrefix(r.Text, "<!here> ") {
+		t.Errorf("reply text = %q, want the mention", r.Text)
+	}
+}
