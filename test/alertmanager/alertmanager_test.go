@@ -8,7 +8,6 @@ package alertmanager_test
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"connectrpc.com/connect"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/shim"
 )
 
@@ -175,57 +175,38 @@ func TestAlertmanagerClusterStoresOnce(t *testing.T) {
 // first. Until `herald serve` can run in process, it is the shim handler
 // behind a bearer-token check, publishing into a fake store that deduplicates
 // by idempotency key as the real store does.
+// startHerald runs the real herald (internal/app: auth, shim, service,
+// embedded JetStream, dispatcher to the log sink) on a free port and returns
+// its base URL and a function listing what it stored, oldest first, read
+// back through the API.
 func startHerald(t *testing.T) (baseURL string, stored func() []*heraldv1.Notification) {
 	t.Helper()
-	st := &fakeStore{byKey: map[string]string{}}
-	mux := http.NewServeMux()
-	mux.Handle(shim.Path, requireBearer(heraldToken, shim.NewHandler(st, shim.Options{})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv.URL, st.list
-}
-
-// requireBearer stands in for herald's auth middleware.
-func requireBearer(token string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			http.Error(w, "unauthenticated", http.StatusUnauthorized)
-			return
+	h := apptest.Start(t, `
+auth:
+  clients: [{name: alertmanager, token: `+heraldToken+`}]
+sinks: [{name: log, log: {}}]
+routes: [{name: default, chain: [log]}]
+`, apptest.Options{})
+	return h.URL, func() []*heraldv1.Notification {
+		var all []*heraldv1.Notification
+		token := ""
+		for {
+			res, err := h.Client().ListNotifications(context.Background(), connect.NewRequest(&heraldv1.ListNotificationsRequest{
+				PageSize: 500, PageToken: token,
+			}))
+			if err != nil {
+				t.Fatalf("ListNotifications: %v", err)
+			}
+			for _, s := range res.Msg.GetNotifications() {
+				all = append(all, s.GetNotification())
+			}
+			if token = res.Msg.GetNextPageToken(); token == "" {
+				break
+			}
 		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// fakeStore is a Publisher keeping notifications in memory with the real
-// store's dedup rule: a notification whose non-empty idempotency key was
-// stored before is not stored again, and the earlier id comes back with
-// duplicate=true.
-type fakeStore struct {
-	mu     sync.Mutex
-	byKey  map[string]string
-	stored []*heraldv1.Notification
-}
-
-func (s *fakeStore) Publish(_ context.Context, req *connect.Request[heraldv1.PublishRequest]) (*connect.Response[heraldv1.PublishResponse], error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := req.Msg.GetNotification()
-	if k := n.GetIdempotencyKey(); k != "" {
-		if id, ok := s.byKey[k]; ok {
-			return connect.NewResponse(&heraldv1.PublishResponse{Id: id, Duplicate: true}), nil
-		}
+		slices.Reverse(all)
+		return all
 	}
-	id := fmt.Sprintf("n%03d", len(s.stored)+1)
-	s.byKey[n.GetIdempotencyKey()] = id
-	s.stored = append(s.stored, n)
-	return connect.NewResponse(&heraldv1.PublishResponse{Id: id}), nil
-}
-
-func (s *fakeStore) list() []*heraldv1.Notification {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.stored)
 }
 
 // delivery is one webhook request Alertmanager made and herald's answer.
