@@ -5,7 +5,7 @@ BIN       := bin/herald
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build run generate lint check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
+.PHONY: all build run generate lint breaking check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
 
 all: build
 
@@ -31,6 +31,11 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## breaking: buf breaking (WIRE_JSON) against BREAKING_AGAINST (default: main)
+BREAKING_AGAINST ?= .git\#branch=main
+breaking:
+	$(BUF) breaking --against '$(BREAKING_AGAINST)'
 
 ## check-generated: fail when gen/ differs from a fresh buf generate
 check-generated: generate
