@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/app/apptest"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -60,5 +64,45 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if code := run(t.Context(), []string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "herald ") {
 		t.Errorf("run(version) = %d, %q", code, out.String())
+	}
+}
+
+func TestSendAndDLQAgainstRealHerald(t *testing.T) {
+	h := apptest.Start(t, `
+auth:
+  clients: [{name: cli, token: cli-token-123}]
+sinks: [{name: log, log: {}}]
+routes: [{name: default, chain: [log]}]
+`, apptest.Options{})
+	for _, proto := range []string{"connect", "grpc", "grpcweb"} {
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), []string{"send", "-server", h.URL, "-token", "cli-token-123", "-protocol", proto,
+			"-severity", "critical", "-title", "Disk full", "-label", "host=db-1", "-idempotency-key", "k-" + proto}, &out, &errOut)
+		if code != 0 {
+			t.Fatalf("send over %s = %d: %s", proto, code, errOut.String())
+		}
+		id := strings.TrimSpace(out.String())
+		got := h.WaitDelivered(t, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, 10*time.Second)
+		if n := got.GetNotification(); n.GetTitle() != "Disk full" || n.GetLabels()["host"] != "db-1" || n.GetSeverity() != heraldv1.Severity_SEVERITY_CRITICAL {
+			t.Errorf("stored %v", n)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"send", "-server", h.URL, "-token", "wrong", "-title", "x"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "unauthenticated") {
+		t.Errorf("send with a wrong token = %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run(t.Context(), []string{"send", "-server", h.URL, "-token", "cli-token-123", "-severity", "loud", "-title", "x"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "-severity") {
+		t.Errorf("send with a bad severity = %d, %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := run(t.Context(), []string{"dlq", "list", "-server", h.URL, "-token", "cli-token-123"}, &out, &errOut); code != 0 ||
+		!strings.HasPrefix(out.String(), "ID") {
+		t.Errorf("dlq list = %d, %q %q", code, out.String(), errOut.String())
+	}
+	if code := run(t.Context(), []string{"dlq", "replay", "-server", h.URL, "-token", "cli-token-123", "NOSUCHID"}, &out, &errOut); code != 1 {
+		t.Errorf("dlq replay of an unknown id = %d, want 1", code)
 	}
 }
