@@ -71,6 +71,10 @@ type Config struct {
 	// app is allowed to (chat:write.customize).
 	Username  string `yaml:"username"`
 	IconEmoji string `yaml:"icon_emoji"`
+	// Template is a file of Go text/template definitions overriding the
+	// default "title", "summary", "alert" and "text" templates (see View
+	// and templates/default.tmpl); a route may override it again.
+	Template string `yaml:"template"`
 
 	// resolved is set once the *_file twins have been read, so that
 	// Validate can run again on a validated config.
@@ -173,6 +177,11 @@ func (c *Config) Validate() error {
 	}
 	if c.IconEmoji != "" && !emojiName.MatchString(c.IconEmoji) {
 		errs = append(errs, fmt.Errorf("icon_emoji: %q is not an emoji name like :rotating_light:", c.IconEmoji))
+	}
+	if c.Template != "" {
+		if _, err := ParseTemplateFile(c.Template); err != nil {
+			errs = append(errs, fmt.Errorf("template: %w", err))
+		}
 	}
 	if strings.ContainsAny(c.Username, "<>&") {
 		errs = append(errs, fmt.Errorf("username: %q must not contain <, > or &", c.Username))

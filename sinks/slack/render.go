@@ -2,12 +2,14 @@ package slack
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 	"unicode"
 	"unicode/utf16"
@@ -218,47 +220,61 @@ const (
 	StyleReply
 )
 
-// Render builds the Block Kit message for d. It never fails: text from
-// outside is escaped so it cannot mention anyone or inject links, and
-// everything is clipped to Slack's limits, with "+N more" where something
-// was left out.
+// Render builds the Block Kit message for d with the default templates.
+// It never fails: text from outside is escaped so it cannot mention anyone
+// or inject links, and everything is clipped to Slack's limits, with
+// "+N more" where something was left out.
 func Render(d Data, style Style) Message {
-	var blocks []slack.Block
-	head := headline(d)
+	m, _ := RenderTemplate(defaultTemplates, d, style)
+	return m
+}
 
+// RenderTemplate is Render with templates t (see ParseTemplateFile). A
+// template that fails is replaced by its default; the error says which,
+// and the message is still complete.
+func RenderTemplate(t *template.Template, d Data, style Style) (Message, error) {
+	v := newView(d)
+	var errs []error
+	run := func(name string, data any) string {
+		out, err := execute(t, name, data)
+		if err != nil {
+			errs = append(errs, err)
+			out, _ = execute(defaultTemplates, name, data)
+		}
+		return out
+	}
+	title := clipEscaped(run("title", v), maxHeaderLen)
+	var blocks []slack.Block
 	if style == StyleParent {
-		blocks = append(blocks, slack.NewHeaderBlock(plain(clip(head, maxHeaderLen))))
-		var top []string
+		blocks = append(blocks, slack.NewHeaderBlock(plain(title)))
+		top := ""
 		if d.Mention != "" {
-			top = append(top, d.Mention)
+			top = d.Mention + " "
 		}
-		if d.Summary != "" {
-			top = append(top, d.Summary)
+		// The mention is trusted and short; the summary gets the rest.
+		top += clipEscaped(run("summary", v), maxSectionLen-units(top))
+		if top = strings.TrimSpace(top); top != "" {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(top), nil, nil))
 		}
-		if len(top) > 0 {
-			// The mention is trusted and short; the summary gets the rest.
-			s := ""
-			if d.Mention != "" {
-				s = d.Mention + " "
-			}
-			if d.Summary != "" {
-				s += clip(d.Summary, maxSectionLen-units(s))
-			}
-			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(s), nil, nil))
-		}
-		if d.Description != "" {
-			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(clip(d.Description, maxSectionLen)), nil, nil))
+		if v.Description != "" {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(v.Description), nil, nil))
 		}
 		blocks = append(blocks, slack.NewSectionBlock(nil, fields(d), nil))
 	} else {
-		s := "*" + clip(head, maxHeaderLen) + "*"
+		s := "*" + title + "*"
 		if d.Mention != "" {
 			s = d.Mention + " " + s
 		}
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(s), nil, nil))
 	}
 
-	alertBlocks := alertSections(d.Alerts)
+	lines := make([]string, 0, len(v.Alerts))
+	for _, a := range v.Alerts {
+		if line := clipEscaped(run("alert", a), maxAlertLine); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	alertBlocks := sections(lines)
 	// Leave room for the more, actions, footer and fallback blocks.
 	if room := maxBlocks - len(blocks) - 4; len(alertBlocks) > room {
 		alertBlocks = alertBlocks[:room]
@@ -279,14 +295,14 @@ func Render(d Data, style Style) Message {
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line)))
 	}
 
-	text := clip(head, maxHeaderLen)
-	if d.Summary != "" {
-		text += ": " + clip(d.Summary, maxTextLen)
+	text := clipEscaped(run("text", v), maxHeaderLen+2+maxTextLen)
+	if text == "" {
+		text = title
 	}
 	if d.Mention != "" {
 		text = d.Mention + " " + text
 	}
-	return Message{Text: text, Blocks: blocks}
+	return Message{Text: text, Blocks: blocks}, errors.Join(errs...)
 }
 
 // headline is the raw one-line state of the group, e.g.
@@ -344,8 +360,8 @@ func fields(d Data) []*slack.TextBlockObject {
 	return out
 }
 
-// alertSections lists alerts one per line, packed into sections.
-func alertSections(alerts []AlertData) []slack.Block {
+// sections packs lines into as few mrkdwn sections as Slack's limit allows.
+func sections(lines []string) []slack.Block {
 	var blocks []slack.Block
 	var cur strings.Builder
 	flush := func() {
@@ -354,8 +370,7 @@ func alertSections(alerts []AlertData) []slack.Block {
 			cur.Reset()
 		}
 	}
-	for _, a := range alerts {
-		line := alertLine(a)
+	for _, line := range lines {
 		if cur.Len() > 0 && units(cur.String())+1+units(line) > maxSectionLen {
 			flush()
 		}
@@ -366,32 +381,6 @@ func alertSections(alerts []AlertData) []slack.Block {
 	}
 	flush()
 	return blocks
-}
-
-func alertLine(a AlertData) string {
-	emoji := "🔥"
-	if a.Status == heraldv1.Status_STATUS_RESOLVED {
-		emoji = "✅"
-	}
-	var when string
-	switch {
-	case a.Status == heraldv1.Status_STATUS_RESOLVED && a.EndsAt > 0:
-		when = " · resolved " + slackDate(a.EndsAt)
-	case a.StartsAt > 0:
-		when = " · since " + slackDate(a.StartsAt)
-	}
-	raw := make([]string, 0, len(a.Labels))
-	for _, l := range a.Labels {
-		raw = append(raw, l.Name+"="+l.Value)
-	}
-	// Trusted parts are measured first; the raw parts share what is left.
-	budget := maxAlertLine - units(emoji) - 5 - units(when)
-	name := clip(a.Name, min(budget, 150))
-	line := emoji + " *" + name + "*"
-	if len(raw) > 0 {
-		line += " — " + clip(strings.Join(raw, ", "), max(budget-units(name)-3, 20))
-	}
-	return line + when
 }
 
 // slackDate shows a Unix time in the reader's own time zone, with a UTC

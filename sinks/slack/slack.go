@@ -17,6 +17,7 @@ import (
 	"path"
 	"regexp"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -35,6 +36,9 @@ type Sink struct {
 	api     *slack.Client // bot mode
 	secrets scrubber
 	pace    *pacer
+	tmpl    *template.Template
+	// routeTmpl caches the routes' template files by path.
+	routeTmpl sync.Map
 }
 
 var (
@@ -62,6 +66,14 @@ func New(name string, cfg Config, deps sinks.Deps) (*Sink, error) {
 			Timeout:   cfg.Timeout,
 		},
 		pace: newPacer(cfg.Pace),
+		tmpl: defaultTemplates,
+	}
+	if cfg.Template != "" {
+		t, err := ParseTemplateFile(cfg.Template)
+		if err != nil {
+			return nil, fmt.Errorf("slack sink %q: template: %w", name, err)
+		}
+		s.tmpl = t
 	}
 	s.secrets = scrubber{cfg.Token.Value(), cfg.WebhookURL.Value()}
 	if u, err := url.Parse(cfg.WebhookURL.Value()); err == nil && len(u.Path) > 1 {
@@ -111,10 +123,11 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 		rcpt sinks.Receipt
 		err  error
 	)
+	r := renderer{s: s, t: s.template(ctx, to), ctx: ctx}
 	if s.cfg.Mode == ModeWebhook {
-		err = s.postWebhook(ctx, channel, Render(data, StyleParent))
+		err = s.postWebhook(ctx, channel, r.render(data, StyleParent))
 	} else {
-		rcpt, err = s.sendBot(ctx, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
+		rcpt, err = s.sendBot(ctx, r, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
 	}
 	if err != nil {
 		if wait, ok := sinks.ThrottleWait(err); ok {
@@ -203,6 +216,42 @@ func (s *Sink) paceKey(to sinks.Target) string {
 	return s.cfg.Channel
 }
 
+// template returns the templates for a send to to: the route's file when
+// it names one and it is usable, else the sink's.
+func (s *Sink) template(ctx context.Context, to sinks.Target) *template.Template {
+	if to.Template == "" {
+		return s.tmpl
+	}
+	if t, ok := s.routeTmpl.Load(to.Template); ok {
+		return t.(*template.Template)
+	}
+	t, err := ParseTemplateFile(to.Template)
+	if err != nil {
+		// A broken template must not keep the alert from people: the
+		// sink's own templates stand in, and the error is logged.
+		s.log.LogAttrs(ctx, slog.LevelError, "route template unusable; using the sink's",
+			slog.String("route", to.Route), slog.String("file", to.Template), slog.String("error", err.Error()))
+		t = s.tmpl
+	}
+	s.routeTmpl.Store(to.Template, t)
+	return t
+}
+
+// renderer renders with one set of templates and logs template failures.
+type renderer struct {
+	s   *Sink
+	t   *template.Template
+	ctx context.Context
+}
+
+func (r renderer) render(d Data, style Style) Message {
+	m, err := RenderTemplate(r.t, d, style)
+	if err != nil {
+		r.s.log.LogAttrs(r.ctx, slog.LevelError, "slack template failed; its default was used", slog.String("error", err.Error()))
+	}
+	return m
+}
+
 // mark is what a posted message carries in its metadata so that a retry
 // can find it: the notification it was posted for, and as what.
 type mark struct {
@@ -216,13 +265,13 @@ type mark struct {
 // metaEvent is the metadata event type of herald's messages.
 const metaEvent = "herald_notification"
 
-func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *heraldv1.MessageRef, mk mark) (sinks.Receipt, error) {
+func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, parent *heraldv1.MessageRef, mk mark) (sinks.Receipt, error) {
 	if parent == nil || parent.GetMessageId() == "" || parent.GetChannelId() == "" {
-		return s.postParent(ctx, channel, d, mk)
+		return s.postParent(ctx, r, channel, d, mk)
 	}
 	edit := d
 	edit.Mention = "" // an edit notifies no one; the reply carries it
-	err := s.update(ctx, parent, Render(edit, StyleParent))
+	err := s.update(ctx, parent, r.render(edit, StyleParent))
 	var e *Error
 	if errors.As(err, &e) && parentGone[e.Code] {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "slack parent message gone; posting a new one",
@@ -231,13 +280,13 @@ func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *hera
 		if channel == "" {
 			channel = parent.GetChannelId()
 		}
-		return s.postParent(ctx, channel, d, mk)
+		return s.postParent(ctx, r, channel, d, mk)
 	}
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
 	mk.kind = "reply"
-	ch, ts, err := s.post(ctx, parent.GetChannelId(), Render(d, StyleReply), parent.GetMessageId(), mk)
+	ch, ts, err := s.post(ctx, parent.GetChannelId(), r.render(d, StyleReply), parent.GetMessageId(), mk)
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
@@ -247,9 +296,9 @@ func (s *Sink) sendBot(ctx context.Context, channel string, d Data, parent *hera
 	}, nil
 }
 
-func (s *Sink) postParent(ctx context.Context, channel string, d Data, mk mark) (sinks.Receipt, error) {
+func (s *Sink) postParent(ctx context.Context, r renderer, channel string, d Data, mk mark) (sinks.Receipt, error) {
 	mk.kind = "parent"
-	ch, ts, err := s.post(ctx, channel, Render(d, StyleParent), "", mk)
+	ch, ts, err := s.post(ctx, channel, r.render(d, StyleParent), "", mk)
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
