@@ -24,16 +24,13 @@ import (
 // Slack's Block Kit limits that Render keeps to. Lengths are counted in
 // UTF-16 units, which is never less than Slack's own count.
 const (
-	maxBlocks       = 50
-	maxHeaderLen    = 150
-	maxSectionLen   = 3000
-	maxFields       = 10
-	maxFieldLen     = 2000
-	maxContextElems = 10
-	maxContextLen   = 3000
-	maxButtonText   = 75
-	maxButtonURL    = 3000
-	maxActionElems  = 25
+	maxBlocks      = 50
+	maxHeaderLen   = 150
+	maxSectionLen  = 3000
+	maxFields      = 10
+	maxButtonText  = 75
+	maxButtonURL   = 3000
+	maxActionElems = 25
 
 	// What Render itself allows, to stay readable.
 	maxListedAlerts = 20
