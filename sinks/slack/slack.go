@@ -176,7 +176,10 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 		err = s.postWebhook(ctx, channel, m)
 	} else {
 		var ch, ts string
-		ch, ts, err = s.post(ctx, channel, m, "", mark{})
+		// A digest is marked by its first notification, so that a retry of
+		// the same batch finds it.
+		mk := mark{id: ns[0].GetId(), kind: "digest", retry: to.Attempt > 1}
+		ch, ts, err = s.post(ctx, channel, m, "", mk)
 		if err == nil {
 			rcpt.Message = &heraldv1.MessageRef{ChannelId: ch, MessageId: ts}
 		}

@@ -499,3 +499,19 @@ func TestConcurrentSends(t *testing.T) {
 		t.Errorf("sent %d, paced %d, messages %d", sent, paced, total)
 	}
 }
+
+func TestSendBatchRetryAfterLostAnswer(t *testing.T) {
+	s, fake, id := newBot(t, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	ns := []*heraldv1.Notification{firing(), resolved()}
+	fake.Fail(slackfake.PostMessage, slackfake.Failure{LoseAnswer: true})
+	if _, err := s.SendBatch(t.Context(), ns, sinks.Target{Channel: id, Attempt: 1}); err == nil {
+		t.Fatal("lost answer: no error")
+	}
+	r, err := s.SendBatch(t.Context(), ns, sinks.Target{Channel: id, Attempt: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs := fake.Messages(id); len(msgs) != 1 || msgs[0].TS != r.Message.GetMessageId() {
+		t.Errorf("channel has %d messages, want the one digest", len(msgs))
+	}
+}
