@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/internal/shim"
+)
+
+func TestTemplatesAreWebhooksWithUniqueGroups(t *testing.T) {
+	ts, err := makeTemplates(64, 20, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	sizes := map[int]bool{}
+	for i, tp := range ts {
+		for _, seq := range []int{i, i + 1000} {
+			m, err := shim.Decode(bytes.NewReader(tp.stamp(seq)))
+			if err != nil {
+				t.Fatalf("template %d: %v", i, err)
+			}
+			if n := len(m.Alerts); n < 1 || n > 20 {
+				t.Errorf("template %d: %d alerts", i, n)
+			}
+			sizes[len(m.Alerts)] = true
+			if keys[m.GroupKey] {
+				t.Errorf("group key %q repeats", m.GroupKey)
+			}
+			keys[m.GroupKey] = true
+			ns, err := shim.Convert(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The token is what the chat message is matched by: it must be
+			// in the title every sink renders.
+			if got := tokenRE.FindStringSubmatch(ns[0].GetTitle()); got == nil || got[1] != pad(seq) {
+				t.Errorf("title %q: token of %d not found (got %v)", ns[0].GetTitle(), seq, got)
+			}
+		}
+		if bytes.Contains(tp.stamp(i), []byte(placeholder)) {
+			t.Errorf("template %d: a placeholder was left", i)
+		}
+	}
+	if len(sizes) < 10 {
+		t.Errorf("only %d distinct alert counts in 64 webhooks", len(sizes))
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with spaces and a parenthesis, as comm may hold.
+	stat := "4242 (her ald) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 130 0 0 20 0 9 0 12345 800000000 9000 18446744073709551615"
+	got, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3800 * time.Millisecond; got != want {
+		t.Errorf("cpu = %v, want %v", got, want)
+	}
+	if _, err := parseStatCPU("4242 (x) S 1 2"); err == nil {
+		t.Error("a short line parsed")
+	}
+}
+
+func TestParseStatusMem(t *testing.T) {
+	status := "Name:\therald\nVmPeak:\t 1300000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   30720 kB\nThreads:\t9\n"
+	rss, hwm, err := parseStatusMem(bufio.NewScanner(strings.NewReader(status)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss != 30<<20 || hwm != 50<<20 {
+		t.Errorf("rss, hwm = %d, %d", rss, hwm)
+	}
+	if _, _, err := parseStatusMem(bufio.NewScanner(strings.NewReader("Name:\tx\n"))); err == nil {
+		t.Error("status without VmRSS parsed")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}, {0, time.Millisecond}} {
+		if got := percentile(d, c.p); got != c.want {
+			t.Errorf("p%v = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if percentile(nil, 99) != 0 {
+		t.Error("no samples should give 0")
+	}
+}
+
+// TestRunLoadCountsEveryWebhook runs both modes against the bare handler
+// wrapped to fail some requests, and checks that every webhook is
+// accounted for exactly once with its own id.
+func TestRunLoadCountsEveryWebhook(t *testing.T) {
+	ts, err := makeTemplates(8, 5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	bare := bareHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(r.Body)
+		tok := tokenRE.FindString(buf.String())
+		mu.Lock()
+		seen[tok]++
+		n := len(seen)
+		mu.Unlock()
+		if n%10 == 0 {
+			http.Error(w, "injected", http.StatusServiceUnavailable)
+			return
+		}
+		r.Body = httptestBody(buf.Bytes())
+		bare.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	for _, spec := range []loadSpec{
+		{concurrency: 4, duration: 10 * time.Second, maxCount: 50},
+		{rate: 2000, maxInFlight: 64, duration: 10 * time.Second, maxCount: 50},
+	} {
+		clear(seen)
+		spec.url, spec.templates, spec.timeout, spec.firstSeq = srv.URL, ts, 5*time.Second, 100
+		res := runLoad(context.Background(), spec)
+		if len(res.sent) != 50 {
+			t.Fatalf("%+v: %d sent, want 50", spec, len(res.sent))
+		}
+		if res.ok != 45 || res.errs["HTTP 503"] != 5 {
+			t.Errorf("ok %d, errors %v; want 45 ok and 5 HTTP 503", res.ok, res.errs)
+		}
+		if len(seen) != 50 {
+			t.Errorf("server saw %d distinct ids, want 50", len(seen))
+		}
+		for tok, n := range seen {
+			if n != 1 {
+				t.Errorf("%s sent %d times", tok, n)
+			}
+		}
+		if got := len(res.latencies()); got != 45 {
+			t.Errorf("%d latencies, want 45", got)
+		}
+	}
+}
+
+type bodyReader struct{ *bytes.Reader }
+
+func (bodyReader) Close() error { return nil }
+
+func httptestBody(b []byte) bodyReader { return bodyReader{bytes.NewReader(b)} }

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
+)
+
+// scenario is one herald run: a fresh data dir and a fresh fake.
+type scenario struct {
+	name      string
+	dir       string
+	templates []*template
+	load      loadSpec
+	// slowDelay > 0 makes the fake hold every chat.sendMessage that long.
+	slowDelay    time.Duration
+	partitions   int
+	deliveryConc int
+	drainTimeout time.Duration
+	restarts     int
+	bare         bool // also measure the bare decode-only handler
+	bin          string
+	profile      string // path prefix of herald's profiles, "" for none
+}
+
+// firstSeqOf gives every scenario its own range of load ids.
+func firstSeqOf(name string) int {
+	return map[string]int{"ingest": 1_000_000, "e2e": 2_000_000, "slow": 3_000_000}[name]
+}
+
+func scenarioFor(name string, o *options) *scenario {
+	sc := &scenario{
+		name: name, partitions: o.partitions, deliveryConc: o.deliveryConc,
+		drainTimeout: o.drainTimeout, restarts: o.restarts, bin: o.heraldBin,
+	}
+	if o.profileDir != "" {
+		sc.profile = filepath.Join(o.profileDir, name)
+	}
+	spec := loadSpec{firstSeq: firstSeqOf(name), timeout: 30 * time.Second, maxInFlight: 256}
+	switch name {
+	case "ingest":
+		spec.concurrency, spec.duration, spec.maxCount = o.concurrency, o.ingestDur, 999_999
+		sc.bare = !o.noBare
+	case "e2e":
+		spec.rate, spec.duration = o.rate, o.e2eDur
+		spec.maxCount = min(int(math.Ceil(o.rate*o.e2eDur.Seconds())), 999_999)
+	case "slow":
+		spec.rate, spec.duration = o.slowRate, o.slowDur
+		spec.maxCount = min(int(math.Ceil(o.slowRate*o.slowDur.Seconds())), 999_999)
+		sc.slowDelay = o.slowDelay
+	}
+	sc.load = spec
+	return sc
+}
+
+// scenarioResult is everything one scenario measured.
+type scenarioResult struct {
+	sc            *scenario
+	readyCold     time.Duration
+	readyRestarts []time.Duration
+	idleRSS       int64
+	peakRSS       int64
+	load          *loadResult
+	bare          *loadResult
+	cpu           time.Duration
+	delivery      deliveryStats
+	deliveryConc  int
+}
+
+func (sc *scenario) config(fakeURL string) string {
+	var q strings.Builder
+	if sc.partitions > 0 {
+		fmt.Fprintf(&q, "\n  partitions: %d", sc.partitions)
+	}
+	if sc.deliveryConc > 0 {
+		fmt.Fprintf(&q, "\n  concurrency: %d", sc.deliveryConc)
+	}
+	queue := ""
+	if q.Len() > 0 {
+		queue = "queue:" + q.String() + "\n"
+	}
+	return fmt.Sprintf(`# written by heraldload
+log:
+  level: warn
+%ssinks:
+  - name: rocketchat
+    rocketchat:
+      url: %s
+      mode: rest
+      user_id: %s
+      token: %s
+      channel: "#alerts"
+routes:
+  - name: default
+    chain: [rocketchat]
+`, queue, fakeURL, rocketchattest.DefaultUserID, rocketchattest.DefaultToken)
+}
+
+func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioResult, error) {
+	if err := os.MkdirAll(sc.dir, 0o700); err != nil {
+		return nil, err
+	}
+	fake := rocketchattest.NewServer(rocketchattest.WithRooms("alerts"), rocketchattest.WithBotRole(true))
+	defer fake.Close()
+	if sc.slowDelay > 0 {
+		fake.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Delay: sc.slowDelay})
+	}
+	cfgPath := filepath.Join(sc.dir, "herald.yml")
+	if err := os.WriteFile(cfgPath, []byte(sc.config(fake.URL)), 0o600); err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	h := &herald{bin: sc.bin, config: cfgPath, dataDir: filepath.Join(sc.dir, "data"),
+		logPath: filepath.Join(sc.dir, "herald.log"), addr: addr, profile: sc.profile}
+	res := &scenarioResult{sc: sc, deliveryConc: sc.deliveryConc}
+	if res.deliveryConc == 0 {
+		res.deliveryConc = sc.partitions
+		if res.deliveryConc == 0 {
+			res.deliveryConc = 16 // queue.DefaultPartitions
+		}
+	}
+	if res.readyCold, err = h.start(30 * time.Second); err != nil {
+		return nil, err
+	}
+	defer h.stop()
+	// Let start-up garbage settle before reading the idle footprint.
+	time.Sleep(time.Second)
+	if res.idleRSS, _, err = memStatus(h.pid()); err != nil {
+		return nil, err
+	}
+	cpu0, err := cpuTime(h.pid())
+	if err != nil {
+		return nil, err
+	}
+
+	spec := sc.load
+	spec.url = "http://" + addr + "/webhooks/alertmanager"
+	spec.templates = sc.templates
+	res.load = runLoad(ctx, spec)
+	fmt.Fprintf(logw, "  sent %d, acknowledged %d in %v; waiting for deliveries ...\n", len(res.load.sent), res.load.ok, res.load.elapsed.Round(time.Millisecond))
+
+	res.delivery = waitDelivered(ctx, fake, res.load, sc.drainTimeout)
+	cpu1, err := cpuTime(h.pid())
+	if err != nil {
+		return nil, err
+	}
+	res.cpu = cpu1 - cpu0
+	if _, res.peakRSS, err = memStatus(h.pid()); err != nil {
+		return nil, err
+	}
+	if err := h.stop(); err != nil {
+		return nil, fmt.Errorf("stopping herald: %w", err)
+	}
+
+	for range sc.restarts {
+		h2 := *h
+		h2.cmd, h2.profile = nil, ""
+		d, err := h2.start(30 * time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("restart: %w", err)
+		}
+		res.readyRestarts = append(res.readyRestarts, d)
+		if err := h2.stop(); err != nil {
+			return nil, fmt.Errorf("stopping restarted herald: %w", err)
+		}
+	}
+
+	if sc.bare {
+		b, err := startBare()
+		if err != nil {
+			return nil, err
+		}
+		bspec := spec
+		bspec.url = "http://" + b.addr + "/webhooks/alertmanager"
+		res.bare = runLoad(ctx, bspec)
+		b.stop()
+	}
+	return res, nil
+}
+
+// deliveryStats matches webhooks to the chat messages they produced.
+type deliveryStats struct {
+	acked     int
+	delivered int // acknowledged webhooks with at least one message
+	lost      int // acknowledged webhooks with none after the drain
+	dup       int // webhooks with more than one message
+	unacked   int // messages of webhooks that were not answered 200
+	fromSend  []time.Duration
+	fromAck   []time.Duration
+	first     time.Time
+	last      time.Time
+	drained   bool
+	waited    time.Duration
+}
+
+var tokenRE = regexp.MustCompile(idPrefix + `(\d{` + strconv.Itoa(idWidth) + `})` + idSuffix)
+
+// waitDelivered polls the fake until every acknowledged webhook has its
+// message or timeout passes, then matches messages to webhooks.
+func waitDelivered(ctx context.Context, fake *rocketchattest.Server, lr *loadResult, timeout time.Duration) deliveryStats {
+	begin := time.Now()
+	deadline := begin.Add(timeout)
+	st := deliveryStats{acked: lr.ok}
+	var msgs []rocketchattest.Message
+	for {
+		msgs = fake.TopLevel("alerts")
+		if len(msgs) >= lr.ok {
+			st.drained = true
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st.waited = time.Since(begin)
+	// Messages per load id.
+	got := map[int][]time.Time{}
+	for _, m := range msgs {
+		seen := map[int]bool{}
+		texts := []string{m.Text}
+		for _, a := range m.Attachments {
+			texts = append(texts, a.Title, a.Text)
+		}
+		for _, t := range texts {
+			for _, sm := range tokenRE.FindAllStringSubmatch(t, -1) {
+				seq, _ := strconv.Atoi(sm[1])
+				seen[seq] = true
+			}
+		}
+		for seq := range seen {
+			got[seq] = append(got[seq], m.Created)
+		}
+		if st.first.IsZero() || m.Created.Before(st.first) {
+			st.first = m.Created
+		}
+		if m.Created.After(st.last) {
+			st.last = m.Created
+		}
+	}
+	acked := map[int]bool{}
+	for _, s := range lr.sent {
+		if s.status != http.StatusOK {
+			continue
+		}
+		acked[s.seq] = true
+		ts := got[s.seq]
+		if len(ts) == 0 {
+			st.lost++
+			continue
+		}
+		st.delivered++
+		if len(ts) > 1 {
+			st.dup++
+		}
+		first := slices.MinFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+		st.fromSend = append(st.fromSend, first.Sub(s.start))
+		st.fromAck = append(st.fromAck, first.Sub(s.acked))
+	}
+	for seq := range got {
+		if !acked[seq] {
+			st.unacked++
+		}
+	}
+	return st
+}
+
+func (d deliveryStats) throughput() float64 {
+	span := d.last.Sub(d.first).Seconds()
+	if span <= 0 {
+		return 0
+	}
+	return float64(d.delivered-1) / span
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func median(d []time.Duration) time.Duration { return percentile(slices.Clone(d), 50) }
+
+func (r *scenarioResult) print(w io.Writer) {
+	l := r.load
+	lat := l.latencies()
+	fmt.Fprintf(w, "\n== scenario %s\n", r.sc.name)
+	if l.spec.rate > 0 {
+		fmt.Fprintf(w, "load:            %.0f webhooks/s for %v (%d sent, %d skipped: %d in flight)\n",
+			l.spec.rate, l.spec.duration, len(l.sent), l.behind, l.spec.maxInFlight)
+	} else {
+		fmt.Fprintf(w, "load:            %d concurrent senders for %v (%d sent)\n", l.spec.concurrency, l.spec.duration, len(l.sent))
+	}
+	if r.sc.slowDelay > 0 {
+		fmt.Fprintf(w, "fake chat:       every chat.sendMessage answered after %v\n", r.sc.slowDelay)
+	}
+	fmt.Fprintf(w, "ingest:          %.0f webhooks/s acknowledged, p50 %s, p99 %s, max in flight %d\n",
+		l.throughput(), ms(percentile(lat, 50)), ms(percentile(lat, 99)), l.inflight)
+	if len(l.errs) > 0 {
+		fmt.Fprintf(w, "refused:         %v\n", l.errs)
+	}
+	if r.bare != nil {
+		bl := r.bare.latencies()
+		fmt.Fprintf(w, "bare decode:     %.0f webhooks/s, p50 %s, p99 %s\n", r.bare.throughput(), ms(percentile(bl, 50)), ms(percentile(bl, 99)))
+		if bt := r.bare.throughput(); bt > 0 {
+			fmt.Fprintf(w, "ingest ratio:    herald/bare = %.2f\n", l.throughput()/bt)
+		}
+	}
+	d := r.delivery
+	fmt.Fprintf(w, "delivered:       %d of %d acknowledged, lost %d, duplicated %d, messages of unacknowledged webhooks %d (waited %v after the load, drained: %v)\n",
+		d.delivered, d.acked, d.lost, d.dup, d.unacked, d.waited.Round(time.Millisecond), d.drained)
+	fmt.Fprintf(w, "send→chat:       p50 %s, p99 %s, max %s\n", ms(percentile(d.fromSend, 50)), ms(percentile(d.fromSend, 99)), ms(percentile(d.fromSend, 100)))
+	fmt.Fprintf(w, "200→chat:        p50 %s, p99 %s\n", ms(percentile(d.fromAck, 50)), ms(percentile(d.fromAck, 99)))
+	fmt.Fprintf(w, "delivery rate:   %.0f messages/s (first to last message)", d.throughput())
+	if r.sc.slowDelay > 0 {
+		fmt.Fprintf(w, "; bound by concurrency %d / %v = %.0f/s; posts in flight on average %.1f",
+			r.deliveryConc, r.sc.slowDelay, float64(r.deliveryConc)/r.sc.slowDelay.Seconds(), d.throughput()*r.sc.slowDelay.Seconds())
+	}
+	fmt.Fprintln(w)
+	if l.ok > 0 {
+		fmt.Fprintf(w, "herald CPU:      %.2f s total, %.3f CPU-s per 1,000 webhooks (ingest to last delivery)\n",
+			r.cpu.Seconds(), r.cpu.Seconds()*1000/float64(l.ok))
+	}
+	fmt.Fprintf(w, "herald RSS:      idle %s, peak %s\n", mb(r.idleRSS), mb(r.peakRSS))
+	fmt.Fprintf(w, "ready to serve:  %s on a fresh data dir; restarted on the used one: median %s of %v\n",
+		ms(r.readyCold), ms(median(r.readyRestarts)), roundAll(r.readyRestarts))
+}
+
+func roundAll(d []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(d))
+	for i, v := range d {
+		out[i] = v.Round(100 * time.Microsecond)
+	}
+	return out
+}
+
+// printTargets compares the results with issue 8's targets.
+func printTargets(w io.Writer, rs []*scenarioResult) {
+	fmt.Fprintf(w, "\n== targets (issue 8)\n")
+	check := func(ok bool, format string, args ...any) {
+		mark := "MET   "
+		if !ok {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(w, "%s %s\n", mark, fmt.Sprintf(format, args...))
+	}
+	for _, r := range rs {
+		l := r.load
+		lat := l.latencies()
+		switch r.sc.name {
+		case "ingest":
+			if r.bare != nil && r.bare.throughput() > 0 {
+				ratio := l.throughput() / r.bare.throughput()
+				check(ratio >= 0.5, "ingest c=%d at least 50%% of bare decode: %.0f%% (%.0f vs %.0f/s)", l.spec.concurrency, 100*ratio, l.throughput(), r.bare.throughput())
+			}
+			check(percentile(lat, 99) < 20*time.Millisecond, "ingest c=%d p99 under 20 ms: %s", l.spec.concurrency, ms(percentile(lat, 99)))
+		case "e2e":
+			achieved := l.throughput()
+			check(achieved >= 0.98*l.spec.rate, "%.0f webhooks/s sustained for %v: %.0f/s acknowledged", l.spec.rate, l.spec.duration, achieved)
+			check(percentile(r.delivery.fromSend, 99) < 50*time.Millisecond, "receipt→chat p99 under 50 ms: %s (from sending the webhook)", ms(percentile(r.delivery.fromSend, 99)))
+			check(r.delivery.lost == 0 && r.delivery.dup == 0 && r.delivery.acked == len(l.sent), "nothing lost, nothing duplicated: lost %d, duplicated %d, refused %d",
+				r.delivery.lost, r.delivery.dup, len(l.sent)-r.delivery.acked)
+		case "slow":
+			bound := float64(r.deliveryConc) / r.sc.slowDelay.Seconds()
+			check(percentile(lat, 99) < 20*time.Millisecond, "slow chat: ingest unaffected (p99 %s, p50 %s)", ms(percentile(lat, 99)), ms(percentile(lat, 50)))
+			check(r.delivery.throughput() >= 0.8*bound, "slow chat: delivery limited only by concurrency: %.0f/s of %.0f/s possible", r.delivery.throughput(), bound)
+		}
+		if l.ok > 0 {
+			per := r.cpu.Seconds() * 1000 / float64(l.ok)
+			check(per <= 0.6, "%s: at most 0.6 CPU-s per 1,000 webhooks: %.3f", r.sc.name, per)
+		}
+		check(r.idleRSS < 40<<20, "%s: RSS idle under 40 MB: %s", r.sc.name, mb(r.idleRSS))
+		check(r.peakRSS < 120<<20, "%s: RSS peak under 120 MB: %s", r.sc.name, mb(r.peakRSS))
+		if len(r.readyRestarts) > 0 {
+			m := median(r.readyRestarts)
+			check(m < 300*time.Millisecond, "%s: ready within 300 ms on an existing data dir: median %s", r.sc.name, ms(m))
+		}
+	}
+}
