@@ -378,3 +378,85 @@ func countStatus(rc *rocketchattest.Server, status int) int {
 	}
 	return n
 }
+
+// checkExactlyOnce checks that every notification ids[i] (of alert
+// sent[i]) is delivered, to a message that exists where its record says
+// and names it; that no alert is named by two messages of either fake; and
+// that every message of either fake is one some record points at (a digest
+// stands for several notifications). It returns how many each sink
+// delivered.
+func checkExactlyOnce(t *testing.T, s *stack, sent []alert, ids []string) map[string]int {
+	t.Helper()
+	bySink := map[string]int{}
+	refs := map[string]bool{}
+	for i, id := range ids {
+		d := record(t, s.h, id).GetDelivery()
+		if d.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED {
+			t.Errorf("%s: state %v, want DELIVERED", sent[i].name, d.GetState())
+			continue
+		}
+		by := d.GetDeliveredBy()
+		bySink[by]++
+		ref := sinkEntry(d, by).GetMessage()
+		var text string
+		switch by {
+		case "rocketchat":
+			m, ok := s.rc.Message(ref.GetMessageId())
+			if !ok || m.RoomID != ref.GetChannelId() {
+				t.Errorf("%s: its record points at Rocket.Chat message %v, which does not exist", sent[i].name, ref)
+			}
+			text = m.Text + attachmentsText(m)
+		case "slack":
+			m, ok := s.slack.Message(ref.GetChannelId(), ref.GetMessageId())
+			if !ok {
+				t.Errorf("%s: its record points at Slack message %v, which does not exist", sent[i].name, ref)
+			}
+			text = m.Text + string(m.Blocks)
+		default:
+			t.Errorf("%s: delivered by %q", sent[i].name, by)
+		}
+		if !strings.Contains(text, sent[i].name) {
+			t.Errorf("%s: the message its record points at does not name it: %q", sent[i].name, text)
+		}
+		refs[by+"/"+ref.GetChannelId()+"/"+ref.GetMessageId()] = true
+	}
+	var texts []string
+	for _, m := range s.rc.AllMessages() {
+		if !refs["rocketchat/"+m.RoomID+"/"+m.ID] {
+			t.Errorf("Rocket.Chat message %s in #%s is no notification's: %q", m.ID, m.RoomName, m.Text)
+		}
+		texts = append(texts, m.Text+attachmentsText(m))
+	}
+	for _, ch := range []string{critical, info} {
+		for _, m := range s.slack.Messages(ch) {
+			if !refs["slack/"+m.ChannelID+"/"+m.TS] {
+				t.Errorf("Slack message %s in #%s is no notification's: %q", m.TS, ch, m.Text)
+			}
+			texts = append(texts, m.Text+string(m.Blocks))
+		}
+	}
+	for _, a := range sent {
+		n := 0
+		for _, txt := range texts {
+			if strings.Contains(txt, a.name) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s is named by %d messages, want 1", a.name, n)
+		}
+	}
+	return bySink
+}
+
+// attachmentsText is the text of a Rocket.Chat message's attachments.
+func attachmentsText(m rocketchattest.Message) string {
+	var b strings.Builder
+	for _, a := range m.Attachments {
+		b.WriteString("\n" + a.Title + "\n" + a.Text)
+		for _, f := range a.Fields {
+			b.WriteString("\n" + f.Title + ": " + f.Value)
+		}
+	}
+	return b.String()
+}
