@@ -1,6 +1,7 @@
-// Package jaeger_test exports herald's traces over OTLP to the real Jaeger
-// v2 and finds them through Jaeger's query API, so that what the in-memory
-// span tests assert is also what an SRE sees. Install the binary with
+// Package jaeger_test runs a real herald exporting its traces over OTLP to
+// the real Jaeger v2 and finds one notification's trace through Jaeger's
+// query API, so that what the in-memory span test (test/observability)
+// asserts is also what an SRE sees. Install the binary with
 // scripts/install-jaeger.sh; without it (or under -short) the test skips.
 package jaeger_test
 
@@ -13,7 +14,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,11 +25,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/telemetry"
+	"github.com/herald-notify/herald/test/observability"
 )
 
 // jaegerEnv is a running Jaeger: where to send OTLP and where to query.
@@ -82,11 +82,13 @@ func TestTraceReachesJaeger(t *testing.T) {
 	}
 }
 
-// produceTrace makes one notification's trace the way herald does, with
-// the OTEL_* environment already pointing at Jaeger, and returns it once
-// exported. It stands in for sending one Alertmanager webhook through
-// `herald serve` with a sink chain that fails over once; the checks that
-// follow only depend on what it returns.
+// produceTrace sends one Alertmanager webhook, with a traceparent, through
+// a real herald (apptest) whose tracing telemetry.Setup configured from the
+// OTEL_* environment already pointing at Jaeger. Its route fails over once:
+// Rocket.Chat answers 503, Slack takes the notification. herald is stopped
+// (so the dispatcher's spans have ended) and the spans flushed before it
+// returns what Jaeger must show: the trace as test/observability's span
+// tree test asserts it in memory.
 func produceTrace(t *testing.T, _ jaegerEnv) produced {
 	t.Helper()
 	tp, prop := otel.GetTracerProvider(), otel.GetTextMapPropagator()
@@ -98,18 +100,7 @@ func produceTrace(t *testing.T, _ jaegerEnv) produced {
 		otel.SetTracerProvider(tp)
 		otel.SetTextMapPropagator(prop)
 	}()
-
-	// Chat servers: Rocket.Chat's hook is down, Slack's API takes it.
-	const hookToken = "hOoKt0kenS3cret"
-	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, `{"success":false}`, http.StatusServiceUnavailable)
-	}))
-	defer rc.Close()
-	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, `{"ok":true,"ts":"1700000000.000100"}`)
-	}))
-	defer slack.Close()
-	client := &http.Client{Transport: telemetry.HTTPTransport(nil)}
+	f := observability.StartFailover(t)
 
 	// Alertmanager's traceparent on the webhook.
 	var tid [16]byte
@@ -117,84 +108,66 @@ func produceTrace(t *testing.T, _ jaegerEnv) produced {
 	_, _ = rand.Read(tid[:])
 	_, _ = rand.Read(sid[:])
 	traceID, remote := trace.TraceID(tid).String(), trace.SpanID(sid).String()
-	in := propagation.HeaderCarrier{"Traceparent": {"00-" + traceID + "-" + remote + "-01"}}
-	ctx := otel.GetTextMapPropagator().Extract(t.Context(), in)
-	tracer := otel.Tracer("herald/jaeger-test")
-
-	ctx, webhook := tracer.Start(ctx, "POST /webhooks/alertmanager", trace.WithSpanKind(trace.SpanKindServer))
-	pctx, publish := tracer.Start(ctx, "herald.v1.NotificationService/Publish", trace.WithSpanKind(trace.SpanKindServer))
-	// The queue carries the context in message headers.
-	headers := propagation.HeaderCarrier{}
-	otel.GetTextMapPropagator().Inject(pctx, headers)
-	publish.End()
-	webhook.End()
-
-	const id = "01JTESTNOTIFICATION"
-	dctx, dispatch := tracer.Start(otel.GetTextMapPropagator().Extract(context.Background(), headers), telemetry.SpanDispatch,
-		trace.WithAttributes(
-			telemetry.AttrNotificationID.String(id),
-			telemetry.AttrSeverity.String("SEVERITY_CRITICAL"),
-			telemetry.AttrStatus.String("STATUS_FIRING"),
-			telemetry.AttrRoute.String("critical"),
-			telemetry.AttrGroupKeyHash.String(telemetry.GroupKeyHash(`{}:{alertname="DiskFull"}`)),
-		))
-	send := func(sink, url string, attempt int) error {
-		actx, span := tracer.Start(dctx, telemetry.SpanAttempt, trace.WithAttributes(
-			telemetry.AttrSink.String(sink), telemetry.AttrChannel.String("#alerts-critical"), telemetry.AttrAttempt.Int(attempt)))
-		defer span.End()
-		req, err := http.NewRequestWithContext(actx, http.MethodPost, url, strings.NewReader("{}"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			span.SetAttributes(telemetry.AttrErrorClass.String("retryable"))
-			span.SetStatus(codes.Error, fmt.Sprintf("HTTP %d", res.StatusCode))
-			return fmt.Errorf("HTTP %d", res.StatusCode)
-		}
-		span.SetAttributes(telemetry.AttrChatMessageID.String("1700000000.000100"))
-		return nil
+	published := observability.PostWebhook(t, f.Herald, observability.Webhook(time.Now().Add(-time.Minute)),
+		"00-"+traceID+"-"+remote+"-01")
+	if len(published) != 1 {
+		t.Fatalf("webhook stored as %+v, want one notification", published)
 	}
-	if send("rocketchat", rc.URL+"/hooks/abc/"+hookToken, 1) == nil {
-		t.Fatal("Rocket.Chat stand-in accepted the message")
+	id := published[0].ID
+	rec := f.Herald.WaitDelivered(t, id, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, 30*time.Second).GetDelivery()
+	if rec.GetDeliveredBy() != observability.FallbackSink {
+		t.Fatalf("delivered by %q, want the fallback %s", rec.GetDeliveredBy(), observability.FallbackSink)
 	}
-	if err := send("slack", slack.URL+"/api/chat.postMessage", 1); err != nil {
-		t.Fatal(err)
+	var slackTS string
+	for _, sd := range rec.GetSinks() {
+		if sd.GetSink() == observability.FallbackSink {
+			slackTS = sd.GetMessage().GetMessageId()
+		}
 	}
-	dispatch.AddEvent(telemetry.EventFallback, trace.WithAttributes(
-		telemetry.AttrFallbackFrom.String("rocketchat"), telemetry.AttrSink.String("slack"),
-		telemetry.AttrFallbackReason.String("rocketchat: HTTP 503")))
-	dispatch.SetAttributes(telemetry.AttrOutcome.String("ack"))
-	dispatch.End()
-
+	// Stopping herald waits for the dispatcher, whose span ends after the
+	// record is written; only ended spans are flushed.
+	f.Herald.Stop()
 	if err := shutdown(context.Background()); err != nil {
 		t.Fatalf("flushing spans to Jaeger: %v", err)
 	}
+
+	const (
+		webhook = "POST /webhooks/alertmanager"
+		publish = "herald.v1.NotificationService/Publish"
+	)
 	return produced{
 		TraceID:      traceID,
 		RemoteParent: remote,
 		Spans: []wantSpan{
-			{Name: "POST /webhooks/alertmanager"},
-			{Name: "herald.v1.NotificationService/Publish", Parent: "POST /webhooks/alertmanager"},
-			{Name: telemetry.SpanDispatch, Parent: "herald.v1.NotificationService/Publish", Tags: map[string]string{
-				string(telemetry.AttrNotificationID): id, string(telemetry.AttrRoute): "critical",
-				string(telemetry.AttrOutcome): "ack",
+			{Name: webhook},
+			{Name: publish, Parent: webhook},
+			{Name: telemetry.SpanDispatch, Parent: publish, Tags: map[string]string{
+				string(telemetry.AttrNotificationID): id,
+				string(telemetry.AttrGroupKeyHash):   telemetry.GroupKeyHash(observability.GroupKey),
+				string(telemetry.AttrSeverity):       heraldv1.Severity_SEVERITY_CRITICAL.String(),
+				string(telemetry.AttrStatus):         heraldv1.Status_STATUS_FIRING.String(),
+				string(telemetry.AttrRoute):          observability.Route,
+				string(telemetry.AttrOutcome):        "ack",
 			}},
 			{Name: telemetry.SpanAttempt, Parent: telemetry.SpanDispatch, Tags: map[string]string{
-				string(telemetry.AttrSink): "rocketchat", string(telemetry.AttrErrorClass): "retryable", "error": "true",
+				string(telemetry.AttrSink):       observability.PrimarySink,
+				string(telemetry.AttrChannel):    observability.Channel,
+				string(telemetry.AttrAttempt):    "1",
+				string(telemetry.AttrErrorClass): "retryable",
+				"error":                          "true",
 			}},
-			{Name: "HTTP POST", Parent: telemetry.SpanAttempt, Tags: map[string]string{"http.response.status_code": "503"}},
+			// The Rocket.Chat sink looks the room up first (rooms.info).
+			{Name: "HTTP GET", Parent: telemetry.SpanAttempt, Tags: map[string]string{"http.response.status_code": "503"}},
 			{Name: telemetry.SpanAttempt, Parent: telemetry.SpanDispatch, Tags: map[string]string{
-				string(telemetry.AttrSink): "slack", string(telemetry.AttrChatMessageID): "1700000000.000100",
+				string(telemetry.AttrSink):           observability.FallbackSink,
+				string(telemetry.AttrChannel):        observability.Channel,
+				string(telemetry.AttrAttempt):        "1",
+				string(telemetry.AttrFallbackReason): rec.GetFallbackReason(),
+				string(telemetry.AttrChatMessageID):  slackTS,
 			}},
 			{Name: "HTTP POST", Parent: telemetry.SpanAttempt, Tags: map[string]string{"http.response.status_code": "200"}},
 		},
-		Secrets: []string{hookToken},
+		Secrets: append(f.Secrets(), observability.RocketChatUser),
 	}
 }
 
@@ -232,12 +205,18 @@ type jProcess struct {
 }
 
 // waitForTrace searches Jaeger for service herald until the trace shows up
-// with all its spans (Jaeger stores asynchronously).
+// with all its spans (Jaeger stores asynchronously), or with fewer spans
+// that stay the same for two seconds: herald flushed everything before, so
+// those are all there will be, and checkTrace says which are missing.
 func waitForTrace(t *testing.T, env jaegerEnv, want produced) jTrace {
 	t.Helper()
-	q := url.Values{"service": {"herald"}, "lookback": {"1h"}, "limit": {"100"}}
+	q := url.Values{"service": {"herald"}, "lookback": {"1h"}, "limit": {"500"}}
 	u := env.Query + "/api/traces?" + q.Encode()
-	var last string
+	var (
+		last   string
+		seen   jTrace
+		stable int
+	)
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		res, err := http.Get(u)
 		if err != nil {
@@ -256,12 +235,24 @@ func waitForTrace(t *testing.T, env jaegerEnv, want produced) jTrace {
 		if err := json.Unmarshal(body, &r); err != nil {
 			t.Fatalf("Jaeger's answer: %v\n%s", err, body)
 		}
+		last = fmt.Sprintf("%d traces, none is %s with %d spans", len(r.Data), want.TraceID, len(want.Spans))
 		for _, tr := range r.Data {
-			if tr.TraceID == want.TraceID && len(tr.Spans) >= len(want.Spans) {
+			if tr.TraceID != want.TraceID {
+				continue
+			}
+			if len(tr.Spans) >= len(want.Spans) {
+				return tr
+			}
+			if len(tr.Spans) == len(seen.Spans) {
+				stable++
+			} else {
+				stable = 0
+			}
+			seen = tr
+			if stable >= 10 {
 				return tr
 			}
 		}
-		last = fmt.Sprintf("%d traces, none is %s with %d spans", len(r.Data), want.TraceID, len(want.Spans))
 	}
 	t.Fatalf("trace %s never appeared in Jaeger for service herald: %s", want.TraceID, last)
 	return jTrace{}
