@@ -38,6 +38,13 @@ type Config struct {
 	// is dead-lettered.
 	RetryBudget time.Duration `yaml:"retry_budget"`
 	Breaker     BreakerConfig `yaml:"breaker"`
+	// ThrottleHold is how long a notification may wait for the last sink
+	// of its chain when that sink paces itself and merges digests
+	// (sinks.Pacer and sinks.Batcher): it waits in the channel's lane and
+	// goes out in the next digest. A longer wait, or one at a sink that
+	// has a fallback after it, is bounded by QuickRetryBudget instead and
+	// then takes the usual way (fallback, or Retry after the throttle).
+	ThrottleHold time.Duration `yaml:"throttle_hold"`
 }
 
 // BreakerConfig tunes the circuit breaker each sink has.
@@ -51,7 +58,8 @@ type BreakerConfig struct {
 
 // DefaultConfig returns the defaults: 2 quick retries within 5s, 10s per
 // attempt, redelivery backoff from 5s to 5m, a 24h retry budget, and a
-// breaker that opens after 3 consecutive failures for 30s.
+// breaker that opens after 3 consecutive failures for 30s, and up to 2m
+// waiting for a digest at the last sink of a chain.
 func DefaultConfig() Config {
 	return Config{
 		QuickRetries:     2,
@@ -65,6 +73,7 @@ func DefaultConfig() Config {
 			Failures: 3,
 			OpenFor:  30 * time.Second,
 		},
+		ThrottleHold: 2 * time.Minute,
 	}
 }
 
@@ -131,6 +140,7 @@ func (c Config) withDefaults() Config {
 	set(&c.BackoffMax, d.BackoffMax)
 	set(&c.RetryBudget, d.RetryBudget)
 	set(&c.Breaker.OpenFor, d.Breaker.OpenFor)
+	set(&c.ThrottleHold, d.ThrottleHold)
 	if c.Breaker.Failures == 0 {
 		c.Breaker.Failures = d.Breaker.Failures
 	}
@@ -161,6 +171,7 @@ func (c Config) Validate() error {
 		{"backoff_max", c.BackoffMax},
 		{"retry_budget", c.RetryBudget},
 		{"breaker.open_for", c.Breaker.OpenFor},
+		{"throttle_hold", c.ThrottleHold},
 	} {
 		if d.v < 0 {
 			bad(d.key, "must not be negative, got %s", d.v)

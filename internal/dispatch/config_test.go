@@ -51,9 +51,10 @@ func TestConfigYAML(t *testing.T) {
   backoff_max: 10m
   retry_budget: 48h
   breaker: {failures: 5, open_for: 2m}
+  throttle_hold: 90s
 `,
 		want: Config{4, 8 * time.Second, 250 * time.Millisecond, 4 * time.Second, time.Second,
-			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}},
+			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}, 90 * time.Second},
 	}, {
 		name: "an empty section is the defaults",
 		in:   "dispatch:\n",
@@ -117,6 +118,7 @@ func TestConfigValidate(t *testing.T) {
 			c.BackoffMax = time.Second
 		}, []string{"backoff_max"}},
 		{"negative failures", func(c *Config) { c.Breaker.Failures = -2 }, []string{"breaker.failures"}},
+		{"negative throttle hold", func(c *Config) { c.ThrottleHold = -time.Second }, []string{"throttle_hold: must not be negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,8 @@ type Dispatcher struct {
 	m        *metrics
 	tracer   trace.Tracer
 	breakers map[string]*breaker
+	// lanes merge notifications into digests (digest.go).
+	lanes lanes
 	// jitter returns a random duration in [0, max]; tests replace it.
 	jitter func(max time.Duration) time.Duration
 }
@@ -377,10 +379,13 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		if idx > 0 {
 			to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
 		}
-		rcpt, err := d.send(ctx, s, h.n, to)
+		res := d.attempt(ctx, h, s, to, probe, d.holdFor(h, idx, s, deadline))
+		rcpt, err := res.rcpt, res.err
 		sd.UpdatedAt = timestamppb.Now()
 		if err == nil {
-			br.success(ctx)
+			if !res.shared() {
+				br.success(ctx)
+			}
 			d.delivered(ctx, h, idx, step, sd, parent, rcpt, log)
 			return sinkDelivered
 		}
@@ -407,9 +412,12 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		switch class {
 		case sinks.ClassPermanent:
 			sd.State = heraldv1.DeliveryState_DELIVERY_STATE_FAILED
-			if sinkFault(err) {
+			switch {
+			case res.shared():
+				// The digest's outcome is counted once, by the lane.
+			case sinkFault(err):
 				br.failure(ctx, probe, err.Error())
-			} else {
+			default:
 				// The sink answered; it refused this notification only.
 				br.success(ctx)
 			}
@@ -419,15 +427,24 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 			return sinkFailed
 		case sinks.ClassThrottled:
 			// A rate limit means the sink is up.
-			br.success(ctx)
+			if !res.shared() {
+				br.success(ctx)
+			}
 			wait, _ = sinks.ThrottleWait(err)
 			h.longestThrottle = max(h.longestThrottle, wait)
-			if probe || retry >= d.cfg.QuickRetries || wait > time.Until(deadline) {
+			if probe || retry >= d.cfg.QuickRetries || wait > d.holdFor(h, idx, s, deadline) {
 				return d.giveUp(ctx, h, step, sd, lastErr)
 			}
 			d.m.throttleWait.WithLabelValues(step.Sink).Observe(wait.Seconds())
+			if paced(s, to) {
+				// The sink's pace knows the wait: the lane waits it out.
+				wait = 0
+			}
 		default:
-			open := br.failure(ctx, probe, err.Error())
+			open := br.current() != BreakerClosed
+			if !res.shared() {
+				open = br.failure(ctx, probe, err.Error())
+			}
 			wait = d.cfg.QuickBackoff << min(retry, 30)
 			if open || probe || retry >= d.cfg.QuickRetries || wait > time.Until(deadline) {
 				return d.giveUp(ctx, h, step, sd, lastErr)

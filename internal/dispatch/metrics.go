@@ -40,6 +40,11 @@ type metrics struct {
 	alreadyDelivered prometheus.Counter
 	// retryDelay: the delay of every Retry outcome.
 	retryDelay prometheus.Histogram
+	// digests{sink,result}: one per digest request (two or more
+	// notifications); result is delivered or the error class.
+	digests *prometheus.CounterVec
+	// digestSize{sink}: notifications per digest.
+	digestSize *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -96,6 +101,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Delay before redelivering a notification no sink took.",
 			Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
 		}),
+		digests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_digests_total",
+			Help: "Digest messages (several notifications for one channel merged under backlog) sent to a sink, by result: delivered, retryable, throttled or permanent.",
+		}, []string{"sink", "result"}),
+		digestSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_digest_notifications",
+			Help:    "Notifications merged into one digest message.",
+			Buckets: []float64{2, 3, 5, 10, 20, 50},
+		}, []string{"sink"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -104,7 +118,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.attempts, m.attemptSeconds, m.deliveries, m.outcomes, m.deadLetters,
 		m.fallbacks, m.breakerState, m.breakerTransitions, m.latency,
-		m.throttleWait, m.alreadyDelivered, m.retryDelay,
+		m.throttleWait, m.alreadyDelivered, m.retryDelay, m.digests, m.digestSize,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

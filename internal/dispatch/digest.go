@@ -1,0 +1,409 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/sinks"
+)
+
+// Digests.
+//
+// A sink that paces itself and can merge notifications (sinks.Pacer and
+// sinks.Batcher, such as a Rocket.Chat incoming webhook limited to 10 posts
+// a minute) is reached through a lane per sink, channel, template and
+// fallback origin. A notification that finds the sink's pace reached (Wait
+// > 0), or others already waiting in its lane, parks there instead of
+// waiting alone. When the wait is over, the oldest parked notification (the
+// lane's leader) sends every parked one, in arrival order and at most
+// MaxDigest, as one digest (a lone one as a plain Send), and each of them
+// then goes on as if its own attempt had had the digest's result: success
+// is acked, an error takes the usual way of its class (quick retry,
+// fallback, Retry). Order per group holds because a parked notification
+// still holds its queue partition, and so its group, until its Handle
+// returns.
+//
+// How long a notification may park: as long as a quick retry may wait for
+// a throttle (the rest of QuickRetryBudget), or, when the sink is the last
+// step of its chain, up to ThrottleHold. A longer wait takes the usual
+// path: the next sink of the chain if there is one, else Retry after the
+// throttle. Severity changes nothing: the chain is the operator's order of
+// preference, and a critical notification is better posted by the fallback
+// now than by a throttled primary a minute later; what the last sink holds
+// instead of redelivering it would have held for as long anyway (a Retry
+// keeps the partition waiting for the throttle too), but parked it rides in
+// the next digest instead of queueing behind the others one post at a time.
+//
+// A digest is one request: it counts once for the sink's breaker, and a
+// throttle is never counted as a failure.
+
+// MaxDigest is the most notifications one digest carries; more parked ones
+// wait for the next.
+const MaxDigest = 50
+
+// touchEvery is how often a parked notification tells the queue that it is
+// still being worked on.
+const touchEvery = 10 * time.Second
+
+// batchPacer is a sink that paces itself and merges digests.
+type batchPacer interface {
+	sinks.Batcher
+	sinks.Pacer
+}
+
+// laneKey names a lane: the notifications that can share one digest.
+type laneKey struct{ sink, channel, template, fallbackFrom string }
+
+// lanes are the dispatcher's lanes; the zero value is ready for use.
+type lanes struct {
+	mu sync.Mutex
+	m  map[laneKey]*lane
+}
+
+// lane holds the parked notifications of one key, oldest first. While it
+// has a leader, the leader is waiting[0] or is sending a digest.
+type lane struct {
+	waiting []*parked
+	leader  *parked
+}
+
+// parked is one Handle waiting in a lane.
+type parked struct {
+	h  *delivery
+	to sinks.Target
+	// deadline is when it leaves the lane if the sink still cannot take it.
+	deadline time.Time
+	// promote is signalled (once) when it becomes the lane's leader.
+	promote chan struct{}
+	// done is closed once res holds the result of the digest it was in.
+	done chan struct{}
+	res  attemptResult
+}
+
+// attemptResult is what one attempt came to.
+type attemptResult struct {
+	rcpt sinks.Receipt
+	err  error
+	// size is the number of notifications of the request: above one, a
+	// digest whose breaker outcome is already counted.
+	size int
+	// span is the digest's attempt span.
+	span trace.SpanContext
+}
+
+// shared reports whether the result is a digest's.
+func (r attemptResult) shared() bool { return r.size > 1 }
+
+// laned reports whether s is reached through lanes.
+func laned(s sinks.Sink) bool {
+	_, ok := s.(batchPacer)
+	return ok
+}
+
+// laneTarget is the target a lane's digest and its pace are about: the
+// channel, without any group's parent.
+func laneTarget(to sinks.Target) sinks.Target {
+	to.Parent = nil
+	return to
+}
+
+// holdFor is how long a notification may wait for sink s at step idx of
+// its chain before it moves on: the rest of the quick retry budget, or, for
+// a sink that merges digests and ends the chain, up to ThrottleHold.
+func (d *Dispatcher) holdFor(h *delivery, idx int, s sinks.Sink, deadline time.Time) time.Duration {
+	hold := time.Until(deadline)
+	if laned(s) && idx == len(h.dec.Chain)-1 {
+		hold = max(hold, d.cfg.ThrottleHold)
+	}
+	return hold
+}
+
+// paced reports whether s's own pace already covers a throttle it returned,
+// so that the lane, rather than a sleep, waits it out.
+func paced(s sinks.Sink, to sinks.Target) bool {
+	bp, ok := s.(batchPacer)
+	return ok && bp.Wait(laneTarget(to)) > 0
+}
+
+// attempt makes one attempt at s for h: a plain Send, or through the
+// target's lane when s merges digests and cannot take the notification at
+// once or others already wait. hold bounds the time spent in the lane. A
+// probe of a half-open breaker is always a plain Send.
+func (d *Dispatcher) attempt(ctx context.Context, h *delivery, s sinks.Sink, to sinks.Target, probe bool, hold time.Duration) attemptResult {
+	bp, ok := s.(batchPacer)
+	if !ok || probe {
+		return d.plain(ctx, s, h.n, to)
+	}
+	key := laneKey{sink: s.Name(), channel: to.Channel, template: to.Template, fallbackFrom: to.FallbackFrom}
+	p := &parked{
+		h:        h,
+		to:       to,
+		deadline: time.Now().Add(hold),
+		promote:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if !d.lanes.join(key, p, bp.Wait(laneTarget(to)), hold) {
+		return d.plain(ctx, s, h.n, to)
+	}
+	res, ok := d.park(ctx, bp, key, p)
+	if !ok {
+		// The sink's wait outgrew the hold: the Send is refused without
+		// a request and takes the usual way of a throttle.
+		return d.plain(ctx, s, h.n, to)
+	}
+	if res.shared() && res.err == nil {
+		d.notedDigest(ctx, h, s.Name(), to, res)
+	}
+	return res
+}
+
+func (d *Dispatcher) plain(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) attemptResult {
+	rcpt, err := d.send(ctx, s, n, to)
+	return attemptResult{rcpt: rcpt, err: err, size: 1}
+}
+
+// join parks p in key's lane, unless the sink can take it now and nobody
+// waits (wait is zero and the lane idle), or it would have to wait longer
+// than hold. The first in an idle lane leads it.
+func (l *lanes) join(key laneKey, p *parked, wait, hold time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	if wait <= 0 && (ln == nil || len(ln.waiting) == 0) {
+		return false
+	}
+	if wait > hold {
+		return false
+	}
+	if ln == nil {
+		if l.m == nil {
+			l.m = map[laneKey]*lane{}
+		}
+		ln = &lane{}
+		l.m[key] = ln
+	}
+	ln.waiting = append(ln.waiting, p)
+	if ln.leader == nil {
+		ln.promoteLocked()
+	}
+	return true
+}
+
+// promoteLocked makes the oldest waiting notification the leader.
+func (ln *lane) promoteLocked() {
+	ln.leader = nil
+	if len(ln.waiting) == 0 {
+		return
+	}
+	ln.leader = ln.waiting[0]
+	select {
+	case ln.leader.promote <- struct{}{}:
+	default:
+	}
+}
+
+// leave takes p out of its lane; false if p is already in a digest.
+func (l *lanes) leave(key laneKey, p *parked) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	if ln == nil {
+		return false
+	}
+	i := slices.Index(ln.waiting, p)
+	if i < 0 {
+		return false
+	}
+	ln.waiting = slices.Delete(ln.waiting, i, i+1)
+	if ln.leader == p {
+		ln.promoteLocked()
+	}
+	l.tidyLocked(key, ln)
+	return true
+}
+
+// take removes up to n of the oldest waiting notifications for a digest.
+func (l *lanes) take(key laneKey, n int) []*parked {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	k := min(n, len(ln.waiting))
+	batch := slices.Clone(ln.waiting[:k])
+	ln.waiting = slices.Delete(ln.waiting, 0, k)
+	return batch
+}
+
+// handOver ends a leader's turn once its digest is sent.
+func (l *lanes) handOver(key laneKey) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	ln.promoteLocked()
+	l.tidyLocked(key, ln)
+}
+
+func (l *lanes) tidyLocked(key laneKey, ln *lane) {
+	if len(ln.waiting) == 0 && ln.leader == nil {
+		delete(l.m, key)
+	}
+}
+
+// park waits in the lane until p's digest is sent (ok), p leads the lane,
+// ctx ends (a result carrying ctx's error, unless p is already in a digest
+// under way, whose result it then waits for: it may have been posted), or
+// the sink's wait outlasts p's deadline (not ok).
+func (d *Dispatcher) park(ctx context.Context, bp batchPacer, key laneKey, p *parked) (attemptResult, bool) {
+	touch := time.NewTicker(touchEvery)
+	defer touch.Stop()
+	expire := time.NewTimer(time.Until(p.deadline))
+	defer expire.Stop()
+	for {
+		select {
+		case <-p.done:
+			return p.res, true
+		case <-p.promote:
+			return d.lead(ctx, bp, key, p)
+		case <-ctx.Done():
+			if d.lanes.leave(key, p) {
+				return attemptResult{err: ctx.Err(), size: 1}, true
+			}
+			<-p.done
+			return p.res, true
+		case <-touch.C:
+			p.h.touch(ctx)
+		case <-expire.C:
+			// At the deadline a digest about to go still takes p.
+			if bp.Wait(laneTarget(p.to)) > 0 && d.lanes.leave(key, p) {
+				return attemptResult{}, false
+			}
+		}
+	}
+}
+
+// lead waits for the sink's pace as the lane's leader, then sends the
+// digest of the oldest waiting notifications, p first, and hands each its
+// result.
+func (d *Dispatcher) lead(ctx context.Context, bp batchPacer, key laneKey, p *parked) (attemptResult, bool) {
+	for {
+		w := bp.Wait(laneTarget(p.to))
+		if w <= 0 {
+			break
+		}
+		// Until it takes its digest, a leader is waiting[0]: leave
+		// always finds it.
+		if time.Now().Add(w).After(p.deadline) {
+			d.lanes.leave(key, p)
+			return attemptResult{}, false
+		}
+		if !sleep(ctx, min(w, touchEvery)) {
+			d.lanes.leave(key, p)
+			return attemptResult{err: ctx.Err(), size: 1}, true
+		}
+		p.h.touch(ctx)
+	}
+	batch := d.lanes.take(key, MaxDigest)
+	res := d.sendDigest(ctx, bp, batch)
+	for _, m := range batch {
+		if m != p {
+			m.res = res
+			close(m.done)
+		}
+	}
+	d.lanes.handOver(key)
+	return res, true
+}
+
+// sendDigest sends batch as one digest, or a lone notification as a plain
+// Send with its own target, and counts a digest once for the breaker.
+func (d *Dispatcher) sendDigest(ctx context.Context, bp batchPacer, batch []*parked) attemptResult {
+	if len(batch) == 1 {
+		return d.plain(ctx, bp, batch[0].h.n, batch[0].to)
+	}
+	ns := make([]*heraldv1.Notification, len(batch))
+	to := laneTarget(batch[0].to)
+	for i, m := range batch {
+		ns[i] = m.h.n
+		to.Attempt = max(to.Attempt, m.to.Attempt)
+	}
+	rcpt, sc, err := d.sendBatch(ctx, bp, ns, to)
+	br := d.breakers[bp.Name()]
+	class := sinks.Classify(err)
+	switch {
+	case class == sinks.ClassNone, class == sinks.ClassThrottled:
+		br.success(ctx)
+	case class == sinks.ClassPermanent && !sinkFault(err):
+		br.success(ctx)
+	case ctx.Err() != nil:
+		// Cut short by shutdown: says nothing about the sink.
+	default:
+		br.failure(ctx, false, err.Error())
+	}
+	result := "delivered"
+	if err != nil {
+		result = class.String()
+	}
+	d.m.digests.WithLabelValues(bp.Name(), result).Inc()
+	d.m.digestSize.WithLabelValues(bp.Name()).Observe(float64(len(ns)))
+	return attemptResult{rcpt: rcpt, err: err, size: len(ns), span: sc}
+}
+
+// sendBatch makes one SendBatch attempt, like send: bounded by
+// AttemptTimeout, in its own span, a panic turned into a retryable error.
+func (d *Dispatcher) sendBatch(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	defer cancel()
+	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(
+		attribute.String("herald.sink", bp.Name()),
+		attribute.String("herald.channel", to.Channel),
+		attribute.Int("herald.attempt", to.Attempt),
+	))
+	span.AddEvent("digest", trace.WithAttributes(notificationIDs(ns)))
+	sc = span.SpanContext()
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.ErrorContext(ctx, "sink panicked", "sink", bp.Name(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", bp.Name())
+		}
+		d.m.attemptSeconds.WithLabelValues(bp.Name()).Observe(time.Since(start).Seconds())
+		if err != nil {
+			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	rcpt, err = bp.SendBatch(ctx, ns, to)
+	return rcpt, sc, err
+}
+
+// notificationIDs lists the ids of a digest's notifications.
+func notificationIDs(ns []*heraldv1.Notification) attribute.KeyValue {
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = n.GetId()
+	}
+	return attribute.StringSlice("herald.notification.id", ids)
+}
+
+// notedDigest marks, on h's span and in its log, that h went out in a
+// digest, linking the digest's attempt span (in the leader's trace).
+func (d *Dispatcher) notedDigest(ctx context.Context, h *delivery, sink string, to sinks.Target, res attemptResult) {
+	span := trace.SpanFromContext(ctx)
+	if res.span.IsValid() && res.span.TraceID() != span.SpanContext().TraceID() {
+		span.AddLink(trace.Link{SpanContext: res.span})
+	}
+	span.AddEvent("digest", trace.WithAttributes(
+		attribute.String("herald.sink", sink),
+		attribute.String("herald.channel", to.Channel),
+	))
+	h.log.InfoContext(ctx, "sent in a digest", "sink", sink, "digest_size", res.size)
+}
