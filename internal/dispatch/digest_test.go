@@ -175,8 +175,8 @@ func newDigestRig(t *testing.T, pc *pacedSink, router route.Router, cfg Config, 
 		router = chainRouter{{Sink: "pc", Channel: "#alerts"}}
 	}
 	o := Options{
-		Router: router,
-		Sinks:  map[string]sinks.Sink{"pc": pc, "slack": r.slack},
+		Router:     router,
+		Sinks:      map[string]sinks.Sink{"pc": pc, "slack": r.slack},
 		State:      r.state,
 		Registerer: r.reg,
 		Config:     cfg,
