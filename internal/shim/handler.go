@@ -128,7 +128,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log = log.With("receiver", m.Receiver, "group_key", m.GroupKey, "status", m.Status, "alerts", len(m.Alerts))
 
-	ns, err := Convert(m)
+	// m is not used after this: the notifications may keep its maps.
+	ns, err := convert(m, true)
 	if err != nil {
 		// Decode already checked everything Convert checks.
 		log.ErrorContext(ctx, "alertmanager webhook: conversion failed", "err", err)
