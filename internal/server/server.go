@@ -197,15 +197,18 @@ func (s *Server) Listen() (net.Listener, error) {
 // Serve serves on l until ctx is cancelled, then stops accepting, lets
 // in-flight requests finish within the shutdown timeout, and returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	// Read TLSConfig before serving: http.Server.Serve sets it (to an
+	// empty config) when it configures HTTP/2.
+	useTLS := s.http.TLSConfig != nil
 	errc := make(chan error, 1)
 	go func() {
-		if s.http.TLSConfig != nil {
+		if useTLS {
 			errc <- s.http.Serve(tls.NewListener(l, s.http.TLSConfig))
 			return
 		}
 		errc <- s.http.Serve(l)
 	}()
-	s.logger.Info("serving", "addr", l.Addr().String(), "tls", s.http.TLSConfig != nil)
+	s.logger.Info("serving", "addr", l.Addr().String(), "tls", useTLS)
 	select {
 	case err := <-errc:
 		return err
