@@ -28,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/test/observability"
 )
@@ -100,7 +101,7 @@ func produceTrace(t *testing.T, _ jaegerEnv) produced {
 		otel.SetTracerProvider(tp)
 		otel.SetTextMapPropagator(prop)
 	}()
-	f := observability.StartFailover(t)
+	f := observability.StartFailover(t, apptest.Options{})
 
 	// Alertmanager's traceparent on the webhook.
 	var tid [16]byte

@@ -79,10 +79,10 @@ routes:
     chain: [%[2]s, %[7]s]
 `
 
-// StartFailover starts the chat fakes and a herald wired to them. Install
-// any tracer provider (telemetrytest.Install, telemetry.Setup) before: herald
-// takes the global one when it starts.
-func StartFailover(t testing.TB) *Failover {
+// StartFailover starts the chat fakes and a herald wired to them, with opts
+// (a logger, say). Install any tracer provider (telemetrytest.Install,
+// telemetry.Setup) before: herald takes the global one when it starts.
+func StartFailover(t testing.TB, opts apptest.Options) *Failover {
 	t.Helper()
 	rc := rocketchattest.NewServer(
 		rocketchattest.WithRooms(strings.TrimPrefix(Channel, "#")),
@@ -100,7 +100,7 @@ func StartFailover(t testing.TB) *Failover {
 
 	cfg := fmt.Sprintf(failoverConfig, APIToken, PrimarySink, rc.URL, RocketChatUser, RocketChatToken,
 		Channel, FallbackSink, sl.APIURL(), SlackToken, Route)
-	h := apptest.Start(t, cfg, apptest.Options{})
+	h := apptest.Start(t, cfg, opts)
 	return &Failover{Herald: h, RocketChat: rc, Slack: sl}
 }
 

@@ -21,8 +21,13 @@ package observability_test
 // later sink of the chain delivered. No span shows a token or hook URL.
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +37,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/internal/telemetry/telemetrytest"
 	"github.com/herald-notify/herald/test/observability"
@@ -47,7 +53,8 @@ const waitLimit = 30 * time.Second
 
 func TestOneTraceFromWebhookToBothSinks(t *testing.T) {
 	rec := telemetrytest.Install(t)
-	f := observability.StartFailover(t)
+	var logs syncBuffer
+	f := observability.StartFailover(t, apptest.Options{Logger: telemetry.NewLogger("json", "debug", &logs)})
 
 	var tid [16]byte
 	var sid [8]byte
@@ -174,6 +181,58 @@ func TestOneTraceFromWebhookToBothSinks(t *testing.T) {
 	}
 
 	telemetrytest.AssertNoSecrets(t, spans, append(f.Secrets(), observability.RocketChatUser)...)
+	checkLogs(t, logs.String(), id, remoteTrace, f.Secrets())
+}
+
+// checkLogs checks that every log line about the notification carries the
+// notification's trace and a span id, that the lines an SRE needs are there,
+// and that no line holds a secret.
+func checkLogs(t *testing.T, logs, id string, traceID trace.TraceID, secrets []string) {
+	t.Helper()
+	for i, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("secret #%d is in herald's logs", i+1)
+		}
+	}
+	seen := map[string]bool{}
+	for line := range strings.Lines(logs) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("log line is not JSON: %v: %s", err, line)
+			continue
+		}
+		if rec["notification_id"] != id && rec["id"] != id {
+			continue
+		}
+		msg, _ := rec["msg"].(string)
+		seen[msg] = true
+		if rec[telemetry.LogTraceID] != traceID.String() || rec[telemetry.LogSpanID] == nil {
+			t.Errorf("log line about %s without its trace %s and a span id: %s", id, traceID, line)
+		}
+	}
+	for _, msg := range []string{"delivery attempt failed", "delivered"} {
+		if !seen[msg] {
+			t.Errorf("no %q log line about %s; lines about it: %v", msg, id, slices.Sorted(maps.Keys(seen)))
+		}
+	}
+}
+
+// syncBuffer is a log destination safe for herald's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // checkPublishToDispatch checks the path from the webhook's server span to
