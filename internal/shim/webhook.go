@@ -125,7 +125,24 @@ func fieldError(field, format string, args ...any) *DecodeError {
 // *http.MaxBytesError) is returned wrapped, not as a *DecodeError. It returns
 // either a message or an error, never both.
 func Decode(r io.Reader) (*Message, error) {
-	data, err := io.ReadAll(r)
+	return decodeSized(r, 0)
+}
+
+// decodeSized is Decode with the body's expected size (a request's
+// Content-Length, already capped by the caller; 0 when unknown), so the
+// body is read into one buffer instead of a growing series of them.
+func decodeSized(r io.Reader, size int64) (*Message, error) {
+	var data []byte
+	var err error
+	if size > 0 {
+		// Room for more than announced, so that reading to EOF needs no
+		// second buffer; a body longer than announced still reads whole.
+		buf := bytes.NewBuffer(make([]byte, 0, int(size)+bytes.MinRead))
+		_, err = buf.ReadFrom(r)
+		data = buf.Bytes()
+	} else {
+		data, err = io.ReadAll(r)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager webhook: reading body: %w", err)
 	}
