@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	}
 
 	svc := service.New(q, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
-	webhook := shim.NewHandler(svc, shim.Options{
+	webhook := shim.NewHandler(tracedPublisher{svc}, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
 		Logger:       logger.With("component", "shim"),
 	})

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/route"
+	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -205,12 +205,15 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 		attribute.String("herald.route", dec.Route),
 		attribute.Int("herald.delivered", m.Delivered()),
 	))
+	if gk := n.GetGroupKey(); gk != "" {
+		span.SetAttributes(attribute.String("herald.group_key_hash", telemetry.GroupKeyHash(gk)))
+	}
 	defer span.End()
 	h := &delivery{
 		m:            m,
 		n:            n,
 		dec:          dec,
-		log:          d.log.With("notification_id", n.GetId(), "group", groupHash(n.GetGroupKey()), "route", dec.Route),
+		log:          d.log.With("notification_id", n.GetId(), "group", telemetry.GroupKeyHash(n.GetGroupKey()), "route", dec.Route),
 		first:        true,
 		allPermanent: true,
 	}
@@ -516,7 +519,7 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 	var latency time.Duration
 	if ra := h.n.GetReceivedAt(); ra != nil {
 		latency = time.Since(ra.AsTime())
-		d.m.latency.WithLabelValues(step.Sink).Observe(max(latency, 0).Seconds())
+		telemetry.Observe(ctx, d.m.latency.WithLabelValues(step.Sink), max(latency, 0).Seconds())
 	}
 	log.InfoContext(ctx, "delivered", "attempts", sd.Attempts, "latency", latency,
 		"fallback_reason", h.rec.FallbackReason)
@@ -547,6 +550,8 @@ func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notific
 		if err != nil {
 			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
 			span.SetStatus(codes.Error, err.Error())
+		} else if ref := rcpt.Message; ref.GetMessageId() != "" {
+			span.SetAttributes(attribute.String("herald.chat.message_id", ref.GetMessageId()))
 		}
 		span.End()
 	}()
@@ -629,17 +634,6 @@ func sinkEntry(rec *heraldv1.DeliveryRecord, step route.Step) *heraldv1.SinkDeli
 	}
 	rec.Sinks = append(rec.Sinks, s)
 	return s
-}
-
-// groupHash is a short stable name for a group key in logs: keys hold label
-// values and can be long.
-func groupHash(key string) string {
-	if key == "" {
-		return ""
-	}
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return strconv.FormatUint(h.Sum64(), 16)
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.
