@@ -43,12 +43,25 @@ import (
 // keeps the partition waiting for the throttle too), but parked it rides in
 // the next digest instead of queueing behind the others one post at a time.
 //
+// Backlog: a lane whose sink made a notification wait w stays "hot" for
+// w plus the longest wait it has seen (a measure of the sink's window)
+// after that. While it is hot, a newcomer joins the lane even when the sink
+// could take it at once, and a leader that did not have to wait lingers
+// DigestLinger before sending, so that the notifications the queue hands
+// out right after a digest ride in the next one instead of each spending
+// one of the window's few posts. A lane that has not waited for that long
+// is cold again: notifications go out alone, at once.
+//
 // A digest is one request: it counts once for the sink's breaker, and a
 // throttle is never counted as a failure.
 
 // MaxDigest is the most notifications one digest carries; more parked ones
 // wait for the next.
 const MaxDigest = 50
+
+// DigestLinger is how long the leader of a hot lane that found the sink
+// free waits for more notifications before sending.
+const DigestLinger = 50 * time.Millisecond
 
 // touchEvery is how often a parked notification tells the queue that it is
 // still being worked on.
@@ -74,7 +87,12 @@ type lanes struct {
 type lane struct {
 	waiting []*parked
 	leader  *parked
+	// hotUntil ends the backlog; longest is the longest wait seen.
+	hotUntil time.Time
+	longest  time.Duration
 }
+
+func (ln *lane) hot(now time.Time) bool { return now.Before(ln.hotUntil) }
 
 // parked is one Handle waiting in a lane.
 type parked struct {
@@ -171,14 +189,15 @@ func (d *Dispatcher) plain(ctx context.Context, s sinks.Sink, n *heraldv1.Notifi
 	return attemptResult{rcpt: rcpt, err: err, size: 1}
 }
 
-// join parks p in key's lane, unless the sink can take it now and nobody
-// waits (wait is zero and the lane idle), or it would have to wait longer
-// than hold. The first in an idle lane leads it.
+// join parks p in key's lane, unless the sink can take it now and the lane
+// is idle and cold, or it would have to wait longer than hold. The first in
+// an idle lane leads it.
 func (l *lanes) join(key laneKey, p *parked, wait, hold time.Duration) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
 	ln := l.m[key]
-	if wait <= 0 && (ln == nil || len(ln.waiting) == 0) {
+	if wait <= 0 && (ln == nil || len(ln.waiting) == 0 && !ln.hot(now)) {
 		return false
 	}
 	if wait > hold {
@@ -190,6 +209,12 @@ func (l *lanes) join(key laneKey, p *parked, wait, hold time.Duration) bool {
 		}
 		ln = &lane{}
 		l.m[key] = ln
+	}
+	if wait > 0 {
+		ln.longest = max(ln.longest, wait)
+		if until := now.Add(wait + ln.longest); until.After(ln.hotUntil) {
+			ln.hotUntil = until
+		}
 	}
 	ln.waiting = append(ln.waiting, p)
 	if ln.leader == nil {
@@ -251,10 +276,19 @@ func (l *lanes) handOver(key laneKey) {
 	l.tidyLocked(key, ln)
 }
 
+// tidyLocked forgets an idle lane once it is cold.
 func (l *lanes) tidyLocked(key laneKey, ln *lane) {
-	if len(ln.waiting) == 0 && ln.leader == nil {
+	if len(ln.waiting) == 0 && ln.leader == nil && !ln.hot(time.Now()) {
 		delete(l.m, key)
 	}
+}
+
+// hot reports whether key's lane is under backlog.
+func (l *lanes) hot(key laneKey) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	return ln != nil && ln.hot(time.Now())
 }
 
 // park waits in the lane until p's digest is sent (ok), p leads the lane,
@@ -293,9 +327,12 @@ func (d *Dispatcher) park(ctx context.Context, bp batchPacer, key laneKey, p *pa
 // digest of the oldest waiting notifications, p first, and hands each its
 // result.
 func (d *Dispatcher) lead(ctx context.Context, bp batchPacer, key laneKey, p *parked) (attemptResult, bool) {
-	for {
+	for waited := false; ; waited = true {
 		w := bp.Wait(laneTarget(p.to))
-		if w <= 0 {
+		if w <= 0 && !waited && d.lanes.hot(key) {
+			// Free at once, but under backlog: gather the others first.
+			w = DigestLinger
+		} else if w <= 0 {
 			break
 		}
 		// Until it takes its digest, a leader is waiting[0]: leave

@@ -677,3 +677,35 @@ func TestDigestSpans(t *testing.T) {
 		}
 	})
 }
+
+// TestDigestBacklog checks that a lane that had to wait stays under backlog
+// for a while: notifications arriving right after a digest, while the sink
+// has room, are gathered into the next digest instead of each spending a
+// post; once the lane is cold a notification goes out alone at once.
+func TestDigestBacklog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pc := &pacedSink{name: "pc", count: 2, per: 10 * s}
+		r := newDigestRig(t, pc, nil, testConfig())
+		start := time.Now()
+		bg := func(int) context.Context { return t.Context() }
+		for _, m := range msgs("n0", "n1") {
+			r.d.Handle(t.Context(), m)
+		}
+		// Pace reached: n2 and n3 wait 10s; the lane is hot until 20s.
+		wait := parkAll(bg, r.d, msgs("n2", "n3")...)
+		time.Sleep(10*s + ms)
+		// One post of the window is free, but the lane is hot.
+		after := parkAll(bg, r.d, msgs("n4")...)
+		time.Sleep(20 * ms)
+		after2 := parkAll(bg, r.d, msgs("n5")...)
+		wait()
+		after()
+		after2()
+		time.Sleep(30*s - time.Since(start))
+		r.d.Handle(t.Context(), msg("n6", "g-n6"))
+		want := "0s:n0 0s:n1 +10s:n2,n3 +10.051s:n4,n5 30s:n6"
+		if got := describe(start, pc.Requests()); got != want {
+			t.Errorf("requests %s, want %s", got, want)
+		}
+	})
+}
