@@ -101,6 +101,7 @@ sinks:
       api_url: %s
       token: %s
       channel: "#%s"
+      timeout: 1s
       pace: 100ms
       mentions: {critical: "<!here>"}
 routes:
@@ -459,4 +460,35 @@ func attachmentsText(m rocketchattest.Message) string {
 		}
 	}
 	return b.String()
+}
+
+// counter sums the counter name's series that have every label of labels.
+func counter(t *testing.T, h *apptest.Herald, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := h.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

@@ -118,7 +118,7 @@ func TestRocketChatLifecycle(t *testing.T) {
 // retry finds the stored message instead of posting it again.
 func TestRetryAfterTimedOutPostLeavesOneMessage(t *testing.T) {
 	t.Parallel()
-	s := start(t, Tuning{Chain: []string{"rocketchat"}, RCTimeout: 500 * time.Millisecond})
+	s := start(t, Tuning{Chain: []string{"rocketchat"}, RCTimeout: time.Second})
 	s.rc.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, Delay: 5 * time.Second, AfterHandling: true})
 
 	id := postAlert(t, s.h, alert{name: "TimedOutPost", severity: "critical"})
@@ -138,6 +138,74 @@ func TestRetryAfterTimedOutPostLeavesOneMessage(t *testing.T) {
 		t.Errorf("delivery record points at %v, want the one stored message", ref)
 	}
 	t.Logf("delivered after %d attempts, %s after receipt", sd.GetAttempts(), latency(rec))
+}
+
+// TestRetryAfterTimedOutReplyLeavesOneReply: the resolved notification's
+// thread reply is stored but answered too late; the retry updates the
+// parent again (the same text) and finds the reply instead of posting a
+// second one.
+func TestRetryAfterTimedOutReplyLeavesOneReply(t *testing.T) {
+	t.Parallel()
+	s := start(t, Tuning{Chain: []string{"rocketchat"}, RCTimeout: time.Second})
+	a := alert{name: "TimedOutReply", severity: "critical"}
+	s.h.WaitDelivered(t, postAlert(t, s.h, a), delivered, wait)
+
+	s.rc.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, Delay: 5 * time.Second, AfterHandling: true})
+	a.resolved = true
+	rec := s.h.WaitDelivered(t, postAlert(t, s.h, a), delivered, wait)
+
+	top := s.rc.TopLevel(critical)
+	if len(top) != 1 {
+		t.Fatalf("#%s has %d top-level messages, want 1", critical, len(top))
+	}
+	if !strings.Contains(top[0].Text, "RESOLVED") {
+		t.Errorf("parent reads %q, want RESOLVED", top[0].Text)
+	}
+	if th := s.rc.Thread(top[0].ID); len(th) != 1 {
+		t.Errorf("thread has %d replies after a timed-out reply and its retry, want 1: %+v", len(th), th)
+	}
+	if n := sinkEntry(rec.GetDelivery(), "rocketchat").GetAttempts(); n < 2 {
+		t.Errorf("rocketchat attempts = %d, want the timed-out one and its retry", n)
+	}
+}
+
+// TestSlackRetryAfterLostAnswerLeavesOneMessage: while Rocket.Chat is down,
+// Slack stores a fallback post but its answer is lost; the retry finds the
+// posted message instead of posting it again. "warm": Slack took a
+// notification for the channel before; "cold": the lost post is herald's
+// first to that channel, which is how an outage usually starts for the
+// fallback.
+func TestSlackRetryAfterLostAnswerLeavesOneMessage(t *testing.T) {
+	for _, warm := range []bool{true, false} {
+		name := map[bool]string{true: "warm", false: "cold"}[warm]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := start(t, Tuning{})
+			s.rc.SetDown(true)
+			want := 1
+			if warm {
+				w := alert{name: "WarmUp", severity: "critical"}
+				if by := s.h.WaitDelivered(t, postAlert(t, s.h, w), delivered, wait).GetDelivery().GetDeliveredBy(); by != "slack" {
+					t.Fatalf("warm-up delivered by %q, want slack", by)
+				}
+				want++
+			}
+			s.slack.Fail(slackfake.PostMessage, slackfake.Failure{LoseAnswer: true})
+			a := alert{name: "LostSlackAnswer", severity: "critical"}
+			rec := s.h.WaitDelivered(t, postAlert(t, s.h, a), delivered, wait)
+			d := rec.GetDelivery()
+			if d.GetDeliveredBy() != "slack" {
+				t.Fatalf("delivered by %q, want slack", d.GetDeliveredBy())
+			}
+			if n := sinkEntry(d, "slack").GetAttempts(); n < 2 {
+				t.Errorf("slack attempts = %d, want the lost one and its retry", n)
+			}
+			if msgs := s.slack.Messages(critical); len(msgs) != want {
+				t.Errorf("Slack #%s has %d messages after a lost answer and its retry, want %d", critical, len(msgs), want)
+			}
+			t.Logf("in Slack %s after receipt, %d Slack attempts", latency(rec), sinkEntry(d, "slack").GetAttempts())
+		})
+	}
 }
 
 // fallbackBound is the generous bound on how long a critical notification
@@ -278,19 +346,30 @@ func TestBothDownWaitDurably(t *testing.T) {
 		as = append(as, alert{name: fmt.Sprintf("BothDown%d", i), severity: "critical"})
 	}
 	ids := postAlerts(t, s.h, as)
-	// Each is tried through the whole chain, then redelivered after its
-	// backoff and tried again: waiting, not given up.
+	// Each is tried through the whole chain and put back with a backoff,
+	// again and again: waiting, not given up.
+	retried := func() float64 {
+		return counter(t, s.h, "herald_dispatch_outcomes_total", map[string]string{"action": "retry"})
+	}
+	eventually(t, "every notification put back for a retry twice", func() bool { return retried() >= float64(2*len(ids)) })
 	for i, id := range ids {
-		eventually(t, as[i].name+" retried through the chain", func() bool {
-			d := record(t, s.h, id).GetDelivery()
-			return d.GetState() == retrying && sinkEntry(d, "slack").GetAttempts() >= 2
-		})
+		d := record(t, s.h, id).GetDelivery()
+		if d.GetState() != retrying {
+			t.Errorf("%s is %v while both sinks fail, want RETRYING", as[i].name, d.GetState())
+		}
+		for _, sink := range []string{"rocketchat", "slack"} {
+			if sinkEntry(d, sink) == nil {
+				t.Errorf("%s: no attempt recorded for %s; record %v", as[i].name, sink, d)
+			}
+		}
 	}
 	if dl := deadLetters(t, s.h); len(dl) != 0 {
 		t.Fatalf("%d dead letters while both sinks fail retryably", len(dl))
 	}
 
+	// They wait on disk: a restarted herald has them and keeps retrying.
 	s.restart(t)
+	eventually(t, "the restarted herald retries them", func() bool { return retried() >= float64(len(ids)) })
 	for i, id := range ids {
 		if st := record(t, s.h, id).GetDelivery().GetState(); st != retrying {
 			t.Errorf("after restart %s is %v, want RETRYING", as[i].name, st)
@@ -314,6 +393,9 @@ func TestBothDownWaitDurably(t *testing.T) {
 	}
 	if dl := deadLetters(t, s.h); len(dl) != 0 {
 		t.Errorf("%d dead letters", len(dl))
+	}
+	if n := counter(t, s.h, "herald_dead_letters_total", nil); n != 0 {
+		t.Errorf("herald_dead_letters_total = %v", n)
 	}
 }
 
@@ -344,6 +426,9 @@ func TestDeadLettersListedAndReplayed(t *testing.T) {
 		if strings.Contains(sd.GetLastError(), s.rc.Token()) {
 			t.Errorf("last_error shows the token: %q", sd.GetLastError())
 		}
+	}
+	if n := counter(t, s.h, "herald_dead_letters_total", nil); n != float64(len(ids)) {
+		t.Errorf("herald_dead_letters_total = %v, want %d", n, len(ids))
 	}
 	listed := map[string]bool{}
 	for _, dl := range deadLetters(t, s.h) {
