@@ -336,7 +336,15 @@ func TestBothDownWaitDurably(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for retries and restarts herald")
 	}
-	t.Parallel()
+	for _, comesBack := range []string{"slack", "rocketchat"} {
+		t.Run(comesBack+" comes back", func(t *testing.T) {
+			t.Parallel()
+			bothDown(t, comesBack)
+		})
+	}
+}
+
+func bothDown(t *testing.T, comesBack string) {
 	s := start(t, Tuning{})
 	s.rc.SetDown(true)
 	s.slack.FailAll(&slackfake.Failure{Status: 503, Body: "upstream connect error"})
@@ -376,20 +384,31 @@ func TestBothDownWaitDurably(t *testing.T) {
 		}
 	}
 
-	// Slack comes back; Rocket.Chat stays down.
-	s.slack.FailAll(nil)
+	// One comes back; the other stays down.
+	if comesBack == "slack" {
+		s.slack.FailAll(nil)
+	} else {
+		s.rc.SetDown(false)
+	}
 	back := time.Now()
 	for i, id := range ids {
 		rec := s.h.WaitDelivered(t, id, delivered, wait)
 		d := rec.GetDelivery()
-		if d.GetDeliveredBy() != "slack" || !strings.Contains(d.GetFallbackReason(), "rocketchat") {
-			t.Errorf("%s delivered by %q with fallback_reason %q, want slack after rocketchat", as[i].name, d.GetDeliveredBy(), d.GetFallbackReason())
+		if d.GetDeliveredBy() != comesBack {
+			t.Errorf("%s delivered by %q, want %s", as[i].name, d.GetDeliveredBy(), comesBack)
 		}
-		t.Logf("%s delivered %s after Slack came back, %d Slack attempts", as[i].name,
-			sinkEntry(d, "slack").GetUpdatedAt().AsTime().Sub(back), sinkEntry(d, "slack").GetAttempts())
+		if comesBack == "slack" && !strings.Contains(d.GetFallbackReason(), "rocketchat") {
+			t.Errorf("%s: fallback_reason %q does not name rocketchat", as[i].name, d.GetFallbackReason())
+		}
+		if comesBack == "rocketchat" && d.GetFallbackReason() != "" {
+			t.Errorf("%s delivered by the primary with fallback_reason %q", as[i].name, d.GetFallbackReason())
+		}
+		sd := sinkEntry(d, comesBack)
+		t.Logf("%s delivered %s after %s came back, %d %s attempts", as[i].name,
+			sd.GetUpdatedAt().AsTime().Sub(back), comesBack, sd.GetAttempts(), comesBack)
 	}
-	if by := checkExactlyOnce(t, s, as, ids); by["slack"] != len(ids) {
-		t.Errorf("delivered by %v, want all %d by slack", by, len(ids))
+	if by := checkExactlyOnce(t, s, as, ids); by[comesBack] != len(ids) {
+		t.Errorf("delivered by %v, want all %d by %s", by, len(ids), comesBack)
 	}
 	if dl := deadLetters(t, s.h); len(dl) != 0 {
 		t.Errorf("%d dead letters", len(dl))
