@@ -178,7 +178,7 @@ func (d *Dispatcher) attempt(ctx context.Context, h *delivery, s sinks.Sink, to 
 		// a request and takes the usual way of a throttle.
 		return d.plain(ctx, s, h.n, to)
 	}
-	if res.shared() && res.err == nil {
+	if res.shared() {
 		d.notedDigest(ctx, h, s.Name(), to, res)
 	}
 	return res
@@ -431,8 +431,8 @@ func notificationIDs(ns []*heraldv1.Notification) attribute.KeyValue {
 	return attribute.StringSlice("herald.notification.id", ids)
 }
 
-// notedDigest marks, on h's span and in its log, that h went out in a
-// digest, linking the digest's attempt span (in the leader's trace).
+// notedDigest marks on h's span that its attempt was a digest, linking the
+// digest's attempt span (in the leader's trace), and logs a delivered one.
 func (d *Dispatcher) notedDigest(ctx context.Context, h *delivery, sink string, to sinks.Target, res attemptResult) {
 	span := trace.SpanFromContext(ctx)
 	if res.span.IsValid() && res.span.TraceID() != span.SpanContext().TraceID() {
@@ -442,5 +442,7 @@ func (d *Dispatcher) notedDigest(ctx context.Context, h *delivery, sink string, 
 		attribute.String("herald.sink", sink),
 		attribute.String("herald.channel", to.Channel),
 	))
-	h.log.InfoContext(ctx, "sent in a digest", "sink", sink, "digest_size", res.size)
+	if res.err == nil {
+		h.log.InfoContext(ctx, "delivered in a digest", "sink", sink, "digest_size", res.size)
+	}
 }
