@@ -250,6 +250,11 @@ type checkOpts struct {
 	// rest: herald chose the message ids (REST mode); each message's id must
 	// be the one rocketchat.MessageID gives for its notification.
 	rest bool
+	// splitGroups, in REST mode, is how a group whose notifications went
+	// to more than one top-level message is reported: "" is an error (one
+	// message per group, its later notifications in its thread), otherwise
+	// it is logged with this explanation.
+	splitGroups string
 	// maxDuplicates bounds the duplicate posts; duplicates up to it are
 	// logged with why explain says they happen.
 	maxDuplicates int
@@ -302,6 +307,32 @@ func check(t *testing.T, plan []note, l *ledger, tl tally, o checkOpts) {
 					t.Errorf("seq %d: message %s has thread %q", seq, p.id, p.thread)
 				}
 			}
+		}
+	}
+
+	// REST: one top-level message per group, the rest thread replies.
+	if o.rest {
+		var split []string
+		for g, seqs := range tl.byGroup {
+			top := 0
+			for _, seq := range seqs {
+				for _, p := range tl.posts[seq] {
+					if p.thread == "" {
+						top++
+					}
+				}
+			}
+			if top != 1 {
+				split = append(split, fmt.Sprintf("%s: %d top-level messages for notes %v", g, top, seqs))
+			}
+		}
+		sort.Strings(split)
+		switch {
+		case len(split) == 0:
+		case o.splitGroups == "":
+			t.Errorf("%d groups not in one message with its thread:\n%s", len(split), strings.Join(split, "\n"))
+		default:
+			t.Logf("%d groups split over several top-level messages (%s):\n%s", len(split), o.splitGroups, strings.Join(split, "\n"))
 		}
 	}
 
