@@ -512,7 +512,16 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 	}
 	d.putRecord(ctx, h)
 	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !proto.Equal(rcpt.Parent, parent) {
-		if err := d.state.SetParent(ctx, step.Sink, gk, rcpt.Parent); err != nil {
+		sctx := ctx
+		if ctx.Err() != nil {
+			// Shutdown after the sink took it: record the group's message
+			// anyway, as putRecord does, or the group's next notification
+			// posts a second one.
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+		}
+		if err := d.state.SetParent(sctx, step.Sink, gk, rcpt.Parent); err != nil {
 			log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
 		}
 	}
