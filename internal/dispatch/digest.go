@@ -43,9 +43,9 @@ import (
 // keeps the partition waiting for the throttle too), but parked it rides in
 // the next digest instead of queueing behind the others one post at a time.
 //
-// Backlog: a lane whose sink made a notification wait w stays "hot" for
-// w plus the longest wait it has seen (a measure of the sink's window)
-// after that. While it is hot, a newcomer joins the lane even when the sink
+// Backlog: a lane whose sink made a notification wait w is "hot" until w
+// plus the longest wait it has seen (a measure of the sink's window) have
+// passed. While it is hot, a newcomer joins the lane even when the sink
 // could take it at once, and a leader that did not have to wait lingers
 // DigestLinger before sending, so that the notifications the queue hands
 // out right after a digest ride in the next one instead of each spending
@@ -55,9 +55,10 @@ import (
 // A digest is one request: it counts once for the sink's breaker, and a
 // throttle is never counted as a failure.
 
-// MaxDigest is the most notifications one digest carries; more parked ones
-// wait for the next.
-const MaxDigest = 50
+// MaxDigest is the most notifications one digest carries, so that it stays
+// readable and within a chat message's size; more parked ones wait for the
+// next.
+const MaxDigest = 20
 
 // DigestLinger is how long the leader of a hot lane that found the sink
 // free waits for more notifications before sending.

@@ -705,3 +705,41 @@ func TestDigestBacklog(t *testing.T) {
 		}
 	})
 }
+
+// TestDigestMax checks that a digest carries at most MaxDigest
+// notifications, the oldest, and that the rest go in the next one.
+func TestDigestMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pc := &pacedSink{name: "pc", count: 1, per: time.Minute}
+		r := newDigestRig(t, pc, nil, testConfig())
+		start := time.Now()
+		r.d.Handle(t.Context(), msg("n0", "g0"))
+		var ms []*fakeMsg
+		for i := range MaxDigest + 3 {
+			ms = append(ms, msg(fmt.Sprintf("m%02d", i), fmt.Sprintf("g%02d", i)))
+		}
+		outs := parkAll(func(int) context.Context { return t.Context() }, r.d, ms...)()
+		for i, out := range outs {
+			if out.Action != Ack {
+				t.Errorf("m%02d: %+v", i, out)
+			}
+		}
+		reqs := pc.Requests()
+		if len(reqs) != 3 {
+			t.Fatalf("requests %s, want n0 and two digests", describe(start, reqs))
+		}
+		var first, second []string
+		for i := range MaxDigest {
+			first = append(first, fmt.Sprintf("m%02d", i))
+		}
+		for i := MaxDigest; i < MaxDigest+3; i++ {
+			second = append(second, fmt.Sprintf("m%02d", i))
+		}
+		if !slices.Equal(reqs[1].ids, first) || reqs[1].at.Sub(start) != time.Minute {
+			t.Errorf("first digest at %v: %v, want the oldest %d at 1m", reqs[1].at.Sub(start), reqs[1].ids, MaxDigest)
+		}
+		if !slices.Equal(reqs[2].ids, second) || reqs[2].at.Sub(start) != 2*time.Minute {
+			t.Errorf("second digest at %v: %v, want %v at 2m", reqs[2].at.Sub(start), reqs[2].ids, second)
+		}
+	})
+}
