@@ -169,18 +169,13 @@ func severity(m *Message) heraldv1.Severity {
 	return best
 }
 
-// title is Alertmanager's usual subject line, e.g.
-// "[FIRING:3] HighLatency service=api": the status, the number of listed
-// alerts in that status, the alert name and the other group labels.
+// title names the group, e.g. "HighLatency service=api": the alert name
+// and the other group labels. Status and alert count are fields of their
+// own, which every sink shows in its own way; repeating them here would
+// show them twice.
 func title(m *Message) string {
-	count := 0
-	for _, a := range m.Alerts {
-		if a.Status == m.Status {
-			count++
-		}
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%s:%d] %s", strings.ToUpper(m.Status), count, alertName(m))
+	b.WriteString(alertName(m))
 	for _, k := range slices.Sorted(maps.Keys(m.GroupLabels)) {
 		if k == "alertname" {
 			continue

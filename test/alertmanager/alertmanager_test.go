@@ -61,7 +61,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 	firing := stored()[0]
 	wantGroupKey := `{}:{alertname="HeraldSingle", service="checkout"}`
 	checkNotification(t, firing, heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
-	if firing.GetTitle() != "[FIRING:2] HeraldSingle service=checkout" {
+	if firing.GetTitle() != "HeraldSingle service=checkout" {
 		t.Errorf("title %q", firing.GetTitle())
 	}
 	if want := am.url + "/#/silences/new?filter="; !strings.HasPrefix(firing.GetLinks().GetSilence(), want) {
@@ -83,7 +83,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 	waitFor(t, "the resolved notification", func() bool { return resolvedOne(stored()) != nil })
 	resolved := resolvedOne(stored())
 	checkNotification(t, resolved, heraldv1.Status_STATUS_RESOLVED, wantGroupKey, fingerprints, startsAt, endsAt)
-	if resolved.GetTitle() != "[RESOLVED:2] HeraldSingle service=checkout" {
+	if resolved.GetTitle() != "HeraldSingle service=checkout" {
 		t.Errorf("title %q", resolved.GetTitle())
 	}
 	if resolved.GetIdempotencyKey() == firing.GetIdempotencyKey() {
