@@ -28,7 +28,7 @@ const (
 
 // Defaults applied by Validate.
 const (
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = 5 * time.Second
 	// DefaultMaxMessageSize is Rocket.Chat's Message_MaxAllowedSize
 	// default, in UTF-16 code units.
 	DefaultMaxMessageSize = 5000
@@ -68,7 +68,9 @@ type Config struct {
 	// Channel is used when the route names no channel for this sink:
 	// "#name" or a room id. REST mode requires one of the two.
 	Channel string `yaml:"channel"`
-	// Timeout bounds one Send, all its requests together; default 10s.
+	// Timeout bounds one Send, all its requests together; default 5s, so a
+	// Rocket.Chat that hangs holds a critical alert only that long before
+	// the fallback takes it.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxMessageSize is the server's Message_MaxAllowedSize in UTF-16 code
 	// units, default 5000. Longer messages are shortened, never refused.
