@@ -440,6 +440,18 @@ func TestParents(t *testing.T) {
 	if ref, err := e.q.Parent(ctx, "rocketchat", group+"x"); err != nil || ref != nil {
 		t.Errorf("Parent(other group) = %v, %v; want nil", ref, err)
 	}
+	// Forgetting a parent (the group resolved) makes it nil again, twice over.
+	for range 2 {
+		if err := e.q.SetParent(ctx, "rocketchat", group, nil); err != nil {
+			t.Fatal(err)
+		}
+		if ref, err := e.q.Parent(ctx, "rocketchat", group); err != nil || ref != nil {
+			t.Errorf("Parent(cleared) = %v, %v; want nil", ref, err)
+		}
+	}
+	if got, err := e.q.Parent(ctx, "slack fallback/eu", group); err != nil || !proto.Equal(got, sl) {
+		t.Errorf("clearing one sink's parent changed another's: %v, %v", got, err)
+	}
 }
 
 func TestConsumeOutcomes(t *testing.T) {

@@ -63,9 +63,17 @@ func (q *Queue) Parent(ctx context.Context, sink, groupKey string) (*heraldv1.Me
 }
 
 // SetParent records the chat message that stands for groupKey in sink; it
-// is kept for retention after its last update. Failures wrap
+// is kept for retention after its last update. A nil ref forgets it. Failures wrap
 // store.ErrUnavailable.
 func (q *Queue) SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error {
+	if ref == nil {
+		// Forget the group's message: its next notification starts a new one.
+		err := q.threads.Delete(ctx, threadKey(sink, groupKey))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("queue: clear parent %s: %w: %w", sink, store.ErrUnavailable, err)
+		}
+		return nil
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ref)
 	if err != nil {
 		return fmt.Errorf("queue: parent %s: %w", sink, err)
