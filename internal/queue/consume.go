@@ -59,6 +59,24 @@ func (m *Message) Sequence() uint64 { return m.seq }
 // Partition is the ordered lane the message belongs to.
 func (m *Message) Partition() int { return m.partition }
 
+// stopIterator stops it and waits (briefly) until it has unsubscribed.
+func stopIterator(it jetstream.MessagesContext) {
+	it.Stop()
+	c, ok := it.(interface{ Closed() <-chan struct{} })
+	if !ok {
+		return
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-c.Closed():
+	case <-t.C:
+	}
+}
+
+// pullBatch is the batch of each partition's pull requests.
+const pullBatch = 2
+
 // deadLetterRetry is how long a message waits when moving it to the dead
 // letters failed; it stays in its partition meanwhile, never lost.
 const deadLetterRetry = 5 * time.Second
@@ -99,7 +117,14 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 			}
 			cons = c
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(q.pullExpiry))
+		// Two, not one: the consumer's MaxAckPending of 1 still hands out
+		// one message at a time, but the pull request for the next one is
+		// then already waiting at the server when the current one is
+		// acked. With a batch of 1 the next pull was sent only after the
+		// ack, and now and then the server left it unanswered until it
+		// expired, holding the partition for pullExpiry (10s); see
+		// BenchmarkConsume. It also halves the pull requests.
+		it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch), jetstream.PullExpiry(q.pullExpiry))
 		if err != nil {
 			log.Warn("cannot consume partition; retrying", "err", err)
 			sleepCtx(ctx, time.Second)
@@ -118,7 +143,14 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 				log.Debug("consume", "err", err)
 				continue
 			}
-			q.handleMsg(ctx, p, msg, handle, sem)
+			// Before a message is handed back (shutdown), stop the
+			// iterator: its pull request, still open at the server for
+			// the rest of its batch, would otherwise get the message
+			// again at once. Nothing else can be buffered (one
+			// unacknowledged message per partition), so Stop loses
+			// nothing; once it is closed, the unsubscription is on the
+			// wire ahead of the Nak.
+			q.handleMsg(ctx, p, msg, handle, sem, func() { stopIterator(it) })
 		}
 		// Hand back what arrived after the last Next, so the partition does
 		// not wait out ack_wait.
@@ -136,7 +168,10 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 	}
 }
 
-func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle Handler, sem chan struct{}) {
+// handleMsg decodes msg, runs handle on it and applies the outcome.
+// beforeRelease runs before msg is handed back with a Nak because of
+// shutdown or a Release outcome.
+func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle Handler, sem chan struct{}, beforeRelease func()) {
 	md, err := msg.Metadata()
 	if err != nil {
 		q.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
@@ -144,6 +179,7 @@ func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle 
 		return
 	}
 	if !q.acquire(ctx, sem, msg) {
+		beforeRelease()
 		_ = msg.Nak()
 		return
 	}
@@ -165,6 +201,9 @@ func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle 
 	stop := q.keepAlive(msg)
 	out := q.call(q.extract(ctx, msg.Headers()), handle, m)
 	stop()
+	if out.Action == dispatch.Release {
+		beforeRelease()
+	}
 	q.apply(ctx, m, out)
 }
 
