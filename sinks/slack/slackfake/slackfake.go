@@ -1,14 +1,16 @@
 // Package slackfake is a fake Slack for tests: slack-go's slacktest server
 // with the handlers it lacks. It serves chat.postMessage, chat.update,
-// conversations.history and conversations.replies (with message metadata)
-// and incoming webhooks as strictly as Slack does about what herald sends
-// (token, channel, Block Kit limits, message_not_found), records what each
+// conversations.history and conversations.replies (with message metadata),
+// conversations.list (paged, by type) and incoming webhooks as strictly as
+// Slack does about what herald sends (token, channel, Block Kit limits,
+// message_not_found, cursors, types), records what each
 // channel received, and injects failures: HTTP errors, 429 with
 // Retry-After, ok:false codes, hangs.
 package slackfake
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,6 +32,7 @@ const (
 	Update      = "chat.update"
 	History     = "conversations.history"
 	Replies     = "conversations.replies"
+	List        = "conversations.list"
 	Webhook     = "webhook"
 )
 
@@ -78,6 +81,8 @@ type Server struct {
 	mu       sync.Mutex
 	channels map[string]string // name, #name or id -> id
 	names    map[string]string // id -> name
+	private  map[string]bool   // id -> private channel
+	order    []string          // channel ids, oldest first
 	hooks    map[string]string // webhook path -> channel id
 	messages []*Message
 	byTS     map[string]*Message // channel id + "/" + ts
@@ -96,6 +101,7 @@ func New(token string) *Server {
 		token:    token,
 		channels: map[string]string{},
 		names:    map[string]string{},
+		private:  map[string]bool{},
 		hooks:    map[string]string{},
 		byTS:     map[string]*Message{},
 		queued:   map[string][]Failure{},
@@ -107,6 +113,7 @@ func New(token string) *Server {
 		c.Handle("/chat.update", s.update)
 		c.Handle("/conversations.history", s.history)
 		c.Handle("/conversations.replies", s.replies)
+		c.Handle("/conversations.list", s.conversations)
 		c.Handle("/services/", s.webhook)
 	})
 	s.Start()
@@ -125,15 +132,32 @@ func (s *Server) APIURL() string { return s.GetAPIURL() }
 // AddChannel creates a channel and returns its id. Messages may address it
 // as name, "#"+name or the id.
 func (s *Server) AddChannel(name string) string {
+	return s.addChannel(name, false)
+}
+
+// AddPrivateChannel creates a private channel the bot is a member of and
+// returns its id (G...). conversations.list shows it only when asked for
+// private_channel.
+func (s *Server) AddPrivateChannel(name string) string {
+	return s.addChannel(name, true)
+}
+
+func (s *Server) addChannel(name string, private bool) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name = strings.TrimPrefix(name, "#")
 	if id, ok := s.channels[name]; ok {
 		return id
 	}
-	id := fmt.Sprintf("C%08d", len(s.names)+1)
+	prefix := "C"
+	if private {
+		prefix = "G"
+	}
+	id := fmt.Sprintf("%s%08d", prefix, len(s.names)+1)
 	s.channels[name], s.channels["#"+name], s.channels[id] = id, id, id
 	s.names[id] = name
+	s.private[id] = private
+	s.order = append(s.order, id)
 	return id
 }
 
@@ -485,6 +509,101 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, method string, kee
 	msgs = msgs[:min(len(msgs), limit)]
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs, "has_more": more})
+}
+
+// conversationTypes are the types conversations.list knows.
+var conversationTypes = map[string]bool{"public_channel": true, "private_channel": true, "mpim": true, "im": true}
+
+// conversations answers conversations.list: the workspace's channels of
+// the asked types (public_channel by default), oldest first, archived
+// ones unless exclude_archived, in pages of limit (default 100, at most
+// 1000) linked by response_metadata.next_cursor.
+func (s *Server) conversations(w http.ResponseWriter, r *http.Request) {
+	if f := s.failure(List); f != nil {
+		s.writeFailure(w, r, f, true)
+		return
+	}
+	form, ok := s.readForm(w, r)
+	if !ok {
+		return
+	}
+	if code := s.auth(r, form); code != "" {
+		apiError(w, code)
+		return
+	}
+	limit := 100
+	if v := form.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			apiError(w, "invalid_limit")
+			return
+		}
+		limit = n
+	}
+	types := map[string]bool{"public_channel": true}
+	if v := form.Get("types"); v != "" {
+		types = map[string]bool{}
+		for _, t := range strings.Split(v, ",") {
+			if !conversationTypes[t] {
+				apiError(w, "invalid_types")
+				return
+			}
+			types[t] = true
+		}
+	}
+	excludeArchived := form.Get("exclude_archived") == "true" || form.Get("exclude_archived") == "1"
+	start, ok := decodeCursor(form.Get("cursor"))
+	if !ok {
+		apiError(w, "invalid_cursor")
+		return
+	}
+	type channel struct {
+		ID         string `json:"id"`
+		Name       string `json:"name"`
+		IsChannel  bool   `json:"is_channel"`
+		IsGroup    bool   `json:"is_group"`
+		IsPrivate  bool   `json:"is_private"`
+		IsArchived bool   `json:"is_archived"`
+		IsMember   bool   `json:"is_member"`
+	}
+	var all []channel
+	s.mu.Lock()
+	for _, id := range s.order {
+		private, archived := s.private[id], s.channels[id] != id
+		if (private && !types["private_channel"]) || (!private && !types["public_channel"]) || (archived && excludeArchived) {
+			continue
+		}
+		all = append(all, channel{ID: id, Name: s.names[id], IsChannel: true, IsPrivate: private, IsArchived: archived, IsMember: private})
+	}
+	s.mu.Unlock()
+	page := all[min(start, len(all)):min(start+limit, len(all))]
+	next := ""
+	if start+limit < len(all) {
+		next = base64.StdEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(start+limit)))
+	}
+	if page == nil {
+		page = []channel{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channels": page, "response_metadata": map[string]any{"next_cursor": next}})
+}
+
+// decodeCursor returns the offset a conversations.list cursor stands for;
+// "" is the first page.
+func decodeCursor(c string) (int, bool) {
+	if c == "" {
+		return 0, true
+	}
+	b, err := base64.StdEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	n, ok := strings.CutPrefix(string(b), "offset:")
+	start, err := strconv.Atoi(n)
+	if !ok || err != nil || start < 0 {
+		return 0, false
+	}
+	return start, true
 }
 
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -149,5 +151,99 @@ func TestFailures(t *testing.T) {
 	}
 	if got := len(s.Messages("alerts")); got != 1 {
 		t.Errorf("%d messages, want 1", got)
+	}
+}
+
+// TestList checks conversations.list as Slack answers it: token, types
+// (public only unless asked), archived channels, limits and cursors.
+func TestList(t *testing.T) {
+	s := New("xoxb-t")
+	defer s.Close()
+	var public []string
+	for i := range 5 {
+		public = append(public, s.AddChannel("pub"+strconv.Itoa(i)))
+	}
+	priv := s.AddPrivateChannel("secret")
+	s.AddChannel("old")
+	s.ArchiveChannel("old")
+
+	type page struct {
+		OK       bool   `json:"ok"`
+		Error    string `json:"error"`
+		Channels []struct {
+			ID         string `json:"id"`
+			Name       string `json:"name"`
+			IsPrivate  bool   `json:"is_private"`
+			IsArchived bool   `json:"is_archived"`
+		} `json:"channels"`
+		Meta struct {
+			NextCursor string `json:"next_cursor"`
+		} `json:"response_metadata"`
+	}
+	list := func(form url.Values) page {
+		t.Helper()
+		_, body := post(t, s.APIURL()+"conversations.list", form)
+		var p page
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatalf("answer %q: %v", body, err)
+		}
+		return p
+	}
+	// all pages through the listing and returns the ids, in order.
+	all := func(form url.Values) ([]string, int) {
+		t.Helper()
+		var ids []string
+		pages := 0
+		for {
+			p := list(form)
+			if !p.OK {
+				t.Fatalf("list %v: %s", form, p.Error)
+			}
+			pages++
+			for _, c := range p.Channels {
+				ids = append(ids, c.ID)
+			}
+			if p.Meta.NextCursor == "" {
+				return ids, pages
+			}
+			form.Set("cursor", p.Meta.NextCursor)
+		}
+	}
+
+	for _, c := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"no token", url.Values{}, "not_authed"},
+		{"wrong token", url.Values{"token": {"xoxb-x"}}, "invalid_auth"},
+		{"bad type", url.Values{"token": {"xoxb-t"}, "types": {"public_channel,channels"}}, "invalid_types"},
+		{"limit 0", url.Values{"token": {"xoxb-t"}, "limit": {"0"}}, "invalid_limit"},
+		{"limit 1001", url.Values{"token": {"xoxb-t"}, "limit": {"1001"}}, "invalid_limit"},
+		{"bad cursor", url.Values{"token": {"xoxb-t"}, "cursor": {"not a cursor"}}, "invalid_cursor"},
+	} {
+		if p := list(c.form); p.OK || p.Error != c.want {
+			t.Errorf("%s: ok=%v error %q, want %s", c.name, p.OK, p.Error, c.want)
+		}
+	}
+
+	ids, _ := all(url.Values{"token": {"xoxb-t"}, "exclude_archived": {"true"}})
+	if !slices.Equal(ids, public) {
+		t.Errorf("default types: %v, want the public channels %v only", ids, public)
+	}
+	ids, pages := all(url.Values{"token": {"xoxb-t"}, "types": {"public_channel,private_channel"}, "exclude_archived": {"true"}, "limit": {"2"}})
+	if want := append(slices.Clone(public), priv); !slices.Equal(ids, want) || pages != 3 {
+		t.Errorf("public and private, 2 a page: %v in %d pages, want %v in 3", ids, pages, want)
+	}
+	ids, _ = all(url.Values{"token": {"xoxb-t"}, "types": {"private_channel"}})
+	if !slices.Equal(ids, []string{priv}) {
+		t.Errorf("private only: %v, want [%s]", ids, priv)
+	}
+	p := list(url.Values{"token": {"xoxb-t"}, "limit": {"1000"}})
+	if n := len(p.Channels); n != 6 || !p.Channels[5].IsArchived || p.Channels[5].Name != "old" {
+		t.Errorf("with archived: %+v, want the 5 public channels and the archived one last", p.Channels)
+	}
+	if got := s.Requests(List); got < 10 {
+		t.Errorf("Requests(List) = %d, want every request counted", got)
 	}
 }
