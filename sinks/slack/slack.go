@@ -39,6 +39,12 @@ type Sink struct {
 	tmpl    *template.Template
 	// routeTmpl caches the routes' template files by path.
 	routeTmpl sync.Map
+	// names resolves channel names for retries (bot mode).
+	names *resolver
+	// scopeWarn logs once that the token may not list channels.
+	scopeWarn sync.Once
+	// maybePosted holds the posts whose failed attempt may have landed.
+	maybePosted suspects
 }
 
 var (
@@ -91,6 +97,7 @@ func New(name string, cfg Config, deps sinks.Deps) (*Sink, error) {
 		s.api = slack.New(cfg.Token.Value(),
 			slack.OptionAPIURL(cfg.APIURL),
 			slack.OptionHTTPClient(s.client))
+		s.names = newResolver(s.listChannels)
 	}
 	return s, nil
 }
@@ -310,15 +317,20 @@ func (s *Sink) postParent(ctx context.Context, r renderer, channel string, d Dat
 }
 
 // post sends m with chat.postMessage, in threadTS's thread when set, and
-// returns the channel id and the message's ts. On a retry it first looks
-// for the message an earlier attempt may have posted, and returns that one
-// instead of posting it twice.
+// returns the channel id and the message's ts. On a retry (mk.retry, or an
+// earlier attempt of this sink failed in a way that may have posted) it
+// first looks for the message an earlier attempt may have posted, and
+// returns that one instead of posting it twice; a channel given by name is
+// resolved to its id for that (see searchChannel). When it cannot look, it
+// posts.
 func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS string, mk mark) (string, string, error) {
-	if mk.retry && mk.id != "" {
-		if id := s.channelID(channel); id != "" {
+	suspect := mk.kind + "/" + mk.id
+	if mk.id != "" && (mk.retry || s.maybePosted.has(suspect)) {
+		if id := s.searchChannel(ctx, channel); id != "" {
 			if ts := s.findPosted(ctx, id, threadTS, mk); ts != "" {
 				s.log.LogAttrs(ctx, slog.LevelInfo, "slack message already posted by an earlier attempt",
 					slog.String("notification", mk.id), slog.String("channel", id), slog.String("ts", ts))
+				s.maybePosted.remove(suspect)
 				return id, ts, nil
 			}
 		}
@@ -347,8 +359,12 @@ func (s *Sink) post(ctx context.Context, channel string, m Message, threadTS str
 	xctx, x := withExchange(ctx)
 	ch, ts, err := s.api.PostMessageContext(xctx, channel, opts...)
 	if err != nil {
+		if mk.id != "" && mayHavePosted(err, x) {
+			s.maybePosted.add(suspect)
+		}
 		return "", "", s.classify("chat.postMessage", err, x, time.Now())
 	}
+	s.maybePosted.remove(suspect)
 	s.pace.learn(channel, ch)
 	if ts == "" {
 		// Without a ts the message cannot be updated or threaded; Slack
