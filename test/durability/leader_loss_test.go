@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,11 +19,12 @@ import (
 
 // TestClusterWritesSurviveLeaderLoss: while herald writes to a three-node
 // cluster without pause (notifications, delivery records, group messages),
-// the node leading the group-message bucket shuts down. A new leader is
-// elected well within publish_timeout, so every write must succeed: a
-// write is safe to send again (message-id dedup for notifications, a
-// plain overwrite for a group's message) and must be, rather than wait
-// for an answer that died with the node.
+// the node it is connected to, which leads the notification stream and
+// both buckets, shuts down. New leaders are elected within a fraction of a
+// second, well within publish_timeout, so every write must succeed: each
+// is safe to send again (message-id dedup for notifications, compare-and-
+// set for records, an overwrite for a group's message) and must be, rather
+// than wait out publish_timeout for an answer that died with the node.
 //
 // What a failed write costs in herald serve (TestClusterNodeAndReplicaLoss
 // logs it): a publish in flight gets a 503 after publish_timeout; a group
@@ -35,11 +35,13 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 		t.Skip("starts a three-node NATS cluster and waits out a leader election")
 	}
 	srvs := startCluster(t)
-	var urls []string
-	for _, s := range srvs {
-		urls = append(urls, s.ClientURL())
-	}
-	cfg := queue.Config{URL: strings.Join(urls, ","), Replicas: 3, Partitions: 2, PublishTimeout: 5 * time.Second}
+	// herald connects to the node that will be lost (it learns the others
+	// from the cluster and reconnects to one of them), and that node leads
+	// the notification stream and both buckets: its loss hits every kind of
+	// write, whether its request was on the lost connection or on its way
+	// to the lost leader.
+	target := srvs[0]
+	cfg := queue.Config{URL: target.ClientURL(), Replicas: 3, Partitions: 2, PublishTimeout: 5 * time.Second}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,9 +55,7 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 	})
 	t.Cleanup(func() { q.Close() })
 
-	// One node to lead both the notification stream and the group-message
-	// bucket, so that its loss hits Put and SetParent.
-	target := colocateLeaders(t, srvs, queue.StreamName, "KV_"+queue.ThreadsBucket)
+	leadOn(t, srvs, target, queue.StreamName, "KV_"+queue.ThreadsBucket, "KV_"+queue.RecordsBucket)
 
 	type failure struct {
 		op   string
@@ -94,6 +94,10 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 			ref := &heraldv1.MessageRef{ChannelId: "room", MessageId: fmt.Sprintf("m%d-%d", w, i)}
 			return q.SetParent(ctx, sinkName, fmt.Sprintf("group-%d-%d", w, i%50), ref)
 		})
+		write("PutRecord", func(ctx context.Context, i int) error {
+			rec := &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Route: fmt.Sprint(i)}
+			return q.PutRecord(ctx, fmt.Sprintf("REC%d%03d", w, i%100), rec)
+		})
 		write("Put", func(ctx context.Context, i int) error {
 			n := &heraldv1.Notification{Id: fmt.Sprintf("LEADERLOSS%d%08d", w, i), Title: "t", GroupKey: fmt.Sprintf("g%d", i%5)}
 			_, _, err := q.Put(ctx, n)
@@ -103,7 +107,7 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 
 	waitFor(t, "writes to flow", func() bool { return ok.Load() >= 200 })
 	before := ok.Load()
-	t.Logf("shutting down %s, leader of the %s stream and the %s bucket", target.Name(), queue.StreamName, queue.ThreadsBucket)
+	t.Logf("shutting down %s, leader of the %s stream and the %s and %s buckets", target.Name(), queue.StreamName, queue.ThreadsBucket, queue.RecordsBucket)
 	target.Shutdown()
 	// Keep writing until writes have gone on well past the election.
 	waitFor(t, "writes to go on after the node loss", func() bool { return ok.Load() >= before+400 })
@@ -118,9 +122,8 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 	t.Logf("%d writes succeeded", ok.Load())
 }
 
-// colocateLeaders asks the leader of stream b to step down until the
-// server leading stream a leads b too, and returns that server.
-func colocateLeaders(t *testing.T, srvs []*server.Server, a, b string) *server.Server {
+// leadOn asks each stream's leader to step down until target leads it.
+func leadOn(t *testing.T, srvs []*server.Server, target *server.Server, streams ...string) {
 	t.Helper()
 	leaderOf := func(stream string) string {
 		info, err := streamInfoOf(t.Context(), srvs, stream)
@@ -129,28 +132,27 @@ func colocateLeaders(t *testing.T, srvs []*server.Server, a, b string) *server.S
 		}
 		return info.Cluster.Leader
 	}
-	nc, err := nats.Connect(srvs[0].ClientURL())
+	nc, err := nats.Connect(target.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	for range 20 {
-		la, lb := leaderOf(a), leaderOf(b)
-		if la != "" && la == lb {
-			for _, s := range srvs {
-				if s.Name() == la {
-					return s
+	for _, st := range streams {
+		for try := 0; ; try++ {
+			l := leaderOf(st)
+			if l == target.Name() {
+				break
+			}
+			if try == 20 {
+				t.Fatalf("%s still leads %s after %d step-downs", l, st, try)
+			}
+			if l != "" {
+				// Each step-down elects one of the other replicas.
+				if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+st, nil, 5*time.Second); err != nil {
+					t.Logf("step down %s: %v", st, err)
 				}
 			}
+			waitFor(t, st+" to have a leader", func() bool { return leaderOf(st) != "" })
 		}
-		if la != "" && lb != "" {
-			// Each step-down elects one of the other replicas.
-			if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+b, nil, 5*time.Second); err != nil {
-				t.Logf("step down %s: %v", b, err)
-			}
-		}
-		waitFor(t, b+" to have a leader", func() bool { return leaderOf(b) != "" })
 	}
-	t.Fatalf("could not bring the leaders of %s and %s onto one server", a, b)
-	return nil
 }
