@@ -243,6 +243,7 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	if len(h.dec.Chain) == 0 {
 		return d.deadLetter(ctx, h, "invalid", "route "+strconv.Quote(h.dec.Route)+" has no sinks")
 	}
+	h.dec.Chain = d.lifecycleChain(ctx, h)
 	for i, step := range h.dec.Chain {
 		if ctx.Err() != nil {
 			return Outcome{Action: Release, Reason: "shutting down"}
@@ -488,6 +489,53 @@ func (d *Dispatcher) fail(h *delivery, sink, reason string, permanent bool) {
 	h.allPermanent = h.allPermanent && permanent
 }
 
+// lifecycleChain keeps a group where its lifecycle started. When the
+// group's message lives in a later sink of the chain and not in the first
+// (it started there while the primary was down), that sink goes first, so
+// the group's updates and its resolve land on the message people already
+// saw; the rest of the chain follows in order. Once the group resolves, its
+// messages are forgotten (see forgetGroup) and the next firing starts at
+// the head of the chain again: failback happens per group, at its end.
+func (d *Dispatcher) lifecycleChain(ctx context.Context, h *delivery) []route.Step {
+	chain := h.dec.Chain
+	gk := h.n.GetGroupKey()
+	if gk == "" || len(chain) < 2 {
+		return chain
+	}
+	for i, step := range chain {
+		ref, err := d.state.Parent(ctx, step.Sink, gk)
+		if err != nil || ref == nil {
+			continue
+		}
+		if i == 0 {
+			return chain
+		}
+		out := make([]route.Step, 0, len(chain))
+		out = append(out, step)
+		out = append(out, chain[:i]...)
+		out = append(out, chain[i+1:]...)
+		h.log.InfoContext(ctx, "group started in a fallback sink; keeping it there until it resolves", "sink", step.Sink)
+		trace.SpanFromContext(ctx).AddEvent("lifecycle_kept", trace.WithAttributes(attribute.String("herald.sink", step.Sink)))
+		return out
+	}
+	return chain
+}
+
+// forgetGroup ends a resolved group's lifecycle: it forgets the group's
+// message in every sink of the chain, so its next firing posts a new
+// message at the head of the chain.
+func (d *Dispatcher) forgetGroup(ctx context.Context, h *delivery, log *slog.Logger) {
+	gk := h.n.GetGroupKey()
+	if gk == "" || h.n.GetStatus() != heraldv1.Status_STATUS_RESOLVED {
+		return
+	}
+	for _, step := range h.dec.Chain {
+		if err := d.state.SetParent(ctx, step.Sink, gk, nil); err != nil {
+			log.WarnContext(ctx, "cannot forget the resolved group's message; its next firing continues it", "sink", step.Sink, "err", err)
+		}
+	}
+}
+
 func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step route.Step,
 	sd *heraldv1.SinkDelivery, parent *heraldv1.MessageRef, rcpt sinks.Receipt, log *slog.Logger) {
 	d.m.attempts.WithLabelValues(step.Sink, "success").Inc()
@@ -525,6 +573,7 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 			log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
 		}
 	}
+	d.forgetGroup(context.WithoutCancel(ctx), h, log)
 	var latency time.Duration
 	if ra := h.n.GetReceivedAt(); ra != nil {
 		latency = time.Since(ra.AsTime())
