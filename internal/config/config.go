@@ -293,6 +293,13 @@ func (c *Config) Validate() error {
 	if err := c.Dispatch.Validate(); err != nil {
 		add(fmt.Errorf("dispatch: %w", err))
 	}
+	budget := c.Dispatch.RetryBudget
+	if budget == 0 {
+		budget = dispatch.DefaultConfig().RetryBudget
+	}
+	if c.Queue.Retention > 0 && budget >= c.Queue.Retention {
+		add(fmt.Errorf("dispatch.retry_budget (%s) must be shorter than queue.retention (%s): a notification still being retried would expire from the queue", budget, c.Queue.Retention))
+	}
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = 4 << 20
 	}

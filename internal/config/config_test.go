@@ -40,6 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"client without credentials", "auth:\n  clients: [{name: am}]\n" + minimal, "auth.clients[0]: token or username and password required"},
 		{"token and token_file", "auth:\n  clients: [{name: am, token: x, token_file: /nonexistent}]\n" + minimal, "token and token_file are both set"},
 		{"missing token_file", "auth:\n  clients: [{name: am, token_file: /nonexistent/token}]\n" + minimal, "token_file: open /nonexistent/token"},
+		{"retry budget outlives retention", "queue: {retention: 12h}\n" + minimal, "dispatch.retry_budget (24h0m0s) must be shorter than queue.retention"},
 		{"tls half", "tls: {cert_file: a.pem}\n" + minimal, "cert_file and key_file go together"},
 	}
 	for _, tt := range tests {
