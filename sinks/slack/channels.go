@@ -47,13 +47,16 @@ type lister func(ctx context.Context, cursor string) ([]slack.Channel, string, e
 // it learns. It is safe for concurrent use; one listing runs at a time.
 type resolver struct {
 	list lister
-	now  func() time.Time
 	// turn is held by the goroutine listing.
 	turn chan struct{}
 
 	mu   sync.Mutex
 	ids  map[string]learnt    // channel name -> id
 	miss map[string]time.Time // channel name -> when a listing lacked it
+	// refused is Slack's refusal to list (a missing scope), returned
+	// without asking again until refusedUntil.
+	refused      error
+	refusedUntil time.Time
 }
 
 type learnt struct {
@@ -64,7 +67,6 @@ type learnt struct {
 func newResolver(list lister) *resolver {
 	return &resolver{
 		list: list,
-		now:  time.Now,
 		turn: make(chan struct{}, 1),
 		ids:  map[string]learnt{},
 		miss: map[string]time.Time{},
@@ -83,32 +85,38 @@ func nameKey(channel string) string {
 }
 
 // cached returns what the cache says of key: the id, or that the latest
-// listing lacked it (known with id ""), or nothing (known false).
-func (r *resolver) cached(key string) (id string, known bool) {
+// listing lacked it (known with id ""), or that Slack refuses to list (the
+// error), or nothing (known false).
+func (r *resolver) cached(key string) (id string, known bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
+	now := time.Now()
 	if e, ok := r.ids[key]; ok && now.Sub(e.at) < nameTTL {
-		return e.id, true
+		return e.id, true, nil
 	}
 	if at, ok := r.miss[key]; ok && now.Sub(at) < missTTL {
-		return "", true
+		return "", true, nil
 	}
-	return "", false
+	if r.refused != nil && now.Before(r.refusedUntil) {
+		return "", true, r.refused
+	}
+	return "", false, nil
 }
 
 // resolve returns the id of the public or private channel named channel,
 // or "" when channel is not a name or no channel the bot can see has it.
 // It lists conversations only when the cache cannot answer, and stops
 // listing at the page that has the name. The error is the listing's,
-// classified; what the listing learnt before it failed is kept.
+// classified; what the listing learnt before it failed is kept. After a
+// refusal for want of scope (scopeCodes) it returns that error without
+// asking again for nameTTL.
 func (r *resolver) resolve(ctx context.Context, channel string) (string, error) {
 	key := nameKey(channel)
 	if key == "" {
 		return "", nil
 	}
-	if id, known := r.cached(key); known {
-		return id, nil
+	if id, known, err := r.cached(key); known {
+		return id, err
 	}
 	select {
 	case r.turn <- struct{}{}:
@@ -117,18 +125,23 @@ func (r *resolver) resolve(ctx context.Context, channel string) (string, error) 
 	}
 	defer func() { <-r.turn }()
 	// Another goroutine may have listed while this one waited.
-	if id, known := r.cached(key); known {
-		return id, nil
+	if id, known, err := r.cached(key); known {
+		return id, err
 	}
 	cursor := ""
 	for range listMaxPages {
 		chans, next, err := r.list(ctx, cursor)
 		if err != nil {
+			if refusal(err) {
+				r.mu.Lock()
+				r.refused, r.refusedUntil = err, time.Now().Add(nameTTL)
+				r.mu.Unlock()
+			}
 			return "", err
 		}
 		found := ""
 		r.mu.Lock()
-		at := r.now()
+		at := time.Now()
 		for _, c := range chans {
 			if c.ID == "" || c.Name == "" {
 				continue
@@ -150,7 +163,7 @@ func (r *resolver) resolve(ctx context.Context, channel string) (string, error) 
 		cursor = next
 	}
 	r.mu.Lock()
-	r.miss[key] = r.now()
+	r.miss[key] = time.Now()
 	r.mu.Unlock()
 	return "", nil
 }
@@ -163,6 +176,12 @@ var scopeCodes = map[string]bool{
 	"no_permission":          true,
 	"access_denied":          true,
 	"invalid_types":          true,
+}
+
+// refusal reports whether err is Slack refusing this token a listing.
+func refusal(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && scopeCodes[e.Code]
 }
 
 // listChannels is the Sink's lister: one conversations.list request,
@@ -192,8 +211,7 @@ func (s *Sink) searchChannel(ctx context.Context, channel string) string {
 	}
 	id, err := s.names.resolve(ctx, channel)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && scopeCodes[e.Code] {
+		if refusal(err) {
 			s.scopeWarn.Do(func() {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "slack token may not list channels (needs channels:read, and groups:read for private ones): a retry to a channel given by name, after a lost answer, posts without looking for the earlier message and may leave a duplicate",
 					slog.String("channel", channel), slog.String("error", err.Error()))

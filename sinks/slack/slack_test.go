@@ -88,7 +88,7 @@ func TestLifecycle(t *testing.T) {
 	if got := len(fake.Messages("alerts")); got != 2 {
 		t.Errorf("channel has %d messages, want the parent and one reply", got)
 	}
-	if n := fake.Requests(slackfake.History) + fake.Requests(slackfake.Replies); n != 0 {
+	if n := fake.Requests(slackfake.History) + fake.Requests(slackfake.Replies) + fake.Requests(slackfake.List); n != 0 {
 		t.Errorf("%d lookups on first attempts, want none", n)
 	}
 }
