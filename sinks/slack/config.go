@@ -42,7 +42,15 @@ type Config struct {
 	// APIURL is the Web API base URL, default https://slack.com/api/. Set it
 	// for tests, proxies and Slack-compatible servers. Bot mode only.
 	APIURL string `yaml:"api_url"`
-	// Token is the bot token (xoxb-...). Bot mode.
+	// Token is the bot token (xoxb-...). Bot mode. Scopes: chat:write
+	// (chat:write.public to post in channels the bot has not joined);
+	// channels:history and groups:history so that a retry after a lost
+	// answer finds the message instead of posting it twice; channels:read
+	// and groups:read so that it can do so for a channel given by name
+	// that the sink has not had an answer from yet (after a restart, or
+	// when the first post to it lost its answer). Without them the retry
+	// posts anyway, a possible duplicate rather than a loss, and the sink
+	// logs the missing scope once.
 	Token     secret.String `yaml:"token"`
 	TokenFile string        `yaml:"token_file"`
 	// WebhookURL is the incoming webhook URL; it embeds a credential, so it
