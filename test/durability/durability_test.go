@@ -6,9 +6,10 @@
 // (sinks/rocketchat/rocketchattest) that answers slowly, then read what the
 // fake stored and check: every acknowledged notification was delivered,
 // duplicates are counted and explained, and a group's notifications arrived
-// in publish order.
+// in publish order. leader_loss_test.go checks that herald's queue writes
+// in flight when a cluster node dies are sent again to the new leader.
 //
-// Both tests skip under -short.
+// All skip under -short.
 package durability_test
 
 import (
