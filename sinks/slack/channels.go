@@ -209,7 +209,17 @@ func (s *Sink) searchChannel(ctx context.Context, channel string) string {
 	if id := s.channelID(channel); id != "" {
 		return id
 	}
-	id, err := s.names.resolve(ctx, channel)
+	// The resolve gets one request timeout, and at most a third of what
+	// is left of ctx, so that the search and the post keep their time
+	// when the listing is slow: a resolve that runs out only costs the
+	// search.
+	budget := s.cfg.Timeout
+	if d, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(d)/3)
+	}
+	rctx, cancel := context.WithTimeout(ctx, budget)
+	id, err := s.names.resolve(rctx, channel)
+	cancel()
 	if err != nil {
 		if refusal(err) {
 			s.scopeWarn.Do(func() {

@@ -432,3 +432,24 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestRetryListHangs: a listing that hangs costs the retry its search, not
+// its post: the notification is posted before the attempt's context ends.
+func TestRetryListHangs(t *testing.T) {
+	fake := slackfake.New(testToken)
+	t.Cleanup(fake.Close)
+	id := fake.AddChannel("alerts")
+	fake.Fail(slackfake.List, slackfake.Failure{Hang: true})
+	s, err := New("slack", Config{APIURL: fake.APIURL(), Token: testToken, Pace: -1, Timeout: time.Minute}, sinks.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 900*time.Millisecond)
+	defer cancel()
+	if _, err := s.Send(ctx, firing(), sinks.Target{Channel: "#alerts", Attempt: 2}); err != nil {
+		t.Fatalf("retry while conversations.list hangs: %v, want it posted", err)
+	}
+	if got := len(fake.Messages(id)); got != 1 || fake.Requests(slackfake.List) != 1 {
+		t.Errorf("%d messages after %d listings, want 1 after 1", got, fake.Requests(slackfake.List))
+	}
+}
