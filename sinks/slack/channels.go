@@ -39,9 +39,9 @@ const (
 // ones the bot is in.
 var listTypes = []string{"public_channel", "private_channel"}
 
-// lister returns one page of conversations.list from cursor, and the
-// cursor of the next page ("" after the last).
-type lister func(ctx context.Context, cursor string) ([]slack.Channel, string, error)
+// lister returns one page of conversations.list of types from cursor, and
+// the cursor of the next page ("" after the last).
+type lister func(ctx context.Context, types []string, cursor string) ([]slack.Channel, string, error)
 
 // resolver maps channel names to ids with conversations.list, caching what
 // it learns. It is safe for concurrent use; one listing runs at a time.
@@ -57,6 +57,10 @@ type resolver struct {
 	// without asking again until refusedUntil.
 	refused      error
 	refusedUntil time.Time
+	// publicOnlyUntil is set when the token may list public channels
+	// only (channels:read without groups:read): until then only those are
+	// asked for.
+	publicOnlyUntil time.Time
 }
 
 type learnt struct {
@@ -107,9 +111,10 @@ func (r *resolver) cached(key string) (id string, known bool, err error) {
 // or "" when channel is not a name or no channel the bot can see has it.
 // It lists conversations only when the cache cannot answer, and stops
 // listing at the page that has the name. The error is the listing's,
-// classified; what the listing learnt before it failed is kept. After a
-// refusal for want of scope (scopeCodes) it returns that error without
-// asking again for nameTTL.
+// classified; what the listing learnt before it failed is kept. When Slack
+// refuses to list private channels it lists the public ones only, for
+// nameTTL; after a refusal of both (scopeCodes) it returns that error
+// without asking again for nameTTL.
 func (r *resolver) resolve(ctx context.Context, channel string) (string, error) {
 	key := nameKey(channel)
 	if key == "" {
@@ -128,9 +133,24 @@ func (r *resolver) resolve(ctx context.Context, channel string) (string, error) 
 	if id, known, err := r.cached(key); known {
 		return id, err
 	}
+	types := listTypes
+	r.mu.Lock()
+	if time.Now().Before(r.publicOnlyUntil) {
+		types = listTypes[:1]
+	}
+	r.mu.Unlock()
 	cursor := ""
 	for range listMaxPages {
-		chans, next, err := r.list(ctx, cursor)
+		chans, next, err := r.list(ctx, types, cursor)
+		if err != nil && refusal(err) && cursor == "" && len(types) > 1 {
+			// Without groups:read the public channels can still be
+			// listed.
+			types = listTypes[:1]
+			r.mu.Lock()
+			r.publicOnlyUntil = time.Now().Add(nameTTL)
+			r.mu.Unlock()
+			chans, next, err = r.list(ctx, types, cursor)
+		}
 		if err != nil {
 			if refusal(err) {
 				r.mu.Lock()
@@ -186,13 +206,13 @@ func refusal(err error) bool {
 
 // listChannels is the Sink's lister: one conversations.list request,
 // classified like every other request.
-func (s *Sink) listChannels(ctx context.Context, cursor string) ([]slack.Channel, string, error) {
+func (s *Sink) listChannels(ctx context.Context, types []string, cursor string) ([]slack.Channel, string, error) {
 	xctx, x := withExchange(ctx)
 	chans, next, err := s.api.GetConversationsContext(xctx, &slack.GetConversationsParameters{
 		Cursor:          cursor,
 		ExcludeArchived: true,
 		Limit:           listPageSize,
-		Types:           listTypes,
+		Types:           types,
 	})
 	if err != nil {
 		return nil, "", s.classify("conversations.list", err, x, time.Now())

@@ -136,7 +136,7 @@ func TestRetryWithoutListScope(t *testing.T) {
 	id := fake.AddChannel("alerts")
 	var logs lockedBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fake.Fail(slackfake.List, slackfake.Failure{Error: "missing_scope"})
+	fake.SetScopes("chat:write", "channels:history", "groups:history")
 
 	fake.Fail(slackfake.PostMessage, slackfake.Failure{LoseAnswer: true})
 	if _, err := newSinkOn(t, fake, nil).Send(t.Context(), firing(), sinks.Target{Channel: "#alerts", Attempt: 1}); err == nil {
@@ -155,11 +155,45 @@ func TestRetryWithoutListScope(t *testing.T) {
 	if got := len(fake.Messages(id)); got != 3 {
 		t.Errorf("channel has %d messages, want 3: the lost post's duplicate is the price of not losing it", got)
 	}
-	if got := fake.Requests(slackfake.List); got != 1 {
-		t.Errorf("%d listings, want 1: a refusal is not asked again on every retry", got)
+	if got := fake.Requests(slackfake.List); got != 2 {
+		t.Errorf("%d listings, want 2 (public and private, then public only): a refusal is not asked again on every retry", got)
 	}
 	if got := strings.Count(logs.String(), "channels:read"); got != 1 {
 		t.Errorf("the missing scope was logged %d times, want once:\n%s", got, logs.String())
+	}
+}
+
+// TestRetryWithoutGroupsRead: a token with channels:read but not
+// groups:read still resolves public channel names; private ones cannot be
+// searched, and are posted.
+func TestRetryWithoutGroupsRead(t *testing.T) {
+	fake := slackfake.New(testToken)
+	t.Cleanup(fake.Close)
+	fake.SetScopes("chat:write", "channels:history", "groups:history", "channels:read")
+	pub := fake.AddChannel("alerts")
+	priv := fake.AddPrivateChannel("ops")
+	for _, ch := range []string{"#alerts", "#ops"} {
+		fake.Fail(slackfake.PostMessage, slackfake.Failure{LoseAnswer: true})
+		if _, err := newSinkOn(t, fake, nil).Send(t.Context(), firing(), sinks.Target{Channel: ch, Attempt: 1}); err == nil {
+			t.Fatalf("%s: lost answer: no error", ch)
+		}
+	}
+	s := newSinkOn(t, fake, nil)
+	for _, ch := range []string{"#alerts", "#ops"} {
+		if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: ch, Attempt: 2}); err != nil {
+			t.Fatalf("%s: retry: %v", ch, err)
+		}
+	}
+	if got := len(fake.Messages(pub)); got != 1 {
+		t.Errorf("public channel has %d messages, want 1: channels:read is enough to resolve it", got)
+	}
+	if got := len(fake.Messages(priv)); got != 2 {
+		t.Errorf("private channel has %d messages, want 2: without groups:read the retry cannot look and posts", got)
+	}
+	// Refused with both types, then public only, then (for #ops) public
+	// only again: the refusal is remembered.
+	if got := fake.Requests(slackfake.List); got != 3 {
+		t.Errorf("%d listings, want 3", got)
 	}
 }
 
@@ -275,7 +309,7 @@ type fakeLister struct {
 	gate  chan struct{}
 }
 
-func (f *fakeLister) list(ctx context.Context, cursor string) ([]slack.Channel, string, error) {
+func (f *fakeLister) list(ctx context.Context, types []string, cursor string) ([]slack.Channel, string, error) {
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -350,12 +384,12 @@ func TestResolverCache(t *testing.T) {
 				t.Fatalf("resolve without scope: %v, want the refusal", err)
 			}
 		}
-		if f.count() != 14 {
-			t.Fatalf("%d list calls, want one more: a refusal is remembered", f.count())
+		if f.count() != 15 {
+			t.Fatalf("%d list calls, want two more (both types, public only): a refusal is remembered", f.count())
 		}
 		f.err = nil
 		time.Sleep(nameTTL)
-		resolve("#alerts", "C0000002", 16)
+		resolve("#alerts", "C0000002", 17)
 
 		f.err = &Error{Method: "conversations.list", StatusCode: 503}
 		r = newResolver(f.list)
@@ -364,7 +398,7 @@ func TestResolverCache(t *testing.T) {
 				t.Fatal("resolve while Slack fails: no error")
 			}
 		}
-		if f.count() != 18 {
+		if f.count() != 19 {
 			t.Fatalf("%d list calls, want two more: a transient failure is asked again", f.count())
 		}
 	})

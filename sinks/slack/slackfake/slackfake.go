@@ -90,6 +90,8 @@ type Server struct {
 	sticky   *Failure
 	requests map[string]int
 	seq      int
+	// scopes, when not nil, are the token's scopes.
+	scopes map[string]bool
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -185,6 +187,19 @@ func (s *Server) AddWebhook(channel string) string {
 	s.hooks[path] = id
 	s.mu.Unlock()
 	return "http://" + s.ServerAddr + path
+}
+
+// SetScopes limits the token to scopes, as far as conversations.list is
+// concerned: public_channel needs channels:read, private_channel
+// groups:read, and a request for a type without its scope is answered
+// missing_scope. No call (the default) grants every scope.
+func (s *Server) SetScopes(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = map[string]bool{}
+	for _, sc := range scopes {
+		s.scopes[sc] = true
+	}
 }
 
 // Fail queues failures for method: each of the next requests to it gets the
@@ -551,6 +566,16 @@ func (s *Server) conversations(w http.ResponseWriter, r *http.Request) {
 			types[t] = true
 		}
 	}
+	s.mu.Lock()
+	for t, scope := range map[string]string{"public_channel": "channels:read", "private_channel": "groups:read", "mpim": "mpim:read", "im": "im:read"} {
+		if types[t] && s.scopes != nil && !s.scopes[scope] {
+			s.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "missing_scope", "needed": scope})
+			return
+		}
+	}
+	s.mu.Unlock()
 	excludeArchived := form.Get("exclude_archived") == "true" || form.Get("exclude_archived") == "1"
 	start, ok := decodeCursor(form.Get("cursor"))
 	if !ok {

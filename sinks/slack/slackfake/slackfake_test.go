@@ -243,6 +243,17 @@ func TestList(t *testing.T) {
 	if n := len(p.Channels); n != 6 || !p.Channels[5].IsArchived || p.Channels[5].Name != "old" {
 		t.Errorf("with archived: %+v, want the 5 public channels and the archived one last", p.Channels)
 	}
+	s.SetScopes("channels:read")
+	if p := list(url.Values{"token": {"xoxb-t"}, "types": {"public_channel,private_channel"}}); p.OK || p.Error != "missing_scope" {
+		t.Errorf("private channels without groups:read: ok=%v error %q, want missing_scope", p.OK, p.Error)
+	}
+	if p := list(url.Values{"token": {"xoxb-t"}}); !p.OK || len(p.Channels) != 6 {
+		t.Errorf("public channels with channels:read: ok=%v error %q, %d channels", p.OK, p.Error, len(p.Channels))
+	}
+	s.SetScopes()
+	if p := list(url.Values{"token": {"xoxb-t"}}); p.OK || p.Error != "missing_scope" {
+		t.Errorf("without channels:read: ok=%v error %q, want missing_scope", p.OK, p.Error)
+	}
 	if got := s.Requests(List); got < 10 {
 		t.Errorf("Requests(List) = %d, want every request counted", got)
 	}
