@@ -68,7 +68,9 @@ func (q *Queue) Parent(ctx context.Context, sink, groupKey string) (*heraldv1.Me
 func (q *Queue) SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error {
 	if ref == nil {
 		// Forget the group's message: its next notification starts a new one.
-		err := q.threads.Delete(ctx, threadKey(sink, groupKey))
+		err := q.retrying(ctx, func(ctx context.Context) error {
+			return q.threads.Delete(ctx, threadKey(sink, groupKey))
+		}, kvFinal...)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("queue: clear parent %s: %w: %w", sink, store.ErrUnavailable, err)
 		}
@@ -78,7 +80,11 @@ func (q *Queue) SetParent(ctx context.Context, sink, groupKey string, ref *heral
 	if err != nil {
 		return fmt.Errorf("queue: parent %s: %w", sink, err)
 	}
-	if _, err := q.threads.Put(ctx, threadKey(sink, groupKey), b); err != nil {
+	err = q.retrying(ctx, func(ctx context.Context) error {
+		_, err := q.threads.Put(ctx, threadKey(sink, groupKey), b)
+		return err
+	}, kvFinal...)
+	if err != nil {
 		return fmt.Errorf("queue: set parent %s: %w: %w", sink, store.ErrUnavailable, err)
 	}
 	return nil

@@ -109,27 +109,54 @@ func printableASCII(s string) bool {
 // retrying transient failures (reconnects, leader elections) until
 // publish_timeout. Retrying is safe: every message carries a message id.
 func (q *Queue) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	var ack *jetstream.PubAck
+	err := q.retrying(ctx, func(ctx context.Context) error {
+		var err error
+		ack, err = q.js.PublishMsg(ctx, msg)
+		return err
+	}, nats.ErrConnectionClosed, nats.ErrMaxPayload)
+	return ack, err
+}
+
+// attemptTimeout bounds one request to JetStream inside retrying. A request
+// sent to a node that died is never answered; a new leader is elected in
+// well under a second, so the request is sent again after this.
+const attemptTimeout = time.Second
+
+// retrying runs op until it succeeds, returns one of the final errors, or
+// publish_timeout passes. Each try gets at most attemptTimeout, so a request
+// lost with a dead cluster node is sent again to the new leader instead of
+// using up the whole deadline. op must be safe to repeat.
+func (q *Queue) retrying(ctx context.Context, op func(context.Context) error, final ...error) error {
 	ctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
 	defer cancel()
 	wait := 20 * time.Millisecond
 	for {
-		ack, err := q.js.PublishMsg(ctx, msg)
+		actx, acancel := context.WithTimeout(ctx, min(attemptTimeout, q.cfg.PublishTimeout))
+		err := op(actx)
+		acancel()
 		if err == nil {
-			return ack, nil
+			return nil
 		}
-		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrMaxPayload) {
-			return nil, err
+		for _, f := range final {
+			if errors.Is(err, f) {
+				return err
+			}
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, errors.Join(err, ctx.Err())
+			return errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 500*time.Millisecond)
 	}
 }
+
+// kvFinal are the key-value answers that are results, not failures: they
+// are never retried by retrying.
+var kvFinal = []error{jetstream.ErrKeyNotFound, jetstream.ErrKeyExists, jetstream.ErrKeyRevisionMismatch, nats.ErrConnectionClosed}
 
 // ensureRecord makes sure id has a delivery record pointing at seq. A new
 // notification gets a PENDING record; an existing record only learns seq if
@@ -140,7 +167,10 @@ func (q *Queue) ensureRecord(ctx context.Context, id string, seq uint64, fresh b
 		if err != nil {
 			return err
 		}
-		_, err = q.records.Create(ctx, id, b)
+		err = q.retrying(ctx, func(ctx context.Context) error {
+			_, err := q.records.Create(ctx, id, b)
+			return err
+		}, kvFinal...)
 		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
 			return err
 		}
@@ -165,7 +195,12 @@ func (q *Queue) updateRecord(ctx context.Context, id string, f func(r *storedRec
 	for range 32 {
 		var r storedRecord
 		var rev uint64
-		e, err := q.records.Get(ctx, id)
+		var e jetstream.KeyValueEntry
+		err := q.retrying(ctx, func(ctx context.Context) error {
+			var err error
+			e, err = q.records.Get(ctx, id)
+			return err
+		}, kvFinal...)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -189,13 +224,22 @@ func (q *Queue) updateRecord(ctx context.Context, id string, f func(r *storedRec
 		if err != nil {
 			return err
 		}
+		// A write that timed out may still have been applied: its retry
+		// then meets ErrKeyExists or a revision mismatch, and the loop reads
+		// the record again and lets f decide afresh.
 		if rev == 0 {
-			_, err = q.records.Create(ctx, id, b)
+			err = q.retrying(ctx, func(ctx context.Context) error {
+				_, err := q.records.Create(ctx, id, b)
+				return err
+			}, kvFinal...)
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
 		} else {
-			_, err = q.records.Update(ctx, id, b, rev)
+			err = q.retrying(ctx, func(ctx context.Context) error {
+				_, err := q.records.Update(ctx, id, b, rev)
+				return err
+			}, kvFinal...)
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				continue
 			}
