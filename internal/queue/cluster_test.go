@@ -3,9 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -15,85 +13,9 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/queue/queuetest"
 	"github.com/herald-notify/herald/internal/store"
 )
-
-// freePorts reserves n loopback ports long enough to learn their numbers.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-// startCluster runs a three-node NATS cluster with JetStream on loopback and
-// returns its servers once JetStream has a meta leader.
-func startCluster(t *testing.T) []*server.Server {
-	t.Helper()
-	cports := freePorts(t, 3)
-	var routes []string
-	for _, p := range cports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var srvs []*server.Server
-	for i := range 3 {
-		o := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoSigs:     true,
-			NoLog:      true,
-			Cluster: server.ClusterOpts{
-				Name: "herald-test",
-				Host: "127.0.0.1",
-				Port: cports[i],
-			},
-			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		t.Cleanup(s.Shutdown)
-		srvs = append(srvs, s)
-	}
-	for _, s := range srvs {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("%s not ready", s.Name())
-		}
-	}
-	waitFor(t, func() bool {
-		for _, s := range srvs {
-			if s.JetStreamIsLeader() {
-				return true
-			}
-		}
-		return false
-	})
-	return srvs
-}
-
-func clusterURL(srvs []*server.Server) string {
-	var urls []string
-	for _, s := range srvs {
-		urls = append(urls, s.ClientURL())
-	}
-	return strings.Join(urls, ",")
-}
 
 // Two herald replicas share a three-node cluster with streams at three
 // replicas. Mid-run one NATS node dies and one herald replica stops;
@@ -104,8 +26,9 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster and waits out a leader election")
 	}
-	srvs := startCluster(t)
-	cfg := Config{URL: clusterURL(srvs), Replicas: 3, Partitions: 4, AckWait: 5 * time.Second, PublishTimeout: 10 * time.Second}
+	cluster := queuetest.StartCluster(t, 3)
+	srvs := cluster.Servers
+	cfg := Config{URL: cluster.URL(), Replicas: 3, Partitions: 4, AckWait: 5 * time.Second, PublishTimeout: 10 * time.Second}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/queue"
+	"github.com/herald-notify/herald/internal/queue/queuetest"
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
@@ -41,7 +42,7 @@ func TestClusterNodeAndReplicaLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster and waits out leader elections")
 	}
-	srvs := startCluster(t)
+	srvs := queuetest.StartCluster(t, 3).Servers
 	var urls []string
 	for _, s := range srvs {
 		urls = append(urls, s.ClientURL())
@@ -172,67 +173,6 @@ routes:
 		"because the write was in flight to the lost node and failed after publish_timeout instead of being sent " +
 		"again to the new leader, so the group's next notification posted a new message; " +
 		"TestClusterWritesSurviveLeaderLoss fails on that"})
-}
-
-// startCluster runs a three-node NATS cluster with JetStream on loopback
-// and returns once it can hold a stream at three replicas.
-func startCluster(t *testing.T) []*server.Server {
-	t.Helper()
-	cports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range cports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var srvs []*server.Server
-	for i := range 3 {
-		o := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoSigs:     true,
-			NoLog:      true,
-			Cluster: server.ClusterOpts{
-				Name: "herald-durability",
-				Host: "127.0.0.1",
-				Port: cports[i],
-			},
-			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		t.Cleanup(s.Shutdown)
-		srvs = append(srvs, s)
-	}
-	for _, s := range srvs {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("%s not ready", s.Name())
-		}
-	}
-	// herald's stream creation would race the first elections: wait until
-	// a three-replica stream can be made.
-	nc, err := nats.Connect(srvs[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the cluster to take a three-replica stream", func() bool {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: 3}); err != nil {
-			return false
-		}
-		return js.DeleteStream(ctx, "PROBE") == nil
-	})
-	return srvs
 }
 
 // streamLeader returns the server leading herald's notification stream,

@@ -15,6 +15,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/queue"
+	"github.com/herald-notify/herald/internal/queue/queuetest"
 )
 
 // TestClusterWritesSurviveLeaderLoss: while herald writes to a three-node
@@ -34,7 +35,7 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster and waits out a leader election")
 	}
-	srvs := startCluster(t)
+	srvs := queuetest.StartCluster(t, 3).Servers
 	// herald connects to the node that will be lost (it learns the others
 	// from the cluster and reconnects to one of them), and that node leads
 	// the notification stream and both buckets: its loss hits every kind of
