@@ -69,6 +69,7 @@ type options struct {
 	keep         bool
 	noBare       bool
 	profileDir   string
+	heraldEnv    []string
 }
 
 func main() {
@@ -116,8 +117,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (config, data, herald logs)")
 	fs.BoolVar(&o.noBare, "no-bare", false, "skip the bare decode-only baseline")
 	fs.StringVar(&o.profileDir, "profile", "", "run herald inside a heraldload herald-profiled child and write its CPU, mutex, block and heap profiles to this dir as <scenario>.*.pprof (numbers then include the profiler's cost)")
+	env := fs.String("herald-env", "", "extra environment for herald, comma-separated NAME=value (e.g. GOGC=50,GOMEMLIMIT=64MiB)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	for _, kv := range strings.Split(*env, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, fmt.Errorf("-herald-env: %q is not NAME=value", kv)
+		}
+		o.heraldEnv = append(o.heraldEnv, kv)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())

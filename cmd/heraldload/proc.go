@@ -100,6 +100,7 @@ type herald struct {
 	// profile, when set, runs herald in `heraldload herald-profiled` with
 	// profiles written to this path prefix.
 	profile string
+	env     []string
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
@@ -130,7 +131,7 @@ func (h *herald) start(timeout time.Duration) (time.Duration, error) {
 	}
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	// No OTEL_* from the caller's environment: tracing would export spans.
-	h.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "OTEL_SDK_DISABLED=true"}
+	h.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "OTEL_SDK_DISABLED=true"}, h.env...)
 	begin := time.Now()
 	if err := h.cmd.Start(); err != nil {
 		return 0, err

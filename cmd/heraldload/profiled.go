@@ -20,7 +20,8 @@ import (
 // serveProfiled is the hidden `heraldload herald-profiled PREFIX CONFIG
 // LISTEN DATADIR` mode: what `herald serve` does, in a child process like
 // herald's, with a CPU profile written to PREFIX.cpu.pprof and, at exit,
-// mutex, block and heap profiles to PREFIX.{mutex,block,heap}.pprof. It is
+// mutex, block and heap profiles to PREFIX.{mutex,block,heap}.pprof, and
+// on SIGUSR1 a heap profile to PREFIX.loaded.heap.pprof. It is
 // how -profile looks inside herald under load without a pprof endpoint.
 func serveProfiled(prefix, cfgPath, listen, dataDir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -42,6 +43,18 @@ func serveProfiled(prefix, cfgPath, listen, dataDir string) error {
 		return err
 	}
 	defer pprof.StopCPUProfile()
+
+	// SIGUSR1 writes a heap profile of that moment: heraldload sends it
+	// when the load ends, near the peak of the heap.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			runtime.GC()
+			_ = writeProfile(prefix+".loaded", "heap")
+		}
+	}()
 
 	logger := app.NewLogger(cfg.Log)
 	logger.Info("starting (profiled)", "version", version.String())

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
@@ -32,6 +33,7 @@ type scenario struct {
 	bare         bool // also measure the bare decode-only handler
 	bin          string
 	profile      string // path prefix of herald's profiles, "" for none
+	env          []string
 }
 
 // firstSeqOf gives every scenario its own range of load ids.
@@ -42,7 +44,7 @@ func firstSeqOf(name string) int {
 func scenarioFor(name string, o *options) *scenario {
 	sc := &scenario{
 		name: name, partitions: o.partitions, deliveryConc: o.deliveryConc,
-		drainTimeout: o.drainTimeout, restarts: o.restarts, bin: o.heraldBin,
+		drainTimeout: o.drainTimeout, restarts: o.restarts, bin: o.heraldBin, env: o.heraldEnv,
 	}
 	if o.profileDir != "" {
 		sc.profile = filepath.Join(o.profileDir, name)
@@ -125,7 +127,7 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 		return nil, err
 	}
 	h := &herald{bin: sc.bin, config: cfgPath, dataDir: filepath.Join(sc.dir, "data"),
-		logPath: filepath.Join(sc.dir, "herald.log"), addr: addr, profile: sc.profile}
+		logPath: filepath.Join(sc.dir, "herald.log"), addr: addr, profile: sc.profile, env: sc.env}
 	res := &scenarioResult{sc: sc, deliveryConc: sc.deliveryConc}
 	if res.deliveryConc == 0 {
 		res.deliveryConc = sc.partitions
@@ -151,6 +153,9 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	spec.url = "http://" + addr + "/webhooks/alertmanager"
 	spec.templates = sc.templates
 	res.load = runLoad(ctx, spec)
+	if sc.profile != "" {
+		_ = h.cmd.Process.Signal(syscall.SIGUSR1)
+	}
 	fmt.Fprintf(logw, "  sent %d, acknowledged %d in %v; waiting for deliveries ...\n", len(res.load.sent), res.load.ok, res.load.elapsed.Round(time.Millisecond))
 
 	res.delivery = waitDelivered(ctx, fake, res.load, sc.drainTimeout)
