@@ -21,11 +21,14 @@
 //
 // Scenarios (-scenario, comma-separated, default all):
 //
-//	ingest  fixed concurrency -c (32) for -ingest-duration
-//	e2e     fixed rate -rate (1000/s) for -e2e-duration (30s)
-//	slow    the fake answers every chat.sendMessage after -slow-delay (200ms);
-//	        -slow-rate for -slow-duration: ingest must not wait on the sink,
-//	        delivery runs at most queue concurrency / delay
+//	ingest       fixed concurrency -c (32) for -ingest-duration, delivering
+//	             meanwhile
+//	ingest-only  the same while the fake holds every chat post: herald's
+//	             ingest without its own deliveries competing for the CPUs
+//	e2e          fixed rate -rate (1000/s) for -e2e-duration (30s)
+//	slow         the fake answers every chat.sendMessage after -slow-delay
+//	             (200ms); -slow-rate for -slow-duration: ingest must not wait
+//	             on the sink, delivery runs at most queue concurrency / delay
 //
 // Run it from the repository root (it runs `go build ./cmd/herald`) or pass
 // -herald. All traffic stays on 127.0.0.1.
@@ -99,7 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("heraldload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, e2e, slow, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, ingest-only, e2e, slow, or all")
 	fs.StringVar(&o.heraldBin, "herald", "", "herald binary (default: go build ./cmd/herald into a temp dir)")
 	fs.IntVar(&o.concurrency, "c", 32, "ingest: concurrent senders")
 	fs.DurationVar(&o.ingestDur, "ingest-duration", 10*time.Second, "ingest: how long to send")
@@ -136,11 +139,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	for _, s := range strings.Split(*scen, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "all":
-			o.scenarios = append(o.scenarios, "ingest", "e2e", "slow")
-		case "ingest", "e2e", "slow":
+			o.scenarios = append(o.scenarios, "ingest", "ingest-only", "e2e", "slow")
+		case "ingest", "ingest-only", "e2e", "slow":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("-scenario: unknown %q (ingest, e2e, slow, all)", s)
+			return nil, fmt.Errorf("-scenario: unknown %q (ingest, ingest-only, e2e, slow, all)", s)
 		}
 	}
 	switch {
