@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/shim"
+	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
 func TestTemplatesAreWebhooksWithUniqueGroups(t *testing.T) {
@@ -161,3 +163,50 @@ type bodyReader struct{ *bytes.Reader }
 func (bodyReader) Close() error { return nil }
 
 func httptestBody(b []byte) bodyReader { return bodyReader{bytes.NewReader(b)} }
+
+// TestWaitDeliveredMatchesMessages posts chat messages to the fake the way
+// the sink would and checks the counts: one webhook delivered once, one
+// twice, one never, and a message for a webhook that was refused.
+func TestWaitDeliveredMatchesMessages(t *testing.T) {
+	fake := rocketchattest.NewServer(rocketchattest.WithRooms("alerts"))
+	defer fake.Close()
+	post := func(text string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"channel":"#alerts","text":%q}`, text)
+		req, _ := http.NewRequest(http.MethodPost, fake.URL+"/api/v1/chat.postMessage", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-User-Id", fake.UserID())
+		req.Header.Set("X-Auth-Token", fake.Token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("post: %d", resp.StatusCode)
+		}
+	}
+	start := time.Now()
+	lr := &loadResult{sent: []sent{
+		{seq: 1, start: start, acked: start.Add(time.Millisecond), status: http.StatusOK},
+		{seq: 2, start: start, acked: start.Add(time.Millisecond), status: http.StatusOK},
+		{seq: 3, start: start, acked: start.Add(time.Millisecond), status: http.StatusOK},
+		{seq: 4, start: start, status: http.StatusServiceUnavailable},
+	}, ok: 3}
+	// The token appears several times in one message (title and labels):
+	// that is still one message.
+	post("*[FIRING:1] HighLatency loadid=" + loadToken(1) + "* `loadid=" + loadToken(1) + "`")
+	post("*[FIRING:2] X loadid=" + loadToken(2) + "*")
+	post("*[FIRING:2] X loadid=" + loadToken(2) + "* again")
+	post("*[FIRING:1] Y loadid=" + loadToken(4) + "*")
+	st := waitDelivered(context.Background(), fake, lr, 300*time.Millisecond)
+	if st.acked != 3 || st.delivered != 2 || st.lost != 1 || st.dup != 1 || st.unacked != 1 {
+		t.Errorf("acked %d delivered %d lost %d dup %d unacked %d; want 3 2 1 1 1", st.acked, st.delivered, st.lost, st.dup, st.unacked)
+	}
+	if st.drained {
+		t.Error("drained although webhook 3 never arrived")
+	}
+	if len(st.fromSend) != 2 || st.fromSend[0] <= 0 {
+		t.Errorf("latencies %v", st.fromSend)
+	}
+}

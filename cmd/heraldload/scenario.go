@@ -74,6 +74,9 @@ func scenarioFor(name string, o *options) *scenario {
 	return sc
 }
 
+// idleSpan is how long herald's idle CPU use is measured.
+const idleSpan = 2 * time.Second
+
 // scenarioResult is everything one scenario measured.
 type scenarioResult struct {
 	sc            *scenario
@@ -84,6 +87,8 @@ type scenarioResult struct {
 	load          *loadResult
 	bare          *loadResult
 	cpu           time.Duration
+	selfCPU       time.Duration // this process (generator and fake) meanwhile
+	idleCPU       time.Duration // herald's CPU during idleSpan before the load
 	delivery      deliveryStats
 	deliveryConc  int
 }
@@ -150,15 +155,23 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 		return nil, err
 	}
 	defer h.stop()
-	// Let start-up garbage settle before reading the idle footprint.
+	// Let start-up garbage settle before reading the idle footprint, then
+	// read what herald spends doing nothing for idleSpan.
 	time.Sleep(time.Second)
 	if res.idleRSS, _, err = memStatus(h.pid()); err != nil {
 		return nil, err
 	}
+	idle0, err := cpuTime(h.pid())
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(idleSpan)
 	cpu0, err := cpuTime(h.pid())
 	if err != nil {
 		return nil, err
 	}
+	res.idleCPU = cpu0 - idle0
+	self0 := selfCPU()
 
 	spec := sc.load
 	spec.url = "http://" + addr + "/webhooks/alertmanager"
@@ -177,6 +190,7 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 		return nil, err
 	}
 	res.cpu = cpu1 - cpu0
+	res.selfCPU = selfCPU() - self0
 	if _, res.peakRSS, err = memStatus(h.pid()); err != nil {
 		return nil, err
 	}
@@ -227,16 +241,39 @@ type deliveryStats struct {
 
 var tokenRE = regexp.MustCompile(idPrefix + `(\d{` + strconv.Itoa(idWidth) + `})` + idSuffix)
 
-// waitDelivered polls the fake until every acknowledged webhook has its
-// message or timeout passes, then matches messages to webhooks.
+// waitDelivered polls the fake until every acknowledged webhook has a
+// message or timeout passes, then matches messages to webhooks. Messages
+// are parsed once each, as they arrive.
 func waitDelivered(ctx context.Context, fake *rocketchattest.Server, lr *loadResult, timeout time.Duration) deliveryStats {
 	begin := time.Now()
 	deadline := begin.Add(timeout)
 	st := deliveryStats{acked: lr.ok}
-	var msgs []rocketchattest.Message
+	acked := make(map[int]bool, lr.ok)
+	for _, s := range lr.sent {
+		if s.status == http.StatusOK {
+			acked[s.seq] = true
+		}
+	}
+	got := map[int][]time.Time{} // messages per load id
+	found, parsed := 0, 0
 	for {
-		msgs = fake.TopLevel("alerts")
-		if len(msgs) >= lr.ok {
+		msgs := fake.TopLevel("alerts")
+		for _, m := range msgs[parsed:] {
+			for seq := range tokensOf(m) {
+				if len(got[seq]) == 0 && acked[seq] {
+					found++
+				}
+				got[seq] = append(got[seq], m.Created)
+			}
+			if st.first.IsZero() || m.Created.Before(st.first) {
+				st.first = m.Created
+			}
+			if m.Created.After(st.last) {
+				st.last = m.Created
+			}
+		}
+		parsed = len(msgs)
+		if found >= lr.ok {
 			st.drained = true
 			break
 		}
@@ -246,36 +283,10 @@ func waitDelivered(ctx context.Context, fake *rocketchattest.Server, lr *loadRes
 		time.Sleep(200 * time.Millisecond)
 	}
 	st.waited = time.Since(begin)
-	// Messages per load id.
-	got := map[int][]time.Time{}
-	for _, m := range msgs {
-		seen := map[int]bool{}
-		texts := []string{m.Text}
-		for _, a := range m.Attachments {
-			texts = append(texts, a.Title, a.Text)
-		}
-		for _, t := range texts {
-			for _, sm := range tokenRE.FindAllStringSubmatch(t, -1) {
-				seq, _ := strconv.Atoi(sm[1])
-				seen[seq] = true
-			}
-		}
-		for seq := range seen {
-			got[seq] = append(got[seq], m.Created)
-		}
-		if st.first.IsZero() || m.Created.Before(st.first) {
-			st.first = m.Created
-		}
-		if m.Created.After(st.last) {
-			st.last = m.Created
-		}
-	}
-	acked := map[int]bool{}
 	for _, s := range lr.sent {
 		if s.status != http.StatusOK {
 			continue
 		}
-		acked[s.seq] = true
 		ts := got[s.seq]
 		if len(ts) == 0 {
 			st.lost++
@@ -295,6 +306,23 @@ func waitDelivered(ctx context.Context, fake *rocketchattest.Server, lr *loadRes
 		}
 	}
 	return st
+}
+
+// tokensOf returns the load ids a message names, in its text or its
+// attachments; a message naming one id several times counts once.
+func tokensOf(m rocketchattest.Message) map[int]bool {
+	seen := map[int]bool{}
+	texts := []string{m.Text}
+	for _, a := range m.Attachments {
+		texts = append(texts, a.Title, a.Text)
+	}
+	for _, t := range texts {
+		for _, sm := range tokenRE.FindAllStringSubmatch(t, -1) {
+			seq, _ := strconv.Atoi(sm[1])
+			seen[seq] = true
+		}
+	}
+	return seen
 }
 
 func (d deliveryStats) throughput() float64 {
@@ -362,9 +390,10 @@ func printCost(w io.Writer, r *scenarioResult) {
 		if r.sc.holdSink {
 			span = "ingest only"
 		}
-		fmt.Fprintf(w, "herald CPU:      %.2f s total, %.3f CPU-s per 1,000 webhooks (%s)\n",
-			r.cpu.Seconds(), r.cpu.Seconds()*1000/float64(l.ok), span)
+		fmt.Fprintf(w, "herald CPU:      %.2f s total, %.3f CPU-s per 1,000 webhooks (%s); load generator and fake chat meanwhile %.2f s\n",
+			r.cpu.Seconds(), r.cpu.Seconds()*1000/float64(l.ok), span, r.selfCPU.Seconds())
 	}
+	fmt.Fprintf(w, "herald idle:     %.1f%% of a CPU before the load\n", 100*r.idleCPU.Seconds()/idleSpan.Seconds())
 	fmt.Fprintf(w, "herald RSS:      idle %s, peak %s\n", mb(r.idleRSS), mb(r.peakRSS))
 	fmt.Fprintf(w, "ready to serve:  %s on a fresh data dir; restarted on the used one: median %s of %v\n",
 		ms(r.readyCold), ms(median(r.readyRestarts)), roundAll(r.readyRestarts))
