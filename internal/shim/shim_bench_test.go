@@ -18,7 +18,9 @@ import (
 // benchWebhook is a realistic Alertmanager webhook of one group with n
 // alerts: eight labels and three annotations per alert, as a Kubernetes
 // alert rule produces.
-func benchWebhook(b *testing.B, n int) []byte {
+func benchWebhook(b *testing.B, n int) []byte { return benchWebhookBytes(b, n) }
+
+func benchWebhookBytes(b testing.TB, n int) []byte {
 	b.Helper()
 	type alert struct {
 		Status       string            `json:"status"`
