@@ -126,13 +126,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	log = log.With("receiver", m.Receiver, "group_key", m.GroupKey, "status", m.Status, "alerts", len(m.Alerts))
+	// The webhook's attributes go on every line logged from here on; they
+	// are attached only when a line is logged (slog's With formats them at
+	// once, and most webhooks log nothing).
+	group := slog.Group("", "receiver", m.Receiver, "group_key", m.GroupKey, "status", m.Status, "alerts", len(m.Alerts))
 
 	// m is not used after this: the notifications may keep its maps.
 	ns, err := convert(m, true)
 	if err != nil {
 		// Decode already checked everything Convert checks.
-		log.ErrorContext(ctx, "alertmanager webhook: conversion failed", "err", err)
+		log.ErrorContext(ctx, "alertmanager webhook: conversion failed", group, "err", err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -144,7 +147,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res, err := h.pub.Publish(ctx, connect.NewRequest(&heraldv1.PublishRequest{Notification: n}))
 		if err != nil {
 			code, msg := publishStatus(err)
-			log.WarnContext(ctx, "alertmanager webhook: publish failed", "idempotency_key", n.GetIdempotencyKey(), "http_status", code, "err", err)
+			log.WarnContext(ctx, "alertmanager webhook: publish failed", group, "idempotency_key", n.GetIdempotencyKey(), "http_status", code, "err", err)
 			if code == http.StatusServiceUnavailable {
 				writeUnavailable(w, msg)
 			} else {
@@ -154,7 +157,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Notifications = append(resp.Notifications, Published{ID: res.Msg.GetId(), Duplicate: res.Msg.GetDuplicate()})
 	}
-	log.DebugContext(ctx, "alertmanager webhook stored", "notifications", resp.Notifications)
+	log.DebugContext(ctx, "alertmanager webhook stored", group, "notifications", resp.Notifications)
 	writeJSON(w, http.StatusOK, resp)
 }
 

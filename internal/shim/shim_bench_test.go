@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -132,5 +134,23 @@ func BenchmarkHandler(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkHandlerLogged is BenchmarkHandler/alerts=5 with a JSON logger at
+// info level, as herald serve runs it: what logging costs a webhook that
+// logs nothing.
+func BenchmarkHandlerLogged(b *testing.B) {
+	body := benchWebhook(b, 5)
+	h := NewHandler(discardPublisher{}, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
 	}
 }
