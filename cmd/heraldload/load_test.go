@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -208,5 +210,47 @@ func TestWaitDeliveredMatchesMessages(t *testing.T) {
 	}
 	if len(st.fromSend) != 2 || st.fromSend[0] <= 0 {
 		t.Errorf("latencies %v", st.fromSend)
+	}
+}
+
+func TestSummaryJSON(t *testing.T) {
+	start := time.Now()
+	mk := func(n int, per time.Duration) *loadResult {
+		lr := &loadResult{elapsed: time.Second, errs: map[string]int{}}
+		for i := range n {
+			lr.sent = append(lr.sent, sent{seq: i, start: start, acked: start.Add(per), status: http.StatusOK})
+		}
+		lr.ok = n
+		return lr
+	}
+	r := &scenarioResult{
+		sc:   &scenario{name: "ingest-only", holdSink: true},
+		load: mk(300, 2*time.Millisecond), bare: mk(600, time.Millisecond),
+		cpu: 150 * time.Millisecond, idleRSS: 32 << 20, peakRSS: 100 << 20,
+		readyRestarts: []time.Duration{90 * time.Millisecond, 80 * time.Millisecond, 100 * time.Millisecond},
+	}
+	path := t.TempDir() + "/s.json"
+	if err := writeSummary(path, []*scenarioResult{r}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"scenario": "ingest-only", "ingest_per_sec": 300.0, "bare_per_sec": 600.0, "ingest_ratio": 0.5,
+		"ingest_p99_ms": 2.0, "cpu_sec_per_1000": 0.5, "rss_peak_mib": 100.0, "ready_restart_median_ms": 90.0,
+	}
+	for k, v := range want {
+		if got[0][k] != v {
+			t.Errorf("%s = %v, want %v", k, got[0][k], v)
+		}
+	}
+	if _, ok := got[0]["lost"]; ok {
+		t.Error("a held sink reports no deliveries, so no lost count")
 	}
 }

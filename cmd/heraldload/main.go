@@ -73,6 +73,7 @@ type options struct {
 	noBare       bool
 	profileDir   string
 	heraldEnv    []string
+	jsonOut      string
 }
 
 func main() {
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (config, data, herald logs)")
 	fs.BoolVar(&o.noBare, "no-bare", false, "skip the bare decode-only baseline")
 	fs.StringVar(&o.profileDir, "profile", "", "run herald inside a heraldload herald-profiled child and write its CPU, mutex, block and heap profiles to this dir as <scenario>.*.pprof (numbers then include the profiler's cost)")
+	fs.StringVar(&o.jsonOut, "json", "", "also write each scenario's numbers to this file as JSON")
 	env := fs.String("herald-env", "", "extra environment for herald, comma-separated NAME=value (e.g. GOGC=50,GOMEMLIMIT=64MiB)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -209,6 +211,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		results = append(results, r)
 	}
 	printTargets(stdout, results)
+	if o.jsonOut != "" {
+		return writeSummary(o.jsonOut, results)
+	}
 	return nil
 }
 
