@@ -1,0 +1,80 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/store"
+)
+
+func TestIDsSortByReceiptTime(t *testing.T) {
+	base := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 50 {
+		id := newID(base.Add(time.Duration(i) * time.Millisecond))
+		if len(id) != 26 {
+			t.Fatalf("id %q has %d characters, want 26", id, len(id))
+		}
+		ids = append(ids, id)
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Errorf("ids of increasing receipt times do not sort: %v", ids)
+	}
+	if a, b := newID(base), newID(base); a == b {
+		t.Errorf("two ids in the same millisecond are equal: %s", a)
+	}
+}
+
+// errStore fails Put with a given error.
+type errStore struct {
+	store.Store
+	err error
+}
+
+func (s errStore) Put(context.Context, *heraldv1.Notification) (string, bool, error) {
+	return "", false, s.err
+}
+
+func TestStoreErrorsMapToCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want connect.Code
+	}{
+		{fmt.Errorf("queue: publish: %w: timeout", store.ErrUnavailable), connect.CodeUnavailable},
+		{errors.New("something nobody classified"), connect.CodeUnavailable},
+		{fmt.Errorf("queue: 9 MiB: %w", store.ErrTooLarge), connect.CodeInvalidArgument},
+		{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
+	}
+	for _, tt := range tests {
+		s := New(errStore{err: tt.err}, Options{})
+		_, err := s.Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
+			Source: "t", Title: "x", Severity: heraldv1.Severity_SEVERITY_INFO,
+		}}))
+		if got := connect.CodeOf(err); got != tt.want {
+			t.Errorf("store error %v → %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestPublishAssignsIDAndTime(t *testing.T) {
+	now := time.Date(2026, 11, 27, 3, 4, 5, 0, time.UTC)
+	st := store.NewMemory()
+	s := New(st, Options{Now: func() time.Time { return now }})
+	res, err := s.Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
+		Source: "t", Title: "x", Severity: heraldv1.Severity_SEVERITY_INFO,
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := st.All()[0]
+	if got.GetId() != res.Msg.GetId() || !got.GetReceivedAt().AsTime().Equal(now) || got.GetStatus() != heraldv1.Status_STATUS_FIRING {
+		t.Errorf("stored %v; want id %s, received_at %v, status defaulted to firing", got, res.Msg.GetId(), now)
+	}
+}
