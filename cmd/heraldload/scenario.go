@@ -434,9 +434,11 @@ func printTargets(w io.Writer, rs []*scenarioResult) {
 			check(r.delivery.lost == 0 && r.delivery.dup == 0 && r.delivery.acked == len(l.sent), "nothing lost, nothing duplicated: lost %d, duplicated %d, refused %d",
 				r.delivery.lost, r.delivery.dup, len(l.sent)-r.delivery.acked)
 		case "slow":
-			bound := float64(r.deliveryConc) / r.sc.slowDelay.Seconds()
 			check(percentile(lat, 99) < 20*time.Millisecond, "slow chat: ingest unaffected (p99 %s, p50 %s)", ms(percentile(lat, 99)), ms(percentile(lat, 50)))
-			check(r.delivery.throughput() >= 0.8*bound, "slow chat: delivery limited only by concurrency: %.0f/s of %.0f/s possible", r.delivery.throughput(), bound)
+			if r.sc.slowDelay > 0 {
+				bound := float64(r.deliveryConc) / r.sc.slowDelay.Seconds()
+				check(r.delivery.throughput() >= 0.8*bound, "slow chat: delivery limited only by concurrency: %.0f/s of %.0f/s possible", r.delivery.throughput(), bound)
+			}
 		}
 		if l.ok > 0 {
 			per := r.cpu.Seconds() * 1000 / float64(l.ok)
