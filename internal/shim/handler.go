@@ -172,10 +172,12 @@ func publishStatus(err error) (int, string) {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument:
 		return http.StatusBadRequest, "notification refused: " + msg
-	case connect.CodeUnauthenticated:
-		return http.StatusUnauthorized, "herald refused the shim's credentials"
-	case connect.CodePermissionDenied:
-		return http.StatusForbidden, "herald denied the shim permission to publish"
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
+		// The remote herald refused the shim's own credentials, not
+		// Alertmanager's: a config fault on herald's side that someone will
+		// fix. A 4xx would make Alertmanager drop the notification; a 5xx
+		// keeps it retrying until then.
+		return http.StatusServiceUnavailable, "herald refused the shim's credentials; notification not stored, retry"
 	}
 	// Unavailable, DeadlineExceeded, ResourceExhausted, Internal, Unknown,
 	// Canceled and anything unexpected: the notification is not stored, and

@@ -135,8 +135,8 @@ func TestHandlerStatusCodes(t *testing.T) {
 		{name: "no alerts", body: `{"version":"4","status":"firing","alerts":[]}`, wantStatus: 400, wantError: "no alerts"},
 		{name: "wrong type", body: strings.Replace(valid, `"truncatedAlerts": 0`, `"truncatedAlerts": "0"`, 1), wantStatus: 400, wantError: "field truncatedAlerts: got JSON string"},
 		{name: "service says invalid", body: valid, pubErr: connect.NewError(connect.CodeInvalidArgument, errors.New("title too long")), wantStatus: 400, wantError: "title too long"},
-		{name: "remote herald refuses credentials", body: valid, pubErr: connect.NewError(connect.CodeUnauthenticated, errors.New("bad token")), wantStatus: 401},
-		{name: "remote herald denies", body: valid, pubErr: connect.NewError(connect.CodePermissionDenied, errors.New("no")), wantStatus: 403},
+		{name: "remote herald refuses credentials", body: valid, pubErr: connect.NewError(connect.CodeUnauthenticated, errors.New("bad token")), wantStatus: 503},
+		{name: "remote herald denies", body: valid, pubErr: connect.NewError(connect.CodePermissionDenied, errors.New("no")), wantStatus: 503},
 		{name: "GET", method: http.MethodGet, wantStatus: 405},
 		{name: "PUT", method: http.MethodPut, body: valid, wantStatus: 405},
 		{name: "over the limit", body: valid, maxBody: 100, wantStatus: 413, wantError: "larger than 100 bytes"},
@@ -209,9 +209,7 @@ func TestHandlerStatusCodes(t *testing.T) {
 // must give a 5xx, which Alertmanager retries, never a 4xx, which it drops.
 func TestHandlerNeverAnswers4xxForTransientFaults(t *testing.T) {
 	permanent := map[connect.Code]bool{
-		connect.CodeInvalidArgument:  true,
-		connect.CodeUnauthenticated:  true,
-		connect.CodePermissionDenied: true,
+		connect.CodeInvalidArgument: true,
 	}
 	body := mustRead(t, "../../deploy/examples/firing.json")
 	for code := connect.CodeCanceled; code <= connect.CodeUnauthenticated; code++ {

@@ -43,7 +43,7 @@ func TestHandlerInFrontOfRemoteHerald(t *testing.T) {
 		{"stored", nil, http.StatusOK},
 		{"storage unavailable", connect.NewError(connect.CodeUnavailable, errors.New("storage unavailable")), http.StatusServiceUnavailable},
 		{"invalid", connect.NewError(connect.CodeInvalidArgument, errors.New("bad")), http.StatusBadRequest},
-		{"unauthenticated", connect.NewError(connect.CodeUnauthenticated, errors.New("token")), http.StatusUnauthorized},
+		{"unauthenticated", connect.NewError(connect.CodeUnauthenticated, errors.New("token")), http.StatusServiceUnavailable},
 		{"plain error in the service", errors.New("boom"), http.StatusServiceUnavailable},
 	}
 	for _, tc := range cases {
