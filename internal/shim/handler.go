@@ -51,12 +51,11 @@ type Options struct {
 //	200  stored, or recognised as a duplicate of a stored notification
 //	400  a payload that can never succeed (bad JSON, wrong version, no alerts,
 //	     a field of the wrong type), or pub says InvalidArgument
-//	401  pub says Unauthenticated (a remote herald refused the shim's credentials)
-//	403  pub says PermissionDenied
 //	405  not a POST
 //	413  body over Options.MaxBodyBytes
 //	415  a Content-Type that is not JSON (no Content-Type is accepted)
-//	503  anything else pub reports, e.g. storage unavailable: Alertmanager retries
+//	503  anything else pub reports, e.g. storage unavailable, or a remote
+//	     herald refusing the shim's own credentials: Alertmanager retries
 //
 // Authentication of the caller happens before this handler (server
 // middleware). Publish runs with the request's context, so the trace that
