@@ -76,7 +76,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	if err != nil {
 		return fail(err)
 	}
-	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport)
+	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport, cfg.Queue.Concurrency)
 	if err != nil {
 		return fail(err)
 	}

@@ -16,10 +16,16 @@ import (
 // buildSinks constructs every configured sink. This switch is the one list
 // of sink types herald knows; each type's constructor validates its own
 // config. Every sink's HTTP client goes through one traced transport whose
-// spans never show a hook URL's token.
-func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper) (map[string]sinks.Sink, error) {
+// spans never show a hook URL's token. concurrency is how many deliveries
+// run at once.
+func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper, concurrency int) (map[string]sinks.Sink, error) {
 	if base == nil {
-		base = http.DefaultTransport
+		// The dispatcher runs up to queue.concurrency deliveries at once,
+		// mostly to one chat server: keep that many connections idle, or
+		// most requests dial (and close) a new one.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(64, 2*concurrency)
+		base = t
 	}
 	transport := telemetry.HTTPTransport(base)
 	out := make(map[string]sinks.Sink, len(cfgs))
