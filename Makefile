@@ -66,9 +66,10 @@ test-jaeger:
 	./scripts/install-jaeger.sh
 	$(GO) test -race -count=1 -run TestTraceReachesJaeger ./test/jaeger
 
-## bench: Go benchmarks of the hot paths, with allocations
+## bench: Go benchmarks of the hot paths (with allocations), then the end-to-end load run (docs/benchmarks.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) run ./cmd/heraldload
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
