@@ -266,8 +266,8 @@ func TestDigest(t *testing.T) {
 			rec, _ := r.state.Record(t.Context(), m.n.GetId())
 			sd := rec.GetSinks()[0]
 			if rec.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED || rec.GetDeliveredBy() != "pc" ||
-				sd.GetAttempts() != 1 || !proto.Equal(sd.GetMessage(), digestRef) {
-				t.Errorf("%s: record %v", m.n.GetId(), rec)
+				sd.GetAttempts() != 1 || !proto.Equal(sd.GetMessage(), digestRef) || sd.GetDigestSize() != 5 {
+				t.Errorf("%s: record %v; want delivered by pc in a digest of 5", m.n.GetId(), rec)
 			}
 			// A digest stands for no group: no parent is stored.
 			if p, _ := r.state.Parent(t.Context(), "pc", m.n.GetGroupKey()); p != nil {
@@ -304,6 +304,9 @@ func TestDigestOfOne(t *testing.T) {
 		}
 		if p := reqs[1].to.Parent; p.GetMessageId() != "m-n0" {
 			t.Errorf("n1 sent with parent %v, want n0's message", p)
+		}
+		if rec, _ := r.state.Record(t.Context(), "n1"); rec.GetSinks()[0].GetDigestSize() != 0 {
+			t.Errorf("a lone notification's record says digest_size %d", rec.GetSinks()[0].GetDigestSize())
 		}
 		if got := value(t, r.d.m.digests.WithLabelValues("pc", "delivered")); got != 0 {
 			t.Errorf("herald_digests_total = %v for a lone notification", got)

@@ -389,6 +389,8 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		if err == nil {
 			if !res.shared() {
 				br.success(ctx)
+			} else {
+				sd.DigestSize = uint32(res.size)
 			}
 			d.delivered(ctx, h, idx, step, sd, parent, rcpt, log)
 			return sinkDelivered

@@ -608,8 +608,12 @@ type SinkDelivery struct {
 	ErrorClass string      `protobuf:"bytes,5,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
 	Message    *MessageRef `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// The channel the route chose for this sink.
-	Channel       string                 `protobuf:"bytes,7,opt,name=channel,proto3" json:"channel,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Channel   string                 `protobuf:"bytes,7,opt,name=channel,proto3" json:"channel,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// When the sink took the notification in a digest (several notifications
+	// merged into one message under a rate limit), how many it held; 0 for a
+	// message of its own.
+	DigestSize    uint32 `protobuf:"varint,9,opt,name=digest_size,json=digestSize,proto3" json:"digest_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -698,6 +702,13 @@ func (x *SinkDelivery) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *SinkDelivery) GetDigestSize() uint32 {
+	if x != nil {
+		return x.DigestSize
+	}
+	return 0
 }
 
 // DeliveryRecord is the delivery history of one notification.
@@ -835,7 +846,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x1b\n" +
-	"\tthread_id\x18\x03 \x01(\tR\bthreadId\"\xb4\x02\n" +
+	"\tthread_id\x18\x03 \x01(\tR\bthreadId\"\xd5\x02\n" +
 	"\fSinkDelivery\x12\x12\n" +
 	"\x04sink\x18\x01 \x01(\tR\x04sink\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12\x1a\n" +
@@ -847,7 +858,9 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\amessage\x18\x06 \x01(\v2\x15.herald.v1.MessageRefR\amessage\x12\x18\n" +
 	"\achannel\x18\a \x01(\tR\achannel\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xd1\x01\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vdigest_size\x18\t \x01(\rR\n" +
+	"digestSize\"\xd1\x01\n" +
 	"\x0eDeliveryRecord\x12.\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12-\n" +
 	"\x05sinks\x18\x02 \x03(\v2\x17.herald.v1.SinkDeliveryR\x05sinks\x12!\n" +
