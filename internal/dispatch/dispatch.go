@@ -181,6 +181,9 @@ type delivery struct {
 	allPermanent bool
 	// longestThrottle is the longest rate-limit wait any sink asked for.
 	longestThrottle time.Duration
+	// parents caches the group's message per sink as read by
+	// lifecycleChain (nil entries included), so trySink reads each once.
+	parents map[string]*heraldv1.MessageRef
 }
 
 func (h *delivery) fallbackReason() string { return strings.Join(h.failures, "; ") }
@@ -355,8 +358,8 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		return sinkSkipped
 	}
 	log := h.log.With("sink", step.Sink)
-	var parent *heraldv1.MessageRef
-	if gk := h.n.GetGroupKey(); gk != "" {
+	parent, cached := h.parents[step.Sink]
+	if gk := h.n.GetGroupKey(); gk != "" && !cached {
 		var err error
 		parent, err = d.state.Parent(ctx, step.Sink, gk)
 		if err != nil {
@@ -504,9 +507,14 @@ func (d *Dispatcher) lifecycleChain(ctx context.Context, h *delivery) []route.St
 	if gk == "" || len(chain) < 2 {
 		return chain
 	}
+	h.parents = make(map[string]*heraldv1.MessageRef, len(chain))
 	for i, step := range chain {
 		ref, err := d.state.Parent(ctx, step.Sink, gk)
-		if err != nil || ref == nil {
+		if err != nil {
+			continue // trySink reads it again and decides
+		}
+		h.parents[step.Sink] = ref
+		if ref == nil {
 			continue
 		}
 		if i == 0 {

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -109,4 +110,44 @@ func TestLifecycleFallsBackWhenItsHomeFails(t *testing.T) {
 			t.Errorf("slack (the group's home) tried %d times, want first and once", len(calls))
 		}
 	})
+}
+
+// countingState counts Parent reads.
+type countingState struct {
+	*MemoryState
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (s *countingState) Parent(ctx context.Context, sink, groupKey string) (*heraldv1.MessageRef, error) {
+	s.mu.Lock()
+	s.reads[sink]++
+	s.mu.Unlock()
+	return s.MemoryState.Parent(ctx, sink, groupKey)
+}
+
+// TestParentReadOncePerSink: choosing the chain and delivering read each
+// sink's message for the group once, not twice.
+func TestParentReadOncePerSink(t *testing.T) {
+	st := &countingState{MemoryState: NewMemoryState(), reads: map[string]int{}}
+	rc, slack := &fakeSink{name: "rc", send: threading("rc")}, &fakeSink{name: "slack"}
+	d, err := New(Options{
+		Router: chainRouter{{Sink: "rc", Channel: "#a"}, {Sink: "slack", Channel: "#a"}},
+		Sinks:  map[string]sinks.Sink{"rc": rc, "slack": slack},
+		State:  st,
+		Config: testConfig(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"f1", "f2"} {
+		if out := d.Handle(t.Context(), msg(id, "G")); out.Action != Ack {
+			t.Fatalf("%s: %+v", id, out)
+		}
+	}
+	// f1: rc and slack have no message (2 reads, rc cached for delivery);
+	// f2: rc has one, so slack is not read.
+	if st.reads["rc"] != 2 || st.reads["slack"] != 1 {
+		t.Errorf("parent reads %v, want rc 2, slack 1", st.reads)
+	}
 }
