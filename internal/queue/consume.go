@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/dispatch"
@@ -185,8 +184,8 @@ func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle 
 	}
 	defer func() { <-sem }()
 
-	n := &heraldv1.Notification{}
-	if err := proto.Unmarshal(msg.Data(), n); err != nil {
+	n, err := decodeNotification(msg.Headers(), msg.Data())
+	if err != nil {
 		q.deadLetterUndecodable(ctx, msg, md, err)
 		return
 	}
@@ -198,6 +197,8 @@ func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle 
 		seq:       md.Sequence.Stream,
 		partition: p,
 	}
+	q.flights.begin(n.GetId(), m.seq)
+	defer q.flights.end(n.GetId())
 	stop := q.keepAlive(msg)
 	out := q.call(q.extract(ctx, msg.Headers()), handle, m)
 	stop()
@@ -287,7 +288,7 @@ func (q *Queue) apply(ctx context.Context, m *Message, out dispatch.Outcome) {
 			err = m.msg.NakWithDelay(deadLetterRetry)
 			break
 		}
-		if serr := q.setState(actx, m.n.GetId(), heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); serr != nil {
+		if serr := q.setState(actx, m.n.GetId(), m.seq, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); serr != nil {
 			log.Warn("dead-lettered, but the record was not updated", "err", serr)
 		}
 		err = m.msg.DoubleAck(actx)
@@ -317,7 +318,7 @@ func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md
 		return
 	}
 	if validID(id) {
-		_ = q.setState(actx, id, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED)
+		_ = q.setState(actx, id, md.Sequence.Stream, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED)
 	}
 	if err := msg.TermWithReason(cleanReason(reason)); err != nil {
 		q.log.Warn("cannot terminate undecodable message", "id", id, "err", err)

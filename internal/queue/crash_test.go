@@ -95,9 +95,6 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 		if got.Delivery.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_PENDING {
 			t.Errorf("%s: record state %v after restart", id, got.Delivery.GetState())
 		}
-		if sr, found, err := e.q.loadRecord(t.Context(), id); err != nil || !found || sr.seq == 0 {
-			t.Errorf("%s: record lost after kill -9 (found %v, seq %d, %v)", id, found, sr.seq, err)
-		}
 	}
 	d, _, _, err := e.q.backlog(t.Context())
 	if err != nil || d < uint64(len(acked)) {

@@ -72,6 +72,7 @@ type Queue struct {
 	records   jetstream.KeyValue
 	threads   jetstream.KeyValue
 	consumers []jetstream.Consumer
+	flights   flights
 
 	m *metrics
 	// pullExpiry bounds each pull request; a consumer that stops answering

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -208,33 +209,33 @@ func TestPutDedup(t *testing.T) {
 	}
 }
 
-// A Put whose record write failed is retried by its caller; the retry is
-// deduplicated and must still create the record.
-func TestPutRetryCreatesMissingRecord(t *testing.T) {
+// Put stores the message and nothing else: the notification is PENDING
+// until its first delivery attempt writes a record, and Get finds it by
+// subject meanwhile. A retried Put (lost ack) stores nothing twice and is no
+// duplicate for its caller.
+func TestPutWritesOnlyTheMessage(t *testing.T) {
 	e := newTest(t, nil)
 	ctx := t.Context()
 	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
 	n.IdempotencyKey = "k1"
 	mustPut(t, e.q, n)
-	if err := e.q.records.Purge(ctx, n.Id); err != nil {
-		t.Fatal(err)
-	}
 	if rec, err := e.q.Record(ctx, n.Id); err != nil || rec != nil {
-		t.Fatalf("after purge Record = %v, %v; want nil", rec, err)
+		t.Fatalf("Record after Put = %v, %v; want none", rec, err)
 	}
-	// Get still finds the notification by subject.
-	if got, err := e.q.Get(ctx, n.Id); err != nil || got.Notification.GetId() != n.Id {
-		t.Fatalf("Get without record = %v, %v", got, err)
+	got, err := e.q.Get(ctx, n.Id)
+	if err != nil || got.Notification.GetId() != n.Id || got.Delivery.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_PENDING {
+		t.Fatalf("Get without record = %v, %v; want it PENDING", got, err)
 	}
-	if _, _, err := e.q.Put(ctx, n); err != nil {
+	id, dup, err := e.q.Put(ctx, n)
+	if err != nil || dup || id != n.Id {
+		t.Fatalf("retried Put = %q, %v, %v; want %q, not a duplicate", id, dup, err, n.Id)
+	}
+	info, err := e.q.records.Status(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sr, found, err := e.q.loadRecord(ctx, n.Id)
-	if err != nil || !found {
-		t.Fatalf("record after retry: found=%v err=%v", found, err)
-	}
-	if sr.seq == 0 || sr.rec.GetState() != heraldv1.DeliveryState_DELIVERY_STATE_PENDING {
-		t.Errorf("record after retry = seq %d state %v, want a seq and PENDING", sr.seq, sr.rec.GetState())
+	if info.Values() != 0 {
+		t.Errorf("records bucket holds %d values after two Puts, want 0", info.Values())
 	}
 }
 
@@ -352,24 +353,40 @@ func TestRecords(t *testing.T) {
 		t.Errorf("Record(unknown) = %v, %v; want nil, nil", rec, err)
 	}
 
-	// The dispatcher may write a record before Put wrote its own: Put must
-	// not overwrite it, and must still record where the message is.
+	// The handler of a message writes its record: it must say where the
+	// message sits, so Get reads it by sequence.
 	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
-	early := &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Route: "r1"}
-	if err := e.q.PutRecord(ctx, n.Id, early); err != nil {
-		t.Fatal(err)
-	}
 	mustPut(t, e.q, n)
+	early := &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Route: "r1"}
+	seqs := make(chan uint64, 1)
+	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		if rec, err := e.q.Record(ctx, n.Id); err != nil || rec != nil {
+			t.Errorf("Record in handler = %v, %v; want none", rec, err)
+		}
+		if err := e.q.PutRecord(ctx, n.Id, early); err != nil {
+			t.Error(err)
+		}
+		// A second write goes straight out with the revision the first
+		// returned; it must land, not be lost to a stale revision.
+		early.Route = "r2"
+		if err := e.q.PutRecord(ctx, n.Id, early); err != nil {
+			t.Error(err)
+		}
+		seqs <- m.(*Message).Sequence()
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	seq := recv(t, seqs)
+	stop()
 	got, err := e.q.Get(ctx, n.Id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(got.Delivery, early) {
-		t.Errorf("record after Put = %v, want the dispatcher's %v", got.Delivery, early)
+		t.Errorf("record = %v, want the handler's %v", got.Delivery, early)
 	}
 	sr, _, err := e.q.loadRecord(ctx, n.Id)
-	if err != nil || sr.seq == 0 {
-		t.Errorf("record seq = %d, %v; want the stream sequence", sr.seq, err)
+	if err != nil || sr.seq != seq {
+		t.Errorf("record seq = %d, %v; want the message's %d", sr.seq, err, seq)
 	}
 
 	rec := &heraldv1.DeliveryRecord{
@@ -404,15 +421,10 @@ func TestRecordsConcurrentWriters(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() {
-		if _, _, err := e.q.Put(ctx, n); err != nil {
-			t.Error(err)
-		}
-	})
 	wg.Wait()
-	sr, found, err := e.q.loadRecord(ctx, n.Id)
-	if err != nil || !found || sr.seq == 0 {
-		t.Errorf("record after concurrent writes: seq %d found %v err %v; want a seq", sr.seq, found, err)
+	rec, err := e.q.Record(ctx, n.Id)
+	if err != nil || rec == nil {
+		t.Errorf("record after concurrent writes = %v, %v; want one of them", rec, err)
 	}
 }
 
@@ -666,6 +678,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	e := newTest(t, nil)
 	ctx := t.Context()
 	doomed := notif("g1", heraldv1.Severity_SEVERITY_CRITICAL)
+	// Large enough to be stored compressed: the encoding must follow it
+	// into the dead letters and back.
+	doomed.Text = strings.Repeat("db-1: disk full on /var/lib/postgresql. ", 40)
 	fine := notif("g2", heraldv1.Severity_SEVERITY_INFO)
 	mustPut(t, e.q, doomed)
 	mustPut(t, e.q, fine)
@@ -715,6 +730,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	raw, err := e.q.dlq.GetLastMsgForSubject(ctx, dlqPrefix+doomed.Id)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if enc := raw.Header.Get(hdrEncoding); enc != encodingS2 {
+		t.Errorf("dead letter encoding = %q, want %q", enc, encodingS2)
 	}
 	if r := raw.Header.Get(hdrReason); r != "budget of 24h spent; rocketchat: 503" {
 		t.Errorf("reason header = %q", r)
@@ -986,13 +1004,24 @@ func TestConsumerRecreatedAfterDeletion(t *testing.T) {
 func TestPutTooLarge(t *testing.T) {
 	e := newTest(t, nil)
 	n := notif("g", heraldv1.Severity_SEVERITY_INFO)
-	n.Text = strings.Repeat("x", embeddedMaxPayload)
+	// Random printable text does not compress below the server's limit.
+	r := rand.New(rand.NewPCG(1, 2))
+	text := make([]byte, embeddedMaxPayload+embeddedMaxPayload/2)
+	for i := range text {
+		text[i] = byte(0x21 + r.IntN(0x7e-0x21))
+	}
+	n.Text = string(text)
 	_, _, err := e.q.Put(t.Context(), n)
 	if !errors.Is(err, ErrTooLarge) || errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Put(9 MiB) = %v, want ErrTooLarge and not Unavailable", err)
+		t.Errorf("Put(12 MiB random) = %v, want ErrTooLarge and not Unavailable", err)
 	}
-	n.Text = strings.Repeat("x", 2<<20)
-	mustPut(t, e.q, n)
+	// What compresses below it is stored.
+	n.Text = strings.Repeat("disk full on db-1 ", embeddedMaxPayload/16)
+	id := mustPut(t, e.q, n)
+	got, err := e.q.Get(t.Context(), id)
+	if err != nil || got.Notification.GetText() != n.Text {
+		t.Errorf("Get of a 9 MiB notification: %v, text intact %v", err, got.GetNotification().GetText() == n.Text)
+	}
 }
 
 // A replay that stored its copy but failed before deleting the dead letter

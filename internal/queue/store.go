@@ -22,9 +22,11 @@ import (
 // input that must shrink.
 var ErrTooLarge = store.ErrTooLarge
 
-// Put stores n in its partition and creates its PENDING delivery record. It
-// returns nil only after JetStream acknowledged the write (see Config.Sync
-// for what that survives). The JetStream message id is the idempotency key
+// Put stores n in its partition. It returns nil only after JetStream
+// acknowledged the write (see Config.Sync for what that survives). It writes
+// nothing else: a notification without a delivery record is PENDING, and
+// its record is created by its first delivery attempt, so storing costs one
+// JetStream write. The JetStream message id is the idempotency key
 // (the id when there is none), so a publish repeated within
 // duplicate_window stores nothing and returns the first notification's id
 // with duplicate=true. Every storage failure wraps store.ErrUnavailable; a
@@ -36,15 +38,15 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 		// The service assigns ids; this is a bug, not an outage.
 		return "", false, fmt.Errorf("queue: notification id %q is not 1-200 of [A-Za-z0-9_=-]", id)
 	}
-	data, err := proto.Marshal(n)
-	if err != nil {
-		return "", false, fmt.Errorf("queue: marshal notification %s: %w", id, err)
-	}
 	msg := &nats.Msg{
 		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
 		Header:  nats.Header{},
-		Data:    data,
 	}
+	data, err := encodeNotification(n, msg.Header)
+	if err != nil {
+		return "", false, fmt.Errorf("queue: marshal notification %s: %w", id, err)
+	}
+	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, dedupID(n))
 	q.inject(ctx, msg.Header)
 
@@ -64,14 +66,10 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 			q.m.publishes.WithLabelValues("error").Inc()
 			return "", false, fmt.Errorf("queue: load original of duplicate %s (seq %d): %w: %w", id, ack.Sequence, store.ErrUnavailable, err)
 		}
-		// Our own earlier attempt (a retry after a lost ack or a failed
-		// record write) is not a duplicate for the caller.
+		// Our own earlier attempt (a retry after a lost ack) is not a
+		// duplicate for the caller.
 		dup = orig.GetId() != id
 		id = orig.GetId()
-	}
-	if err := q.ensureRecord(ctx, id, ack.Sequence, !ack.Duplicate); err != nil {
-		q.m.publishes.WithLabelValues("error").Inc()
-		return "", false, fmt.Errorf("queue: delivery record %s: %w: %w", id, store.ErrUnavailable, err)
 	}
 	if dup {
 		q.m.publishes.WithLabelValues("duplicate").Inc()
@@ -158,24 +156,10 @@ func (q *Queue) retrying(ctx context.Context, op func(context.Context) error, fi
 // are never retried by retrying.
 var kvFinal = []error{jetstream.ErrKeyNotFound, jetstream.ErrKeyExists, jetstream.ErrKeyRevisionMismatch, nats.ErrConnectionClosed}
 
-// ensureRecord makes sure id has a delivery record pointing at seq. A new
-// notification gets a PENDING record; an existing record only learns seq if
-// it had none (the dispatcher may have written it first).
-func (q *Queue) ensureRecord(ctx context.Context, id string, seq uint64, fresh bool) error {
-	if fresh {
-		b, err := encodeRecord(storedRecord{seq: seq, rec: &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_PENDING}})
-		if err != nil {
-			return err
-		}
-		err = q.retrying(ctx, func(ctx context.Context) error {
-			_, err := q.records.Create(ctx, id, b)
-			return err
-		}, kvFinal...)
-		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
-			return err
-		}
-	}
-	return q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
+// pinRecord makes id's record point at seq, its current copy, unless the
+// dispatcher got there first.
+func (q *Queue) pinRecord(ctx context.Context, id string, seq uint64) error {
+	_, err := q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
 		switch {
 		case !exists:
 			r.seq = seq
@@ -187,82 +171,87 @@ func (q *Queue) ensureRecord(ctx context.Context, id string, seq uint64, fresh b
 		}
 		return false
 	})
+	return err
 }
 
 // updateRecord applies f to id's record with compare-and-set, retrying on
-// concurrent writers. f reports whether to write.
-func (q *Queue) updateRecord(ctx context.Context, id string, f func(r *storedRecord, exists bool) bool) error {
+// concurrent writers. f reports whether to write. It returns the record's
+// revision after the write (or as read, when f wrote nothing; 0 when there
+// is no record).
+func (q *Queue) updateRecord(ctx context.Context, id string, f func(r *storedRecord, exists bool) bool) (uint64, error) {
 	for range 32 {
-		var r storedRecord
-		var rev uint64
-		var e jetstream.KeyValueEntry
-		err := q.retrying(ctx, func(ctx context.Context) error {
-			var err error
-			e, err = q.records.Get(ctx, id)
-			return err
-		}, kvFinal...)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return err
-		default:
-			if r, err = decodeRecord(e.Value()); err != nil {
-				return fmt.Errorf("record %s: %w", id, err)
-			}
-			rev = e.Revision()
+		r, rev, err := q.readRecord(ctx, id)
+		if err != nil {
+			return 0, err
 		}
 		if r.rec == nil && rev != 0 {
 			r.rec = &heraldv1.DeliveryRecord{}
 		}
 		if !f(&r, rev != 0) {
-			return nil
+			return rev, nil
 		}
 		if r.rec == nil {
 			r.rec = &heraldv1.DeliveryRecord{}
 		}
-		b, err := encodeRecord(r)
-		if err != nil {
-			return err
-		}
 		// A write that timed out may still have been applied: its retry
 		// then meets ErrKeyExists or a revision mismatch, and the loop reads
 		// the record again and lets f decide afresh.
+		rev, err = q.writeRecord(ctx, id, r, rev)
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		return rev, err
+	}
+	return 0, fmt.Errorf("record %s: too many concurrent updates", id)
+}
+
+// readRecord returns id's record and its revision, retrying transient
+// failures; revision 0 means there is none.
+func (q *Queue) readRecord(ctx context.Context, id string) (storedRecord, uint64, error) {
+	var e jetstream.KeyValueEntry
+	err := q.retrying(ctx, func(ctx context.Context) error {
+		var err error
+		e, err = q.records.Get(ctx, id)
+		return err
+	}, kvFinal...)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return storedRecord{}, 0, nil
+	case err != nil:
+		return storedRecord{}, 0, err
+	}
+	r, err := decodeRecord(e.Value())
+	if err != nil {
+		return storedRecord{}, 0, fmt.Errorf("record %s: %w", id, err)
+	}
+	return r, e.Revision(), nil
+}
+
+// writeRecord stores r as id's record if its revision is still rev (0: if
+// there is none yet) and returns the new revision. Another writer in
+// between gives ErrKeyExists or ErrKeyRevisionMismatch.
+func (q *Queue) writeRecord(ctx context.Context, id string, r storedRecord, rev uint64) (uint64, error) {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return 0, err
+	}
+	var next uint64
+	err = q.retrying(ctx, func(ctx context.Context) error {
+		var err error
 		if rev == 0 {
-			err = q.retrying(ctx, func(ctx context.Context) error {
-				_, err := q.records.Create(ctx, id, b)
-				return err
-			}, kvFinal...)
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue
-			}
+			next, err = q.records.Create(ctx, id, b)
 		} else {
-			err = q.retrying(ctx, func(ctx context.Context) error {
-				_, err := q.records.Update(ctx, id, b, rev)
-				return err
-			}, kvFinal...)
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-				continue
-			}
+			next, err = q.records.Update(ctx, id, b, rev)
 		}
 		return err
-	}
-	return fmt.Errorf("record %s: too many concurrent updates", id)
+	}, kvFinal...)
+	return next, err
 }
 
 // loadRecord returns id's stored record; found is false when there is none.
 func (q *Queue) loadRecord(ctx context.Context, id string) (storedRecord, bool, error) {
-	e, err := q.records.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return storedRecord{}, false, nil
-	}
-	if err != nil {
-		return storedRecord{}, false, err
-	}
-	r, err := decodeRecord(e.Value())
-	if err != nil {
-		return storedRecord{}, false, fmt.Errorf("record %s: %w", id, err)
-	}
-	return r, true, nil
+	r, rev, err := q.readRecord(ctx, id)
+	return r, rev != 0, err
 }
 
 func (q *Queue) loadNotification(ctx context.Context, s jetstream.Stream, seq uint64) (*heraldv1.Notification, error) {
@@ -270,8 +259,8 @@ func (q *Queue) loadNotification(ctx context.Context, s jetstream.Stream, seq ui
 	if err != nil {
 		return nil, err
 	}
-	n := &heraldv1.Notification{}
-	if err := proto.Unmarshal(raw.Data, n); err != nil {
+	n, err := decodeNotification(raw.Header, raw.Data)
+	if err != nil {
 		return nil, fmt.Errorf("seq %d: %w", seq, err)
 	}
 	return n, nil
@@ -300,8 +289,8 @@ func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSumma
 	if err != nil {
 		return nil, fmt.Errorf("queue: get %s: %w: %w", id, store.ErrUnavailable, err)
 	}
-	n := &heraldv1.Notification{}
-	if err := proto.Unmarshal(raw.Data, n); err != nil {
+	n, err := decodeNotification(raw.Header, raw.Data)
+	if err != nil {
 		return nil, fmt.Errorf("queue: notification %s (seq %d) is corrupt: %w", id, raw.Sequence, err)
 	}
 	rec := sr.rec
@@ -323,8 +312,8 @@ func (q *Queue) List(ctx context.Context, qu store.Query) (store.Page, error) {
 	pageSize := max(qu.PageSize, 1)
 	var page store.Page
 	err := q.walk(ctx, q.stream, qu.PageToken, pageSize, &page, func(raw *jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error) {
-		n := &heraldv1.Notification{}
-		if err := proto.Unmarshal(raw.Data, n); err != nil {
+		n, err := decodeNotification(raw.Header, raw.Data)
+		if err != nil {
 			q.log.Warn("skipping undecodable notification", "seq", raw.Sequence, "err", err)
 			return nil, nil
 		}
@@ -410,8 +399,11 @@ func (q *Queue) ListDeadLetters(ctx context.Context, pageSize int, pageToken str
 
 func (q *Queue) deadLetterSummary(ctx context.Context, raw *jetstream.RawStreamMsg) (*heraldv1.NotificationSummary, error) {
 	id := idFromSubject(raw.Subject)
-	n := &heraldv1.Notification{}
-	if raw.Header.Get(hdrUndecodable) != "" || proto.Unmarshal(raw.Data, n) != nil {
+	var n *heraldv1.Notification
+	if raw.Header.Get(hdrUndecodable) == "" {
+		n, _ = decodeNotification(raw.Header, raw.Data)
+	}
+	if n == nil {
 		n = &heraldv1.Notification{Id: id, Title: "undecodable payload"}
 	}
 	sr, _, err := q.loadRecord(ctx, id)
@@ -500,8 +492,8 @@ func (q *Queue) allDeadLetters(ctx context.Context) ([]*jetstream.RawStreamMsg, 
 }
 
 func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string, error) {
-	n := &heraldv1.Notification{}
-	if err := proto.Unmarshal(raw.Data, n); err != nil {
+	n, err := decodeNotification(raw.Header, raw.Data)
+	if err != nil {
 		return "", fmt.Errorf("queue: dead letter seq %d is corrupt: %w", raw.Sequence, err)
 	}
 	id := n.GetId()
@@ -514,7 +506,7 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	// at seq 0 or past the dead-lettered copy means an earlier replay of
 	// this dead letter got that far; its copy may be delivered already, so
 	// the record is left alone.
-	err := q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
+	_, err = q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
 		if exists && source != 0 && (r.seq == 0 || r.seq > source) {
 			return false
 		}
@@ -535,12 +527,12 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	msg.Header.Set(jetstream.MsgIDHeader, id+"/replay/"+strconv.Itoa(count))
 	ack, err := q.publish(ctx, msg)
 	if err != nil {
-		if rerr := q.setState(ctx, id, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); rerr != nil {
+		if rerr := q.setState(ctx, id, 0, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); rerr != nil {
 			q.log.Warn("could not restore dead-letter state", "id", id, "err", rerr)
 		}
 		return "", fmt.Errorf("queue: replay %s: %w: %w", id, store.ErrUnavailable, err)
 	}
-	if err := q.ensureRecord(ctx, id, ack.Sequence, false); err != nil {
+	if err := q.pinRecord(ctx, id, ack.Sequence); err != nil {
 		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
 	}
 	if err := q.dlq.DeleteMsg(ctx, raw.Sequence); err != nil {
@@ -553,11 +545,15 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	return id, nil
 }
 
-// setState changes only the overall state of id's record.
-func (q *Queue) setState(ctx context.Context, id string, st heraldv1.DeliveryState) error {
-	return q.updateRecord(ctx, id, func(r *storedRecord, _ bool) bool {
-		if r.rec.GetState() == st {
+// setState changes only the overall state of id's record; a record that
+// does not say where its notification sits learns seq (0: unknown).
+func (q *Queue) setState(ctx context.Context, id string, seq uint64, st heraldv1.DeliveryState) error {
+	_, err := q.updateRecord(ctx, id, func(r *storedRecord, _ bool) bool {
+		if r.rec.GetState() == st && (r.seq != 0 || seq == 0) {
 			return false
+		}
+		if r.seq == 0 {
+			r.seq = seq
 		}
 		if r.rec == nil {
 			r.rec = &heraldv1.DeliveryRecord{}
@@ -565,4 +561,5 @@ func (q *Queue) setState(ctx context.Context, id string, st heraldv1.DeliverySta
 		r.rec.State = st
 		return true
 	})
+	return err
 }
