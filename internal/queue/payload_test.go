@@ -52,10 +52,11 @@ func TestPayloadRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := nats.Header{}
 			h.Set(hdrEncoding, "stale")
-			data, err := encodeNotification(tc.n, h)
+			data, release, err := encodeNotification(tc.n, h)
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer release()
 			if got := h.Get(hdrEncoding); got != tc.enc {
 				t.Errorf("encoding header = %q, want %q", got, tc.enc)
 			}
@@ -124,7 +125,7 @@ func TestPayloadCorrupt(t *testing.T) {
 func BenchmarkPayload(b *testing.B) {
 	n := alertmanagerLike(10)
 	h := nats.Header{}
-	data, err := encodeNotification(n, h)
+	data, _, err := encodeNotification(n, h)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -133,9 +134,11 @@ func BenchmarkPayload(b *testing.B) {
 	b.Run("encode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := encodeNotification(n, nats.Header{}); err != nil {
+			_, release, err := encodeNotification(n, nats.Header{})
+			if err != nil {
 				b.Fatal(err)
 			}
+			release()
 		}
 	})
 	b.Run("decode", func(b *testing.B) {

@@ -42,10 +42,13 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
 		Header:  nats.Header{},
 	}
-	data, err := encodeNotification(n, msg.Header)
+	data, release, err := encodeNotification(n, msg.Header)
 	if err != nil {
 		return "", false, fmt.Errorf("queue: marshal notification %s: %w", id, err)
 	}
+	// The client copies the message into its write buffer; once publish
+	// has returned, the payload is not needed.
+	defer release()
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, dedupID(n))
 	q.inject(ctx, msg.Header)
@@ -126,11 +129,12 @@ const attemptTimeout = time.Second
 // lost with a dead cluster node is sent again to the new leader instead of
 // using up the whole deadline. op must be safe to repeat.
 func (q *Queue) retrying(ctx context.Context, op func(context.Context) error, final ...error) error {
-	ctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
-	defer cancel()
+	// The overall deadline is kept as a time, not a context: nearly every
+	// op succeeds at once, and one context per try is enough.
+	deadline := time.Now().Add(q.cfg.PublishTimeout)
 	wait := 20 * time.Millisecond
 	for {
-		actx, acancel := context.WithTimeout(ctx, min(attemptTimeout, q.cfg.PublishTimeout))
+		actx, acancel := context.WithTimeout(ctx, min(attemptTimeout, time.Until(deadline)))
 		err := op(actx)
 		acancel()
 		if err == nil {
@@ -141,7 +145,14 @@ func (q *Queue) retrying(ctx context.Context, op func(context.Context) error, fi
 				return err
 			}
 		}
-		t := time.NewTimer(wait)
+		if ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errors.Join(err, context.DeadlineExceeded)
+		}
+		t := time.NewTimer(min(wait, left))
 		select {
 		case <-ctx.Done():
 			t.Stop()
