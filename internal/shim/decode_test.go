@@ -31,12 +31,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"alerts not an array", `{"version":"4","status":"firing","alerts":{}}`, "alerts", "got JSON object, want array"},
 		{"missing status", `{"version":"4","alerts":[` + okAlert + `]}`, "status", "missing"},
 		{"unknown status", `{"version":"4","status":"pending","alerts":[` + okAlert + `]}`, "status", `"pending" is not`},
-		{"label of wrong type", `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"a":1}}]}`, "alerts.labels", "got JSON number, want string"},
+		{"label of wrong type", `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"a":1}}]}`, "alerts[0].labels.a", "got JSON number, want string"},
+		{"odd label name of wrong type", `{"version":"4","status":"firing","alerts":[` + okAlert + `,{"status":"firing","labels":{"a.b c":null,"x y":true}}]}`, `alerts[1].labels["x y"]`, "got JSON boolean, want string"},
 		{"labels of wrong type", `{"version":"4","status":"firing","commonLabels":["a"],"alerts":[` + okAlert + `]}`, "commonLabels", "got JSON array, want object of strings"},
 		{"negative truncatedAlerts", `{"version":"4","status":"firing","truncatedAlerts":-1,"alerts":[` + okAlert + `]}`, "truncatedAlerts", "want non-negative integer"},
 		{"alert status", `{"version":"4","status":"firing","alerts":[` + okAlert + `,{"status":"weird"}]}`, "alerts[1].status", `"weird" is not`},
 		{"bad startsAt", `{"version":"4","status":"firing","alerts":[{"status":"firing","startsAt":"yesterday"}]}`, "alerts[0].startsAt", "not an RFC 3339 time"},
-		{"numeric endsAt", `{"version":"4","status":"firing","alerts":[{"status":"firing","endsAt":0}]}`, "alerts.endsAt", "got JSON number, want string"},
+		{"numeric endsAt", `{"version":"4","status":"firing","alerts":[{"status":"firing","endsAt":0}]}`, "alerts[0].endsAt", "got JSON number, want string"},
+		{"syntax error in a label", `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"a":"b",}}]}`, "", "invalid JSON in alerts[0].labels: "},
 		{"endsAt out of range", `{"version":"4","status":"resolved","alerts":[{"status":"resolved","endsAt":"9999-12-31T23:00:00-05:00"}]}`, "alerts[0].endsAt", "out of range"},
 	}
 	for _, tc := range cases {
