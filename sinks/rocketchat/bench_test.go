@@ -1,8 +1,11 @@
 package rocketchat
 
 import (
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald/internal/secret"
 
@@ -46,5 +49,39 @@ func BenchmarkSendREST(b *testing.B) {
 		if _, err := s.Send(b.Context(), n, to); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkParseAnswer measures decoding Rocket.Chat's answers: a success
+// of chat.sendMessage, which echoes the whole posted message, and a refusal.
+func BenchmarkParseAnswer(b *testing.B) {
+	r := &renderer{max: DefaultMaxMessageSize, mentions: map[string]string{"critical": "@here"}}
+	msg, _ := r.render(defaultTemplates, firing(), renderOpts{mention: true})
+	stored := map[string]any{
+		"_id": MessageID("rc", "01JDX0FIRING", roleParent), "rid": "GENERAL", "msg": msg.Text,
+		"ts": "2026-11-27T03:04:05.000Z", "_updatedAt": "2026-11-27T03:04:05.000Z",
+		"u":         map[string]any{"_id": "botUserId000001", "username": "herald.bot", "name": "herald.bot"},
+		"groupable": false, "attachments": msg.Attachments,
+	}
+	sent, err := json.Marshal(map[string]any{"message": stored, "success": true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	refused := []byte(`{"success":false,"error":"Invalid room [error-invalid-room]","errorType":"error-invalid-room"}`)
+	now := time.Now()
+	for _, c := range []struct {
+		name   string
+		status int
+		body   []byte
+	}{
+		{"sent", http.StatusOK, sent},
+		{"refused", http.StatusBadRequest, refused},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			for b.Loop() {
+				_, _ = decodeAnswer("chat.sendMessage", c.status, nil, c.body, now, noRedact)
+			}
+		})
 	}
 }
