@@ -29,46 +29,56 @@ const (
 )
 
 // escapeText makes prose (a title, a summary, a description) inert. With
-// multiline false every line break becomes a space.
+// multiline false every line break becomes a space. Text with nothing to
+// escape is returned as it is, without a copy.
 func escapeText(s string, multiline bool) string {
 	s = clean(s, multiline)
-	var b strings.Builder
-	b.Grow(len(s))
+	var b strings.Builder // written from the first change on
+	changed := false
 	var prev rune // the previous rune of the input; 0 at a line start
 	lineStart := true
-	rs := []rune(s)
-	for i, r := range rs {
-		next := rune(0)
-		if i+1 < len(rs) {
-			next = rs[i+1]
+	r, size := utf8.DecodeRuneInString(s)
+	for i := 0; i < len(s); {
+		next, nextSize := rune(0), 0
+		if i+size < len(s) {
+			next, nextSize = utf8.DecodeRuneInString(s[i+size:])
 		}
+		var rep string // what r becomes; "" keeps it
 		switch {
 		case r == '@' && !isWordRune(prev):
-			b.WriteRune(atSign)
+			rep = string(atSign)
 		case r == '#' && !isWordRune(prev) && isNameRune(next):
-			b.WriteRune(hashSign)
+			rep = string(hashSign)
 		case lineStart && (r == '#' || r == '>'):
 			// A heading or a quote starts at a line start.
-			b.WriteString(zwsp)
-			b.WriteRune(r)
+			rep = zwsp + string(r)
 		case r == '*':
-			b.WriteRune(asterisk)
+			rep = string(asterisk)
 		case r == '~':
-			b.WriteRune(tilde)
+			rep = string(tilde)
 		case r == '`':
-			b.WriteRune(backtick)
+			rep = string(backtick)
 		case r == '_' && !isWordRune(prev):
-			b.WriteRune(underscore)
+			rep = string(underscore)
 		case r == '|' && (next == '|' || prev == '|'):
-			b.WriteRune(pipe)
+			rep = string(pipe)
 		case r == '(' && prev == ']':
 			// "[title](url)" and "![](url)" need "](".
-			b.WriteString(zwsp + "(")
+			rep = zwsp + "("
 		case r == '<' && next != ' ' && next != 0:
 			// "<url|title>" and "<t:...>" need "<" right before the URL.
-			b.WriteString("<" + zwsp)
-		default:
-			b.WriteRune(r)
+			rep = "<" + zwsp
+		}
+		switch {
+		case rep != "":
+			if !changed {
+				changed = true
+				b.Grow(len(s) + 2*len(zwsp))
+				b.WriteString(s[:i])
+			}
+			b.WriteString(rep)
+		case changed:
+			b.WriteString(s[i : i+size])
 		}
 		lineStart = r == '\n'
 		if lineStart {
@@ -76,36 +86,58 @@ func escapeText(s string, multiline bool) string {
 		} else {
 			prev = r
 		}
+		i += size
+		r, size = next, nextSize
+	}
+	if !changed {
+		return s
 	}
 	return b.String()
 }
 
 // escapeCode makes a value safe inside a single-backtick code span: it
 // cannot close the span, break the line, or mention anyone (Rocket.Chat's
-// server finds mentions in code spans too).
+// server finds mentions in code spans too). A value with nothing to escape
+// is returned as it is.
 func escapeCode(s string) string {
 	s = clean(s, false)
 	var b strings.Builder
-	b.Grow(len(s))
+	changed := false
 	prev := rune(0)
-	for _, r := range s {
+	for i, r := range s {
+		var rep string
 		switch {
 		case r == '`':
-			b.WriteRune(backtick)
+			rep = string(backtick)
 		case r == '@' && !isWordRune(prev):
-			b.WriteRune(atSign)
-		default:
-			b.WriteRune(r)
+			rep = string(atSign)
+		}
+		switch {
+		case rep != "":
+			if !changed {
+				changed = true
+				b.Grow(len(s) + 4)
+				b.WriteString(s[:i])
+			}
+			b.WriteString(rep)
+		case changed:
+			b.WriteString(s[i : i+utf8.RuneLen(r)])
 		}
 		prev = r
+	}
+	if !changed {
+		return s
 	}
 	return b.String()
 }
 
 // clean drops control and bidirectional-override characters, normalises
 // line breaks, and, unless multiline, turns them into spaces. Invalid UTF-8
-// becomes U+FFFD.
+// becomes U+FFFD. A string that needs none of this is returned as it is.
 func clean(s string, multiline bool) string {
+	if isClean(s, multiline) {
+		return s
+	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -122,13 +154,39 @@ func clean(s string, multiline bool) string {
 			}
 		case r == '\t':
 			b.WriteByte(' ')
-		case isBidiControl(r), unicode.IsControl(r), r == '\u200b', r == '\ufeff':
-			// dropped
+		case dropped(r):
 		default:
 			b.WriteRune(r)
 		}
 	}
 	return b.String()
+}
+
+// dropped reports whether clean leaves r out.
+func dropped(r rune) bool {
+	return isBidiControl(r) || unicode.IsControl(r) || r == '\u200b' || r == '\ufeff'
+}
+
+// isClean reports whether clean(s, multiline) is s: valid UTF-8 with no
+// character that clean drops or replaces.
+func isClean(s string, multiline bool) bool {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			// The ASCII controls are \x00-\x1f and \x7f; of them only a
+			// line feed of multiline text stays as it is.
+			if (c < 0x20 || c == 0x7f) && !(c == '\n' && multiline) {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || dropped(r) {
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 func isBidiControl(r rune) bool {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -251,17 +252,20 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 		d.Description = escapeText(shorten(clean(desc, true), capDescription), true)
 	}
 
+	// Alerts of a group mostly share their generator URL and their times:
+	// each distinct one is checked or formatted once.
+	var memo renderMemo
 	l := n.GetLinks()
 	d.Links = Links{
-		Generator: safeURL(l.GetGenerator()),
-		Silence:   safeURL(l.GetSilence()),
-		Runbook:   safeURL(l.GetRunbook()),
-		Dashboard: safeURL(l.GetDashboard()),
+		Generator: memo.safeURL(l.GetGenerator()),
+		Silence:   memo.safeURL(l.GetSilence()),
+		Runbook:   memo.safeURL(l.GetRunbook()),
+		Dashboard: memo.safeURL(l.GetDashboard()),
 	}
 	if d.Links.Generator == "" && len(alerts) == 1 {
-		d.Links.Generator = safeURL(alerts[0].GetGeneratorUrl())
+		d.Links.Generator = memo.safeURL(alerts[0].GetGeneratorUrl())
 	}
-	d.MoreURL = firstNonEmpty(safeURL(n.GetExternalUrl()), d.Links.Generator)
+	d.MoreURL = firstNonEmpty(memo.safeURL(n.GetExternalUrl()), d.Links.Generator)
 
 	common := commonLabels(alerts)
 	if len(alerts) == 0 {
@@ -279,13 +283,13 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 			d.FiringCount++
 		}
 		if t := a.GetStartsAt(); t.IsValid() && t.AsTime().Unix() > 0 {
-			ad.StartsAt = t.AsTime().UTC().Format(timeLayout)
+			ad.StartsAt = memo.format(t.AsTime())
 			if start.IsZero() || t.AsTime().Before(start) {
 				start = t.AsTime()
 			}
 		}
 		if t := a.GetEndsAt(); t.IsValid() && t.AsTime().Unix() > 0 {
-			ad.EndsAt = t.AsTime().UTC().Format(timeLayout)
+			ad.EndsAt = memo.format(t.AsTime())
 			if t.AsTime().After(end) {
 				end = t.AsTime()
 			}
@@ -298,14 +302,14 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 		}
 		ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
 		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
-		ad.URL = safeURL(a.GetGeneratorUrl())
+		ad.URL = memo.safeURL(a.GetGeneratorUrl())
 		d.Alerts = append(d.Alerts, ad)
 	}
 	if !start.IsZero() {
-		d.StartsAt = start.UTC().Format(timeLayout)
+		d.StartsAt = memo.format(start)
 	}
 	if !end.IsZero() {
-		d.EndsAt = end.UTC().Format(timeLayout)
+		d.EndsAt = memo.format(end)
 	}
 	truncated := int(n.GetTruncatedAlerts())
 	d.MoreAlerts += truncated
@@ -316,6 +320,56 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 		d.FiringCount += truncated
 	}
 	return d
+}
+
+// renderMemo remembers the last few results of safeURL and of formatting a
+// time, for one call of data.
+type renderMemo struct {
+	urls  [4]struct{ in, out string }
+	nurl  int
+	times [2]struct {
+		minute int64
+		out    string
+	}
+	ntime int
+}
+
+func (m *renderMemo) safeURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	for _, e := range m.urls {
+		if e.in == u {
+			return e.out
+		}
+	}
+	out := safeURL(u)
+	m.urls[m.nurl%len(m.urls)] = struct{ in, out string }{u, out}
+	m.nurl++
+	return out
+}
+
+// format is t in timeLayout, which shows minutes: times within the same
+// minute share their text.
+func (m *renderMemo) format(t time.Time) string {
+	minute := t.Unix()
+	if rem := minute % 60; rem < 0 {
+		minute -= rem + 60
+	} else {
+		minute -= rem
+	}
+	for _, e := range m.times {
+		if e.out != "" && e.minute == minute {
+			return e.out
+		}
+	}
+	out := t.UTC().Format(timeLayout)
+	m.times[m.ntime%len(m.times)] = struct {
+		minute int64
+		out    string
+	}{minute, out}
+	m.ntime++
+	return out
 }
 
 // commonLabels returns the labels that every alert has with the same value.
@@ -337,13 +391,23 @@ func commonLabels(alerts []*heraldv1.Alert) map[string]string {
 	return common
 }
 
-// pairs returns the escaped labels of m that keep selects, sorted by name.
+// pairs returns the escaped labels of m that keep selects, sorted by name,
+// or nil when it selects none.
 func pairs(m map[string]string, keep func(string) bool) []Pair {
-	var out []Pair
-	for _, k := range slices.Sorted(maps.Keys(m)) {
+	var buf [16]string // most label sets fit, without a heap allocation
+	keys := buf[:0]
+	for k := range m {
 		if keep(k) {
-			out = append(out, Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))})
+			keys = append(keys, k)
 		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	out := make([]Pair, len(keys))
+	for i, k := range keys {
+		out[i] = Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))}
 	}
 	return out
 }
@@ -359,12 +423,24 @@ func firstNonEmpty(ss ...string) string {
 
 // execute runs one named template.
 func (r *renderer) execute(t *template.Template, name string, data any) (string, error) {
-	var b bytes.Buffer
-	if err := t.ExecuteTemplate(&b, name, data); err != nil {
+	b := execBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= maxPooledBuffer {
+			b.Reset()
+			execBuffers.Put(b)
+		}
+	}()
+	if err := t.ExecuteTemplate(b, name, data); err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(b.String()), nil
+	return string(bytes.TrimSpace(b.Bytes())), nil
 }
+
+// execBuffers hold the output of template executions, which is copied out
+// trimmed; buffers larger than maxPooledBuffer (a huge message) are dropped.
+var execBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuffer = 64 << 10
 
 // render renders n as one message that fits the size limit: alerts are left
 // out from the end ("+N more alerts") until the text fits, and as a last
@@ -427,6 +503,9 @@ func buttons(l Links) []Action {
 	var out []Action
 	add := func(text, u string) {
 		if u != "" {
+			if out == nil {
+				out = make([]Action, 0, 4)
+			}
 			out = append(out, Action{Type: "button", Text: text, URL: u})
 		}
 	}
