@@ -208,6 +208,14 @@ func TestSetupWithoutEnvExportsNothingButPropagates(t *testing.T) {
 	if got := out.Get("baggage"); got != "tenant=a" {
 		t.Errorf("outgoing baggage %q, want tenant=a", got)
 	}
+	// A trace herald starts itself is not recorded (nothing would export
+	// it) but still has ids for the logs and for traceparent.
+	_, root := otel.Tracer("t").Start(context.Background(), "webhook")
+	defer root.End()
+	if root.IsRecording() || !root.SpanContext().IsValid() || root.SpanContext().IsSampled() {
+		t.Errorf("root span without exporter: recording %v, context %v; want ids, not recorded, not sampled",
+			root.IsRecording(), root.SpanContext())
+	}
 	if err := shutdown(context.Background()); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
