@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -99,14 +100,13 @@ var bufPool sync.Pool
 const maxPooled = 256 << 10
 
 func getBuf(size int) *[]byte {
-	if b, ok := bufPool.Get().(*[]byte); ok {
-		if cap(*b) >= size {
-			*b = (*b)[:size]
-			return b
-		}
-		bufPool.Put(b)
+	if b, ok := bufPool.Get().(*[]byte); ok && cap(*b) >= size {
+		*b = (*b)[:size]
+		return b
 	}
-	b := make([]byte, size, max(size, 4<<10))
+	// A pooled buffer too small is dropped, so the pool settles on sizes
+	// that serve; sizes are rounded up to a power of two from 8 KiB.
+	b := make([]byte, size, max(8<<10, 1<<bits.Len(uint(size-1))))
 	return &b
 }
 
