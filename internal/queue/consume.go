@@ -86,8 +86,8 @@ const deadLetterRetry = 5 * time.Second
 // messages of a partition reach handle one at a time in publish order, and a
 // Retry keeps the rest of its partition waiting. At most
 // Config.Concurrency handlers run at once. The outcome is applied as:
-// Ack → acknowledged (confirmed by the server); Retry → NakWithDelay(Delay);
-// DeadLetter → stored in the dead-letter stream, then acknowledged (if that
+// Ack → acknowledged (a lost ack is guarded by the DELIVERED record the
+// dispatcher wrote first); Retry → NakWithDelay(Delay); DeadLetter → stored in the dead-letter stream, then acknowledged (if that
 // store fails, the message is retried later instead); Release → Nak.
 // A payload that is not a Notification is dead-lettered as raw bytes and
 // terminated; handle never sees it.
@@ -273,9 +273,14 @@ func (q *Queue) apply(ctx context.Context, m *Message, out dispatch.Outcome) {
 	var err error
 	switch out.Action {
 	case dispatch.Ack:
-		// DoubleAck waits for the server to confirm, so a lost ack cannot
-		// redeliver (and post twice) a notification already delivered.
-		err = m.msg.DoubleAck(actx)
+		// A plain ack, not one the server confirms: an ack lost on the way
+		// (a connection or a cluster node gone) only means the message is
+		// handed out again after ack_wait, and the dispatcher then finds
+		// its DELIVERED record, written before this ack, and does not post
+		// twice. Waiting for a confirmation would not change that, since
+		// nothing could be done but log it, and it cost a round trip per
+		// notification.
+		err = m.msg.Ack()
 	case dispatch.Retry:
 		if out.Delay > 0 {
 			err = m.msg.NakWithDelay(out.Delay)
