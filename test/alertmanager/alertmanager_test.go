@@ -57,8 +57,8 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 		t.Fatalf("Alertmanager knows %d alerts, want 2", len(fingerprints))
 	}
 
-	waitFor(t, "the firing notification", func() bool { return len(stored()) >= 1 })
-	firing := stored()[0]
+	waitFor(t, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
+	firing := firingAll(stored(), fingerprints)
 	wantGroupKey := `{}:{alertname="HeraldSingle", service="checkout"}`
 	checkNotification(t, firing, heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
 	if firing.GetTitle() != "HeraldSingle service=checkout" {
@@ -122,8 +122,10 @@ func TestAlertmanagerClusterStoresOnce(t *testing.T) {
 	fingerprints := peers[0].fingerprints(t, "HeraldCluster")
 	wantGroupKey := `{}:{alertname="HeraldCluster", service="checkout"}`
 
-	waitFor(t, "the firing notification", func() bool { return len(stored()) >= 1 })
-	checkNotification(t, stored()[0], heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
+	// A peer may flush between taking the two alerts of one POST and notify
+	// about the first alone; the notification to check is the one with both.
+	waitFor(t, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
+	checkNotification(t, firingAll(stored(), fingerprints), heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
 
 	endsAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
 	for _, p := range peers {
@@ -369,6 +371,25 @@ func statusName(s heraldv1.Status) string {
 }
 
 // resolvedOne returns the stored resolved notification, or nil.
+// firingAll returns the first firing notification about exactly the alerts
+// with these fingerprints, or nil.
+func firingAll(ns []*heraldv1.Notification, fingerprints []string) *heraldv1.Notification {
+	for _, n := range ns {
+		if n.GetStatus() != heraldv1.Status_STATUS_FIRING || len(n.GetAlerts()) != len(fingerprints) {
+			continue
+		}
+		got := make([]string, 0, len(n.GetAlerts()))
+		for _, a := range n.GetAlerts() {
+			got = append(got, a.GetFingerprint())
+		}
+		slices.Sort(got)
+		if slices.Equal(got, fingerprints) {
+			return n
+		}
+	}
+	return nil
+}
+
 func resolvedOne(ns []*heraldv1.Notification) *heraldv1.Notification {
 	for _, n := range ns {
 		if n.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
