@@ -235,21 +235,31 @@ func (q *Queue) acquire(ctx context.Context, sem chan struct{}, msg jetstream.Ms
 // hangs therefore holds its partition; herald_queue_oldest_pending_age_seconds
 // shows it.
 func (q *Queue) keepAlive(msg jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(q.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	// A timer, not a goroutine with a ticker: nearly every delivery ends
+	// long before the first tick, and a goroutine per message was a wake-up
+	// and a stack for nothing.
+	every := q.cfg.AckWait / 3
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	// Held until t is set, so the first tick cannot find it nil.
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		_ = msg.InProgress()
+		t.Reset(every)
 	})
-	return func() { close(done); wg.Wait() }
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // call runs handle, turning a panic into a delayed retry so one bad

@@ -1115,3 +1115,25 @@ func TestConcurrencyBound(t *testing.T) {
 		t.Logf("handlers never overlapped (peak %d); the bound was not exercised", peak)
 	}
 }
+
+// A delivery that runs longer than ack_wait is kept alive: JetStream does
+// not hand the message out again meanwhile (which would post it twice).
+func TestSlowHandlerKeptAlive(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.AckWait = time.Second })
+	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	mustPut(t, e.q, n)
+	calls := make(chan int, 4)
+	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		calls <- m.Delivered()
+		time.Sleep(3 * time.Second) // three ack_waits
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	if d := recv(t, calls); d != 1 {
+		t.Fatalf("first call with Delivered() = %d, want 1", d)
+	}
+	select {
+	case d := <-calls:
+		t.Errorf("handed out again (Delivered() = %d) while the first delivery ran", d)
+	case <-time.After(5 * time.Second):
+	}
+}
