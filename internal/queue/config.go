@@ -66,7 +66,12 @@ type Config struct {
 	SyncInterval time.Duration `yaml:"sync_interval"`
 
 	// DuplicateWindow is how long an idempotency key is remembered
-	// (default 1h). At most retention.
+	// (default 2m). It must cover the copies of one notification:
+	// Alertmanager HA peers (peer_timeout, 15s, apart per peer position) and
+	// retries after a lost answer (seconds). It must be shorter than the
+	// shortest Alertmanager repeat_interval feeding herald: a reminder about
+	// the same alerts carries the same key, and inside the window it would
+	// be taken for a copy and not delivered. At most retention.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// Retention is how long notifications and their delivery records are
 	// kept (default 7d = 168h), delivered or not. Dead letters are kept
@@ -84,7 +89,7 @@ type Config struct {
 const (
 	DefaultPartitions      = 16
 	DefaultSyncInterval    = 2 * time.Minute
-	DefaultDuplicateWindow = time.Hour
+	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultRetention       = 7 * 24 * time.Hour
 	DefaultAckWait         = 30 * time.Second
 	DefaultPublishTimeout  = 5 * time.Second

@@ -20,7 +20,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		Replicas: 1, Partitions: 16, Concurrency: 16,
 		Sync: SyncInterval, SyncInterval: 2 * time.Minute,
-		DuplicateWindow: time.Hour, Retention: 7 * 24 * time.Hour,
+		DuplicateWindow: 2 * time.Minute, Retention: 7 * 24 * time.Hour,
 		AckWait: 30 * time.Second, PublishTimeout: 5 * time.Second,
 	}
 	if c != want {

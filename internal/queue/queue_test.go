@@ -1137,3 +1137,24 @@ func TestSlowHandlerKeptAlive(t *testing.T) {
 	case <-time.After(5 * time.Second):
 	}
 }
+
+// A key is remembered for duplicate_window and no longer: an Alertmanager
+// reminder (repeat_interval) about the same alerts has the same key as the
+// notification before it and must be stored once the window has passed.
+func TestDuplicateWindowEnds(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.DuplicateWindow = time.Second })
+	first := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	first.IdempotencyKey = "am:same-alerts"
+	mustPut(t, e.q, first)
+	copyOf := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	copyOf.IdempotencyKey = first.IdempotencyKey
+	if id, dup, err := e.q.Put(t.Context(), copyOf); err != nil || !dup || id != first.Id {
+		t.Fatalf("copy inside the window = %q, %v, %v; want a duplicate of %q", id, dup, err, first.Id)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	reminder := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	reminder.IdempotencyKey = first.IdempotencyKey
+	if id, dup, err := e.q.Put(t.Context(), reminder); err != nil || dup || id != reminder.Id {
+		t.Fatalf("reminder after the window = %q, %v, %v; want it stored as %q", id, dup, err, reminder.Id)
+	}
+}
