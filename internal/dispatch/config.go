@@ -45,6 +45,13 @@ type Config struct {
 	// has a fallback after it, is bounded by QuickRetryBudget instead and
 	// then takes the usual way (fallback, or Retry after the throttle).
 	ThrottleHold time.Duration `yaml:"throttle_hold"`
+	// FallbackHold bounds how long a group that started in a later sink of
+	// its chain (while the primary was down) keeps its lifecycle there:
+	// its updates and its resolve go where people saw it fire. A group
+	// that is still active FallbackHold after its message there was
+	// posted, for example one that never sends resolved, goes back to the
+	// head of the chain with a new message.
+	FallbackHold time.Duration `yaml:"fallback_hold"`
 }
 
 // BreakerConfig tunes the circuit breaker each sink has.
@@ -58,8 +65,9 @@ type BreakerConfig struct {
 
 // DefaultConfig returns the defaults: 2 quick retries within 5s, 10s per
 // attempt, redelivery backoff from 5s to 5m, a 24h retry budget, and a
-// breaker that opens after 3 consecutive failures for 30s, and up to 2m
-// waiting for a digest at the last sink of a chain.
+// breaker that opens after 3 consecutive failures for 30s, up to 2m
+// waiting for a digest at the last sink of a chain, and a group kept in its
+// fallback sink for up to 24h.
 func DefaultConfig() Config {
 	return Config{
 		QuickRetries:     2,
@@ -74,6 +82,7 @@ func DefaultConfig() Config {
 			OpenFor:  30 * time.Second,
 		},
 		ThrottleHold: 2 * time.Minute,
+		FallbackHold: 24 * time.Hour,
 	}
 }
 
@@ -141,6 +150,7 @@ func (c Config) withDefaults() Config {
 	set(&c.RetryBudget, d.RetryBudget)
 	set(&c.Breaker.OpenFor, d.Breaker.OpenFor)
 	set(&c.ThrottleHold, d.ThrottleHold)
+	set(&c.FallbackHold, d.FallbackHold)
 	if c.Breaker.Failures == 0 {
 		c.Breaker.Failures = d.Breaker.Failures
 	}
@@ -172,6 +182,7 @@ func (c Config) Validate() error {
 		{"retry_budget", c.RetryBudget},
 		{"breaker.open_for", c.Breaker.OpenFor},
 		{"throttle_hold", c.ThrottleHold},
+		{"fallback_hold", c.FallbackHold},
 	} {
 		if d.v < 0 {
 			bad(d.key, "must not be negative, got %s", d.v)

@@ -52,9 +52,10 @@ func TestConfigYAML(t *testing.T) {
   retry_budget: 48h
   breaker: {failures: 5, open_for: 2m}
   throttle_hold: 90s
+  fallback_hold: 6h
 `,
 		want: Config{4, 8 * time.Second, 250 * time.Millisecond, 4 * time.Second, time.Second,
-			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}, 90 * time.Second},
+			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}, 90 * time.Second, 6 * time.Hour},
 	}, {
 		name: "an empty section is the defaults",
 		in:   "dispatch:\n",

@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -520,6 +519,13 @@ func (d *Dispatcher) lifecycleChain(ctx context.Context, h *delivery) []route.St
 		if i == 0 {
 			return chain
 		}
+		if pa := ref.GetPostedAt(); pa != nil && time.Since(pa.AsTime()) > d.cfg.FallbackHold {
+			// Active for longer than the hold (it may never send a
+			// resolved): back to the head of the chain, with a new message.
+			h.log.InfoContext(ctx, "group's message in a fallback sink is older than fallback_hold; back to the head of the chain",
+				"sink", step.Sink, "posted_at", pa.AsTime())
+			return chain
+		}
 		out := make([]route.Step, 0, len(chain))
 		out = append(out, step)
 		out = append(out, chain[:i]...)
@@ -569,7 +575,7 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 		))
 	}
 	d.putRecord(ctx, h)
-	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !proto.Equal(rcpt.Parent, parent) {
+	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !sameMessage(rcpt.Parent, parent) {
 		sctx := ctx
 		if ctx.Err() != nil {
 			// Shutdown after the sink took it: record the group's message
@@ -591,6 +597,13 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 	}
 	log.InfoContext(ctx, "delivered", "attempts", sd.Attempts, "latency", latency,
 		"fallback_reason", h.rec.FallbackReason)
+}
+
+// sameMessage reports whether a and b are the same chat message; posted_at,
+// which the state adds, does not count.
+func sameMessage(a, b *heraldv1.MessageRef) bool {
+	return a.GetChannelId() == b.GetChannelId() && a.GetMessageId() == b.GetMessageId() &&
+		a.GetThreadId() == b.GetThreadId() && (a == nil) == (b == nil)
 }
 
 // send makes one attempt, bounded by AttemptTimeout, in its own span. A

@@ -151,3 +151,46 @@ func TestParentReadOncePerSink(t *testing.T) {
 		t.Errorf("parent reads %v, want rc 2, slack 1", st.reads)
 	}
 }
+
+// TestLifecycleHoldEnds: a group that started in the fallback stays there
+// while it is younger than fallback_hold, and goes back to the head of the
+// chain, with a new message, once it is older (a group that never sends
+// resolved would otherwise stay in the fallback for the whole retention).
+func TestLifecycleHoldEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.QuickRetries = 0
+		cfg.FallbackHold = 6 * time.Hour
+		r := newRig(t, cfg)
+		r.rc.send = threading("rc")
+		r.slack.send = threading("slack")
+		if err := r.state.SetParent(t.Context(), "slack", "G", &heraldv1.MessageRef{ChannelId: "C", MessageId: "slack-parent"}); err != nil {
+			t.Fatal(err)
+		}
+		handle := func(id string) *heraldv1.DeliveryRecord {
+			if out := r.d.Handle(t.Context(), msg(id, "G")); out.Action != Ack {
+				t.Fatalf("%s: %+v", id, out)
+			}
+			rec, _ := r.state.Record(t.Context(), id)
+			return rec
+		}
+		time.Sleep(cfg.FallbackHold - time.Minute)
+		if rec := handle("f2"); rec.GetDeliveredBy() != "slack" {
+			t.Errorf("f2 inside the hold delivered by %q, want slack", rec.GetDeliveredBy())
+		}
+		time.Sleep(2 * time.Minute)
+		if rec := handle("f3"); rec.GetDeliveredBy() != "rc" || rec.GetFallbackReason() != "" {
+			t.Errorf("f3 past the hold: delivered by %q, fallback reason %q; want rc, none", rec.GetDeliveredBy(), rec.GetFallbackReason())
+		}
+		if calls := r.rc.Calls(); len(calls) != 1 || calls[0].to.Parent != nil {
+			t.Errorf("rc calls %+v; want one new message", calls)
+		}
+		// From then on the group lives at the head of the chain.
+		if rec := handle("f4"); rec.GetDeliveredBy() != "rc" {
+			t.Errorf("f4 delivered by %q, want rc", rec.GetDeliveredBy())
+		}
+		if calls := r.rc.Calls(); len(calls) != 2 || calls[1].to.Parent.GetMessageId() != "rc-parent-f3" {
+			t.Errorf("rc calls %+v; want f4 as a reply under rc-parent-f3", calls)
+		}
+	})
+}

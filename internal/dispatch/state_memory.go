@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 )
@@ -61,9 +62,13 @@ func (s *MemoryState) Parent(_ context.Context, sink, groupKey string) (*heraldv
 	return proto.CloneOf(r), nil
 }
 
-// SetParent stores a copy of ref; a nil ref forgets the group's message.
+// SetParent stores a copy of ref, with posted_at set to now unless ref has
+// one; a nil ref forgets the group's message.
 func (s *MemoryState) SetParent(_ context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error {
 	c := proto.CloneOf(ref)
+	if c != nil && c.PostedAt == nil {
+		c.PostedAt = timestamppb.Now()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ref == nil {

@@ -445,9 +445,24 @@ func TestParents(t *testing.T) {
 	}
 	for sink, want := range map[string]*heraldv1.MessageRef{"rocketchat": rc, "slack fallback/eu": sl} {
 		got, err := e.q.Parent(ctx, sink, group)
-		if err != nil || !proto.Equal(got, want) {
+		// posted_at is when it was stored: now.
+		if err != nil || got.GetPostedAt() == nil || time.Since(got.GetPostedAt().AsTime()).Abs() > time.Minute {
+			t.Errorf("Parent(%s) = %v, %v; want posted_at about now", sink, got, err)
+		}
+		if got != nil {
+			got.PostedAt = nil
+		}
+		if !proto.Equal(got, want) {
 			t.Errorf("Parent(%s) = %v, %v; want %v", sink, got, err, want)
 		}
+	}
+	// A posted_at in the stored reference is kept.
+	old := &heraldv1.MessageRef{ChannelId: "C", MessageId: "m", PostedAt: timestamppb.New(time.Unix(1700000000, 0))}
+	if err := e.q.SetParent(ctx, "old", group, old); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.q.Parent(ctx, "old", group); err != nil || !proto.Equal(got, old) {
+		t.Errorf("Parent(old) = %v, %v; want %v", got, err, old)
 	}
 	if ref, err := e.q.Parent(ctx, "rocketchat", group+"x"); err != nil || ref != nil {
 		t.Errorf("Parent(other group) = %v, %v; want nil", ref, err)
@@ -461,7 +476,7 @@ func TestParents(t *testing.T) {
 			t.Errorf("Parent(cleared) = %v, %v; want nil", ref, err)
 		}
 	}
-	if got, err := e.q.Parent(ctx, "slack fallback/eu", group); err != nil || !proto.Equal(got, sl) {
+	if got, err := e.q.Parent(ctx, "slack fallback/eu", group); err != nil || got.GetMessageId() != sl.GetMessageId() {
 		t.Errorf("clearing one sink's parent changed another's: %v, %v", got, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/store"
@@ -70,7 +71,8 @@ func (q *Queue) PutRecord(ctx context.Context, id string, rec *heraldv1.Delivery
 }
 
 // Parent returns the chat message that stands for groupKey in sink, or nil.
-// Failures wrap store.ErrUnavailable.
+// Its posted_at is when it was stored (the key-value entry's time) unless
+// the stored reference says otherwise. Failures wrap store.ErrUnavailable.
 func (q *Queue) Parent(ctx context.Context, sink, groupKey string) (*heraldv1.MessageRef, error) {
 	e, err := q.threads.Get(ctx, threadKey(sink, groupKey))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -82,6 +84,9 @@ func (q *Queue) Parent(ctx context.Context, sink, groupKey string) (*heraldv1.Me
 	ref := &heraldv1.MessageRef{}
 	if err := proto.Unmarshal(e.Value(), ref); err != nil {
 		return nil, fmt.Errorf("queue: parent %s: corrupt entry: %w", sink, err)
+	}
+	if ref.PostedAt == nil {
+		ref.PostedAt = timestamppb.New(e.Created())
 	}
 	return ref, nil
 }

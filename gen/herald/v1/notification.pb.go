@@ -539,7 +539,10 @@ type MessageRef struct {
 	// The message id on the chat server; empty for incoming webhooks.
 	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// The thread parent, when the message is a reply.
-	ThreadId      string `protobuf:"bytes,3,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
+	ThreadId string `protobuf:"bytes,3,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
+	// When herald recorded this message as its group's message in the sink
+	// (the start of the group's lifecycle there); set only on those.
+	PostedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=posted_at,json=postedAt,proto3" json:"posted_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +596,13 @@ func (x *MessageRef) GetThreadId() string {
 		return x.ThreadId
 	}
 	return ""
+}
+
+func (x *MessageRef) GetPostedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PostedAt
+	}
+	return nil
 }
 
 // SinkDelivery is what happened with one sink for one notification.
@@ -839,14 +849,15 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"g\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
 	"\n" +
 	"MessageRef\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x1b\n" +
-	"\tthread_id\x18\x03 \x01(\tR\bthreadId\"\xd5\x02\n" +
+	"\tthread_id\x18\x03 \x01(\tR\bthreadId\x127\n" +
+	"\tposted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\"\xd5\x02\n" +
 	"\fSinkDelivery\x12\x12\n" +
 	"\x04sink\x18\x01 \x01(\tR\x04sink\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12\x1a\n" +
@@ -929,16 +940,17 @@ var file_herald_v1_notification_proto_depIdxs = []int32{
 	3,  // 9: herald.v1.Notification.alerts:type_name -> herald.v1.Alert
 	4,  // 10: herald.v1.Notification.links:type_name -> herald.v1.Links
 	13, // 11: herald.v1.Notification.received_at:type_name -> google.protobuf.Timestamp
-	2,  // 12: herald.v1.SinkDelivery.state:type_name -> herald.v1.DeliveryState
-	6,  // 13: herald.v1.SinkDelivery.message:type_name -> herald.v1.MessageRef
-	13, // 14: herald.v1.SinkDelivery.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: herald.v1.DeliveryRecord.state:type_name -> herald.v1.DeliveryState
-	7,  // 16: herald.v1.DeliveryRecord.sinks:type_name -> herald.v1.SinkDelivery
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 12: herald.v1.MessageRef.posted_at:type_name -> google.protobuf.Timestamp
+	2,  // 13: herald.v1.SinkDelivery.state:type_name -> herald.v1.DeliveryState
+	6,  // 14: herald.v1.SinkDelivery.message:type_name -> herald.v1.MessageRef
+	13, // 15: herald.v1.SinkDelivery.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 16: herald.v1.DeliveryRecord.state:type_name -> herald.v1.DeliveryState
+	7,  // 17: herald.v1.DeliveryRecord.sinks:type_name -> herald.v1.SinkDelivery
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_notification_proto_init() }
