@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/herald-notify/herald/internal/app"
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/telemetry"
@@ -37,6 +39,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := app.NewLogger(cfg.Log)
 	logger.Info("starting", "version", version.String(), "config", *path)
+	// Under a container's or systemd unit's memory limit (cgroup), keep the
+	// Go heap within 90% of it, as Prometheus does: near the limit the GC
+	// works harder instead of letting a burst grow the heap into an OOM
+	// kill. GOMEMLIMIT set in the environment wins; AUTOMEMLIMIT=off turns
+	// this off. Without a limit nothing changes.
+	if _, err := memlimit.Set(memlimit.WithLogger(logger.With("component", "memlimit"))); err != nil {
+		logger.Warn("cannot derive GOMEMLIMIT from the cgroup memory limit", "err", err)
+	}
 	shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{ServiceVersion: version.Version, Logger: logger})
 	if err != nil {
 		return err
