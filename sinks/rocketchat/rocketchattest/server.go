@@ -370,7 +370,10 @@ func (r Request) RateLimitReset() time.Time {
 	return time.UnixMilli(ms)
 }
 
-// Requests returns every request answered so far, oldest first.
+// Requests returns every request answered so far, in the order their
+// answers were recorded. Requests that arrive at once may be recorded in
+// another order than the rate limiter counted them; to know that order,
+// compare their answers' X-RateLimit-Remaining.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
