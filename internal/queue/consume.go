@@ -324,7 +324,13 @@ func (q *Queue) apply(ctx context.Context, m *Message, out dispatch.Outcome) {
 func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, decodeErr error) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
 	defer cancel()
-	id := idFromSubject(msg.Subject())
+	id := storedID(msg.Headers(), msg.Subject())
+	named := validID(id)
+	if !named {
+		// Not published by herald (no id, or one that cannot be a subject
+		// token): keep it under its sequence.
+		id = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
 	q.log.Error("undecodable notification; moving it to the dead letters", "id", id, "seq", md.Sequence.Stream, "err", decodeErr)
 	reason := "undecodable payload: " + decodeErr.Error()
 	if err := q.deadLetter(actx, msg, md.Sequence.Stream, id, reason, true); err != nil {
@@ -332,7 +338,7 @@ func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md
 		_ = msg.NakWithDelay(deadLetterRetry)
 		return
 	}
-	if validID(id) {
+	if named {
 		_ = q.setState(actx, id, md.Sequence.Stream, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED)
 	}
 	if err := msg.TermWithReason(cleanReason(reason)); err != nil {

@@ -11,6 +11,9 @@ import (
 
 // Message headers herald sets besides the trace context.
 const (
+	// hdrID is the notification id of a message in the notification
+	// stream, whose subject names only its partition.
+	hdrID = "Herald-Id"
 	// hdrReason says why a message was dead-lettered.
 	hdrReason = "Herald-Reason"
 	// hdrSourceSeq is the main-stream sequence a dead letter came from.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,7 +245,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "herald notifications, partitioned by group key",
-		Subjects:    []string{subjectPrefix + "*.*"},
+		// herald.n.<p>; herald.n.<p>.<id> holds what was stored before
+		// the id moved to a header, until it ages out.
+		Subjects:    []string{subjectPrefix + "*", subjectPrefix + "*.*"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      q.cfg.Retention,
 		Duplicates:  q.cfg.DuplicateWindow,
@@ -308,12 +311,12 @@ func (q *Queue) setup(ctx context.Context) error {
 // ensureConsumer creates or updates partition p's durable consumer.
 func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
 	c, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       consumerName(p),
-		Description:   "herald partition " + strconv.Itoa(p),
-		FilterSubject: partitionFilter(p),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
+		Durable:        consumerName(p),
+		Description:    "herald partition " + strconv.Itoa(p),
+		FilterSubjects: partitionFilters(p),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        q.cfg.AckWait,
 		// One unacknowledged message per partition: the partition is
 		// strictly ordered, also across herald replicas and while its head
 		// waits out a NakWithDelay.
@@ -324,6 +327,17 @@ func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, 
 		MaxDeliver: -1,
 		Replicas:   q.cfg.Replicas,
 	})
+	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		// The first update of a consumer after the server started is
+		// answered with the configuration it was restored with (NATS
+		// 2.15), so an update from one filter subject to two looks refused
+		// although it was applied. Ask again; a server older than 2.10
+		// really keeps one filter subject, and then Open fails here.
+		c, err = q.stream.Consumer(ctx, consumerName(p))
+		if err == nil && !slices.Equal(c.CachedInfo().Config.FilterSubjects, partitionFilters(p)) {
+			err = jetstream.ErrConsumerMultipleFilterSubjectsNotSupported
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
 	}
@@ -398,8 +412,6 @@ func (q *Queue) Close() error {
 }
 
 func consumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
-
-func partitionFilter(p int) string { return subjectPrefix + strconv.Itoa(p) + ".*" }
 
 // slogLogger adapts slog to the NATS server's logger.
 type slogLogger struct{ l *slog.Logger }

@@ -846,35 +846,56 @@ func TestReplayAll(t *testing.T) {
 	}
 }
 
+// legacySubject is where notifications were stored before their id moved
+// to a header.
+func legacySubject(p int, id string) string { return partitionSubject(p) + "." + id }
+
+// A payload that is not a Notification is dead-lettered under its id, from
+// the current subjects and the older ones alike, and never reaches the
+// handler; one without any id under its sequence.
 func TestUndecodablePayloadIsDeadLettered(t *testing.T) {
-	e := newTest(t, func(c *Config) { c.Partitions = 1 })
-	ctx := t.Context()
-	if _, err := e.q.js.Publish(ctx, subjectFor(0, "01GARBAGE"), []byte{0xff, 0xff, 0xff}); err != nil {
-		t.Fatal(err)
-	}
-	after := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
-	mustPut(t, e.q, after)
-	ch := make(chan string, 4)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
-		ch <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
-	})
-	if got := recv(t, ch); got != after.Id {
-		t.Errorf("handler got %s, want only %s", got, after.Id)
-	}
-	page, err := e.q.ListDeadLetters(ctx, 10, "")
-	if err != nil || len(page.Items) != 1 || page.Items[0].Notification.GetId() != "01GARBAGE" {
-		t.Fatalf("dead letters = %v, %v; want the garbage", page.Items, err)
-	}
-	raw, err := e.q.dlq.GetLastMsgForSubject(ctx, dlqPrefix+"01GARBAGE")
-	if err != nil || string(raw.Data) != "\xff\xff\xff" || raw.Header.Get(hdrUndecodable) == "" {
-		t.Errorf("dead letter keeps raw bytes: %q %v %v", raw.Data, raw.Header, err)
-	}
-	if _, err := e.q.ReplayDeadLetters(ctx, []string{"01GARBAGE"}, false); err == nil {
-		t.Error("replaying an undecodable dead letter succeeded")
-	}
-	if ids, err := e.q.ReplayDeadLetters(ctx, nil, true); err != nil || len(ids) != 0 {
-		t.Errorf("Replay(all) = %v, %v; want the undecodable skipped", ids, err)
+	for _, tc := range []struct {
+		name   string
+		msg    *nats.Msg
+		wantID string
+	}{
+		{"id in header", &nats.Msg{Subject: partitionSubject(0), Header: nats.Header{hdrID: {"01GARBAGE"}}}, "01GARBAGE"},
+		{"id in subject", &nats.Msg{Subject: legacySubject(0, "01GARBAGE")}, "01GARBAGE"},
+		{"no id", &nats.Msg{Subject: partitionSubject(0)}, "seq-1"},
+		{"id not a token", &nats.Msg{Subject: partitionSubject(0), Header: nats.Header{hdrID: {"a.b *"}}}, "seq-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTest(t, func(c *Config) { c.Partitions = 1 })
+			ctx := t.Context()
+			tc.msg.Data = []byte{0xff, 0xff, 0xff}
+			if _, err := e.q.js.PublishMsg(ctx, tc.msg); err != nil {
+				t.Fatal(err)
+			}
+			after := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+			mustPut(t, e.q, after)
+			ch := make(chan string, 4)
+			consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+				ch <- m.Notification().GetId()
+				return dispatch.Outcome{Action: dispatch.Ack}
+			})
+			if got := recv(t, ch); got != after.Id {
+				t.Errorf("handler got %s, want only %s", got, after.Id)
+			}
+			page, err := e.q.ListDeadLetters(ctx, 10, "")
+			if err != nil || len(page.Items) != 1 || page.Items[0].Notification.GetId() != tc.wantID {
+				t.Fatalf("dead letters = %v, %v; want the garbage as %s", page.Items, err, tc.wantID)
+			}
+			raw, err := e.q.dlq.GetLastMsgForSubject(ctx, dlqPrefix+tc.wantID)
+			if err != nil || string(raw.Data) != "\xff\xff\xff" || raw.Header.Get(hdrUndecodable) == "" {
+				t.Errorf("dead letter keeps raw bytes: %q %v %v", raw.Data, raw.Header, err)
+			}
+			if _, err := e.q.ReplayDeadLetters(ctx, []string{tc.wantID}, false); err == nil {
+				t.Error("replaying an undecodable dead letter succeeded")
+			}
+			if ids, err := e.q.ReplayDeadLetters(ctx, nil, true); err != nil || len(ids) != 0 {
+				t.Errorf("Replay(all) = %v, %v; want the undecodable skipped", ids, err)
+			}
+		})
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -87,8 +88,39 @@ func subjectFor(p int, id string) string {
 	return subjectPrefix + strconv.Itoa(p) + "." + id
 }
 
-// idFromSubject returns the last token of a notification or dead-letter
-// subject.
+// partitionSubject is the subject notifications of partition p are stored
+// on. The id travels in the Herald-Id header: a subject per notification
+// cost JetStream an index entry in memory for as long as it was retained.
+func partitionSubject(p int) string {
+	return subjectPrefix + strconv.Itoa(p)
+}
+
+// partitionFilters are the subjects of partition p: the current one, and
+// herald.n.<p>.<id> of notifications stored before the id moved to a
+// header.
+func partitionFilters(p int) []string {
+	s := partitionSubject(p)
+	return []string{s, s + ".*"}
+}
+
+// storedID returns the id of a stored notification without decoding it:
+// its Herald-Id header, or the last token of an older subject
+// herald.n.<p>.<id>. It is "" when there is neither.
+func storedID(h nats.Header, subj string) string {
+	if id := h.Get(hdrID); id != "" {
+		return id
+	}
+	rest, ok := strings.CutPrefix(subj, subjectPrefix)
+	if !ok {
+		return ""
+	}
+	if _, id, ok := strings.Cut(rest, "."); ok && !strings.Contains(id, ".") {
+		return id
+	}
+	return ""
+}
+
+// idFromSubject returns the last token of a dead-letter subject.
 func idFromSubject(subj string) string {
 	if i := strings.LastIndexByte(subj, '.'); i >= 0 {
 		return subj[i+1:]

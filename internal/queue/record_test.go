@@ -3,6 +3,7 @@ package queue
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -120,5 +121,24 @@ func TestThreadKeyIsKVSafe(t *testing.T) {
 	}
 	if threadKey("s", "a") == threadKey("s", "b") || threadKey("s", "a") == threadKey("t", "a") {
 		t.Error("thread keys collide")
+	}
+}
+
+func TestStoredID(t *testing.T) {
+	for _, tc := range []struct {
+		h    nats.Header
+		subj string
+		want string
+	}{
+		{nats.Header{hdrID: {"01ABC"}}, "herald.n.3", "01ABC"},
+		{nats.Header{hdrID: {"01ABC"}}, "herald.n.3.01OLD", "01ABC"},
+		{nil, "herald.n.3.01OLD", "01OLD"},
+		{nil, "herald.n.3", ""},
+		{nats.Header{}, "herald.n.3.a.b", ""},
+		{nil, "herald.dlq.01OLD", ""},
+	} {
+		if got := storedID(tc.h, tc.subj); got != tc.want {
+			t.Errorf("storedID(%v, %q) = %q, want %q", tc.h, tc.subj, got, tc.want)
+		}
 	}
 }

@@ -1,0 +1,269 @@
+package queue
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/queue/queuetest"
+	"github.com/herald-notify/herald/internal/store"
+)
+
+// openSubjectPerID starts the embedded server on dir (or connects to
+// cfg.URL) with herald's streams, buckets and consumers as they were while
+// each notification had its own subject: the stream on herald.n.*.*, each
+// partition's consumer filtering herald.n.<p>.* with FilterSubject.
+func openSubjectPerID(t *testing.T, dir string, cfg Config) *Queue {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	q := &Queue{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	q.m = newMetrics(q)
+	start := func() error { return q.startEmbedded(dir) }
+	if cfg.URL != "" {
+		start = q.connect
+	}
+	if err := start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	var err error
+	if q.js, err = jetstream.New(q.nc); err != nil {
+		t.Fatal(err)
+	}
+	if q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "herald notifications, partitioned by group key",
+		Subjects:    []string{subjectPrefix + "*.*"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.Retention,
+		Duplicates:  cfg.DuplicateWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              DeadLetterName,
+		Description:       "herald dead letters, one per notification id, kept until replayed",
+		Subjects:          []string{dlqPrefix + "*"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: 1,
+		Duplicates:        cfg.DuplicateWindow,
+		Storage:           jetstream.FileStorage,
+		Replicas:          cfg.Replicas,
+		AllowDirect:       true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if q.records, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RecordsBucket,
+		Description: "herald delivery records by notification id",
+		History:     1,
+		TTL:         cfg.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for p := range cfg.Partitions {
+		c, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       consumerName(p),
+			Description:   "herald partition " + strconv.Itoa(p),
+			FilterSubject: legacySubject(p, "*"),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxAckPending: 1,
+			MaxDeliver:    -1,
+			Replicas:      cfg.Replicas,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.consumers = append(q.consumers, c)
+	}
+	return q
+}
+
+// publishSubjectPerID stores n as herald did while each notification had
+// its own subject (no id header) and returns its sequence.
+func publishSubjectPerID(t testing.TB, q *Queue, n *heraldv1.Notification) uint64 {
+	t.Helper()
+	msg := &nats.Msg{Subject: legacySubject(Partition(n.GetGroupKey(), n.GetId(), q.cfg.Partitions), n.GetId()), Header: nats.Header{}}
+	data, release, err := encodeNotification(n, msg.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, dedupID(n))
+	ack, err := q.js.PublishMsg(t.Context(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// A data dir written while each notification had its own subject keeps
+// working: the stream and consumers are updated in place, what was stored
+// is delivered first and in order, without what was acknowledged, then what
+// is stored now; Get, List and the dead letters (replay included) see old
+// and new notifications alike.
+func TestOpensDataDirOfSubjectPerID(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		testOpensSubjectPerID(t, testConfig(func(c *Config) { c.Partitions = 2 }))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a three-node NATS cluster")
+		}
+		cluster := queuetest.StartCluster(t, 3)
+		testOpensSubjectPerID(t, testConfig(func(c *Config) {
+			c.Partitions, c.URL, c.Replicas, c.PublishTimeout = 2, cluster.URL(), 3, 10*time.Second
+		}))
+	})
+}
+
+func testOpensSubjectPerID(t *testing.T, cfg Config) {
+	dir := t.TempDir()
+	ctx := t.Context()
+
+	old := openSubjectPerID(t, dir, cfg)
+	dead := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	acked := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
+	pending := []*heraldv1.Notification{
+		notif("g", heraldv1.Severity_SEVERITY_WARNING),
+		notif("g", heraldv1.Severity_SEVERITY_WARNING),
+	}
+	foreign := notif("g", heraldv1.Severity_SEVERITY_INFO)
+	foreign.Id = "01OLDTEST0001" // no time in it: found by subject
+	pending = append(pending, foreign)
+	seqs := map[string]uint64{}
+	for _, n := range append([]*heraldv1.Notification{dead, acked}, pending...) {
+		seqs[n.Id] = publishSubjectPerID(t, old, n)
+	}
+	part := Partition("g", "", cfg.Partitions)
+	batch, err := old.consumers[part].Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched []string
+	for m := range batch.Messages() {
+		md, _ := m.Metadata()
+		fetched = append(fetched, m.Subject())
+		if md.Sequence.Stream == seqs[dead.Id] {
+			if err := old.deadLetter(ctx, m, md.Sequence.Stream, dead.Id, "permanent", false); err != nil {
+				t.Fatal(err)
+			}
+			if err := old.setState(ctx, dead.Id, md.Sequence.Stream, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := old.setState(ctx, acked.Id, md.Sequence.Stream, heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{legacySubject(part, dead.Id), legacySubject(part, acked.Id)}; !slices.Equal(fetched, want) {
+		t.Fatalf("old consumer handed out %v, want %v", fetched, want)
+	}
+	if raw, err := old.dlq.GetLastMsgForSubject(ctx, dlqPrefix+dead.Id); err != nil || raw.Header.Get(hdrID) != "" {
+		t.Fatalf("old dead letter = %v, %v; want one without an id header", raw, err)
+	}
+	old.Close()
+
+	e := openTest(t, dir, cfg)
+	info, err := e.q.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"herald.n.*", "herald.n.*.*"}; !slices.Equal(info.Config.Subjects, want) {
+		t.Errorf("stream subjects = %v, want %v", info.Config.Subjects, want)
+	}
+	for p := range cfg.Partitions {
+		ci, err := e.q.consumers[p].Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.Config.FilterSubject != "" || !slices.Equal(ci.Config.FilterSubjects, partitionFilters(p)) {
+			t.Errorf("consumer %d filters %q %v, want %v", p, ci.Config.FilterSubject, ci.Config.FilterSubjects, partitionFilters(p))
+		}
+		if want := uint64(0); p == part {
+			want = uint64(len(pending))
+			if ci.NumPending != want {
+				t.Errorf("consumer %d: %d pending after the update, want %d", p, ci.NumPending, want)
+			}
+		}
+	}
+
+	for _, n := range append([]*heraldv1.Notification{dead, acked}, pending...) {
+		got, err := e.q.Get(ctx, n.Id)
+		if err != nil || !proto.Equal(got.Notification, n) {
+			t.Errorf("Get(%s) of the old layout = %v, %v", n.Id, got, err)
+		}
+	}
+	fresh := []*heraldv1.Notification{notif("g", heraldv1.Severity_SEVERITY_INFO), notif("g", heraldv1.Severity_SEVERITY_INFO)}
+	for _, n := range fresh {
+		mustPut(t, e.q, n)
+		if got, err := e.q.Get(ctx, n.Id); err != nil || !proto.Equal(got.Notification, n) {
+			t.Errorf("Get(%s) = %v, %v", n.Id, got, err)
+		}
+	}
+	list, err := e.q.List(ctx, store.Query{PageSize: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fresh[1].Id, fresh[0].Id, foreign.Id, pending[1].Id, pending[0].Id, acked.Id, dead.Id}
+	if got := summaryIDs(list.Items); !slices.Equal(got, want) {
+		t.Errorf("List = %v, want %v", got, want)
+	}
+	dl, err := e.q.ListDeadLetters(ctx, 10, "")
+	if err != nil || len(dl.Items) != 1 || !proto.Equal(dl.Items[0].Notification, dead) {
+		t.Fatalf("dead letters = %v, %v; want the old one", dl.Items, err)
+	}
+
+	var mu sync.Mutex
+	var order []string
+	ch := make(chan string, 16)
+	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		id := m.Notification().GetId()
+		mu.Lock()
+		order = append(order, id)
+		mu.Unlock()
+		ch <- id
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	for range len(pending) + len(fresh) {
+		recv(t, ch)
+	}
+	if ids, err := e.q.ReplayDeadLetters(ctx, []string{dead.Id}, false); err != nil || len(ids) != 1 {
+		t.Fatalf("Replay of the old dead letter = %v, %v", ids, err)
+	}
+	recv(t, ch)
+	mu.Lock()
+	want = []string{pending[0].Id, pending[1].Id, foreign.Id, fresh[0].Id, fresh[1].Id, dead.Id}
+	if !slices.Equal(order, want) {
+		t.Errorf("delivered %v, want %v", order, want)
+	}
+	mu.Unlock()
+	waitFor(t, func() bool {
+		d, _, _, err := e.q.backlog(ctx)
+		return err == nil && d == 0
+	})
+}
