@@ -35,7 +35,7 @@ func TestHelperPutForever(t *testing.T) {
 		os.Exit(2)
 	}
 	for i := 0; ; i++ {
-		n := &heraldv1.Notification{Id: fmt.Sprintf("01KILL%08d", i), GroupKey: fmt.Sprintf("g%d", i%7), Title: "t"}
+		n := &heraldv1.Notification{Id: testID(time.Now(), uint64(i)), GroupKey: fmt.Sprintf("g%d", i%7), Title: "t"}
 		if _, _, err := q.Put(context.Background(), n); err != nil {
 			fmt.Println("error", err)
 			os.Exit(2)

@@ -79,6 +79,9 @@ type Queue struct {
 	// pullExpiry bounds each pull request; a consumer that stops answering
 	// is noticed after about this long.
 	pullExpiry time.Duration
+	// findMaxReads bounds the stream reads of a search for a notification
+	// without a record (find).
+	findMaxReads int
 
 	closeOnce sync.Once
 }
@@ -92,7 +95,7 @@ var (
 // updates herald's streams, buckets and consumers. cfg must have passed
 // Validate. ctx bounds the setup only.
 func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
-	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator, pullExpiry: 10 * time.Second}
+	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator, pullExpiry: 10 * time.Second, findMaxReads: defaultFindMaxReads}
 	if q.log == nil {
 		q.log = slog.Default()
 	}

@@ -74,7 +74,7 @@ func notif(group string, sev heraldv1.Severity) *heraldv1.Notification {
 	n := idSeq.n
 	idSeq.Unlock()
 	return &heraldv1.Notification{
-		Id:         fmt.Sprintf("01TEST%06d", n),
+		Id:         testID(time.Now(), uint64(n)),
 		Source:     "test",
 		Severity:   sev,
 		Status:     heraldv1.Status_STATUS_FIRING,
@@ -83,6 +83,21 @@ func notif(group string, sev heraldv1.Severity) *heraldv1.Notification {
 		Labels:     map[string]string{"alertname": "Test"},
 		ReceivedAt: timestamppb.Now(),
 	}
+}
+
+// testID makes an id as the service does (internal/service newID): 26
+// Crockford base32 digits, Unix milliseconds then 80 bits, here n instead
+// of random bits. Get relies on the time in it.
+func testID(at time.Time, n uint64) string {
+	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	hi, lo := uint64(at.UnixMilli())<<16, n
+	var out [26]byte
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out[:])
 }
 
 func mustPut(t testing.TB, q *Queue, n *heraldv1.Notification) string {
@@ -210,8 +225,8 @@ func TestPutDedup(t *testing.T) {
 }
 
 // Put stores the message and nothing else: the notification is PENDING
-// until its first delivery attempt writes a record, and Get finds it by
-// subject meanwhile. A retried Put (lost ack) stores nothing twice and is no
+// until its first delivery attempt writes a record, and Get finds it by the
+// time in its id meanwhile. A retried Put (lost ack) stores nothing twice and is no
 // duplicate for its caller.
 func TestPutWritesOnlyTheMessage(t *testing.T) {
 	e := newTest(t, nil)

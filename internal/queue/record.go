@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
@@ -84,10 +85,6 @@ func Partition(groupKey, id string, partitions int) int {
 	return int(h.Sum32() % uint32(partitions))
 }
 
-func subjectFor(p int, id string) string {
-	return subjectPrefix + strconv.Itoa(p) + "." + id
-}
-
 // partitionSubject is the subject notifications of partition p are stored
 // on. The id travels in the Herald-Id header: a subject per notification
 // cost JetStream an index entry in memory for as long as it was retained.
@@ -126,6 +123,38 @@ func idFromSubject(subj string) string {
 		return subj[i+1:]
 	}
 	return subj
+}
+
+// crockfordValue maps Crockford base32 digits (as internal/service writes
+// them: upper case) to their values, and every other byte to 0xff.
+var crockfordValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789ABCDEFGHJKMNPQRSTVWXYZ" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// idTime returns the receipt time in an id the service made: 26 Crockford
+// base32 digits whose first ten hold Unix milliseconds (a ULID). ok is false
+// for any other id.
+func idTime(id string) (t time.Time, ok bool) {
+	if len(id) != 26 {
+		return time.Time{}, false
+	}
+	var ms uint64
+	for i := range len(id) {
+		v := crockfordValue[id[i]]
+		if v == 0xff || (i == 0 && v > 7) {
+			return time.Time{}, false
+		}
+		if i < 10 {
+			ms = ms<<5 | uint64(v)
+		}
+	}
+	return time.UnixMilli(int64(ms)), true
 }
 
 // threadKey is the threads bucket key of a sink and group key. Group keys

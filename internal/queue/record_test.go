@@ -2,6 +2,7 @@ package queue
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
@@ -121,6 +122,34 @@ func TestThreadKeyIsKVSafe(t *testing.T) {
 	}
 	if threadKey("s", "a") == threadKey("s", "b") || threadKey("s", "a") == threadKey("t", "a") {
 		t.Error("thread keys collide")
+	}
+}
+
+func TestIDTime(t *testing.T) {
+	at := time.UnixMilli(1767225600123) // 2026-01-01T00:00:00.123Z
+	for _, tc := range []struct {
+		id   string
+		want time.Time // zero: not an id the service makes
+	}{
+		// The example of the ULID specification (ulid(1469918176385)).
+		{"01ARYZ6S41TSV4RRFFQ69G5FAV", time.UnixMilli(1469918176385)},
+		{testID(at, 0), at},
+		{testID(at, 1<<63), at},
+		{"7ZZZZZZZZZZZZZZZZZZZZZZZZZ", time.UnixMilli(1<<48 - 1)},
+		// What the tests used to use, and other ids callers of the queue
+		// may pass: shorter, longer, not Crockford, lower case, over 48 bits.
+		{"01TEST000001", time.Time{}},
+		{"01ARZ3NDEKTSV4RRFFQ69G5FA", time.Time{}},
+		{"01ARZ3NDEKTSV4RRFFQ69G5FAVX", time.Time{}},
+		{"01ARZ3NDEKTSV4RRFFQ69G5FAI", time.Time{}},
+		{"01arz3ndektsv4rrffq69g5fav", time.Time{}},
+		{"81ARZ3NDEKTSV4RRFFQ69G5FAV", time.Time{}},
+		{"", time.Time{}},
+	} {
+		got, ok := idTime(tc.id)
+		if ok != !tc.want.IsZero() || !got.Equal(tc.want) {
+			t.Errorf("idTime(%q) = %v, %v; want %v", tc.id, got, ok, tc.want)
+		}
 	}
 }
 

@@ -39,7 +39,7 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 		return "", false, fmt.Errorf("queue: notification id %q is not 1-200 of [A-Za-z0-9_=-]", id)
 	}
 	msg := &nats.Msg{
-		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
+		Subject: partitionSubject(Partition(n.GetGroupKey(), id, q.cfg.Partitions)),
 		Header:  nats.Header{},
 	}
 	data, release, err := encodeNotification(n, msg.Header)
@@ -50,6 +50,7 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 	// has returned, the payload is not needed.
 	defer release()
 	msg.Data = data
+	msg.Header.Set(hdrID, id)
 	msg.Header.Set(jetstream.MsgIDHeader, dedupID(n))
 	q.inject(ctx, msg.Header)
 
@@ -277,7 +278,10 @@ func (q *Queue) loadNotification(ctx context.Context, s jetstream.Stream, seq ui
 	return n, nil
 }
 
-// Get returns a notification with its delivery record.
+// Get returns a notification with its delivery record. A notification whose
+// record does not say where it sits (none yet: it is pending, and its record
+// is written by its first delivery attempt; or seq 0 during a replay) is
+// searched for by the time in its id: see find.
 func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSummary, error) {
 	if !validID(id) {
 		return nil, store.ErrNotFound
@@ -290,9 +294,7 @@ func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSumma
 	if found && sr.seq != 0 {
 		raw, err = q.stream.GetMsg(ctx, sr.seq)
 	} else {
-		// No record yet (Put failed after the publish and was not retried,
-		// or the dispatcher wrote the record first): find it by subject.
-		raw, err = q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+		raw, err = q.find(ctx, id)
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, store.ErrNotFound
@@ -310,6 +312,142 @@ func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSumma
 	}
 	return &heraldv1.NotificationSummary{Notification: n, Delivery: rec}, nil
 }
+
+// Bounds of find's search around the time in an id.
+const (
+	// findSkew allows for the stream leader's clock and that of the
+	// replica that made the id disagreeing.
+	findSkew = 2 * time.Second
+	// findLate allows, beyond publish_timeout, for a publish that reached
+	// the server after Put stopped waiting for it.
+	findLate = 5 * time.Second
+	// defaultFindMaxReads bounds the stream reads of one search.
+	defaultFindMaxReads = 4096
+)
+
+// find looks for a copy of notification id in the stream without knowing
+// its sequence. An id the service made holds its receipt time, and the
+// notification was stored within publish_timeout of it. A search over the
+// stream's sequences by message time, galloping down from the newest (so a
+// recent id touches only recent blocks) and then bisecting, finds the first
+// message stored at that time; from there the copy is looked for forward,
+// comparing ids, until findLate past publish_timeout, then backward down to
+// findSkew before the id's time. Each step reads one message: the search
+// costs about 2·log2 of the messages stored since the id's time, plus those
+// stored in the id's millisecond before it (one or two at herald's usual
+// rates), and never more than findMaxReads (4,096): an id of a busy window
+// that was never stored costs them all. Notifications stored on a subject
+// per id, before the id moved to a header, are also found by subject;
+// other ids (not made by the service) only that way, so a pending one
+// stored now gives ErrMsgNotFound until its record is written.
+func (q *Queue) find(ctx context.Context, id string) (*jetstream.RawStreamMsg, error) {
+	if at, ok := idTime(id); ok {
+		raw, err := q.findByTime(ctx, id, at)
+		switch {
+		case errors.Is(err, errFindBudget):
+			q.log.Warn("gave up searching for a notification by the time in its id", "id", id, "reads", q.findMaxReads)
+		case raw != nil || err != nil:
+			return raw, err
+		}
+	}
+	return q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+}
+
+// findByTime is find's search by time; it returns nil, nil when id is not
+// stored around at, and errFindBudget after q.findMaxReads reads.
+func (q *Queue) findByTime(ctx context.Context, id string, at time.Time) (*jetstream.RawStreamMsg, error) {
+	info, err := q.stream.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 || first == 0 {
+		return nil, nil
+	}
+	from, to := at.Add(-findSkew), at.Add(q.cfg.PublishTimeout+findLate+findSkew)
+	reads := 0
+	// get reads seq; with next, the first message at or after it. A
+	// message that is not there (deleted, expired) is nil.
+	get := func(seq uint64, next bool) (*jetstream.RawStreamMsg, error) {
+		if reads >= q.findMaxReads {
+			return nil, errFindBudget
+		}
+		reads++
+		var opts []jetstream.GetMsgOpt
+		if next {
+			opts = append(opts, jetstream.WithGetMsgSubject(">"))
+		}
+		raw, err := q.stream.GetMsg(ctx, seq, opts...)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return raw, err
+	}
+	// hi becomes the first sequence whose next message was stored at or
+	// after at (last+1 when none was), head that message: gallop down
+	// from the end, then bisect. Everything before lo is older than at.
+	lo, hi := first, last+1
+	var head *jetstream.RawStreamMsg
+	for d := uint64(1); ; d *= 2 {
+		p := first
+		if hi > first+d {
+			p = hi - d
+		}
+		m, err := get(p, true)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil && m.Time.Before(at) {
+			lo = m.Sequence + 1
+			break
+		}
+		hi, head = p, m
+		if p == first {
+			break
+		}
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := get(mid, true)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil && m.Time.Before(at) {
+			lo = m.Sequence + 1
+		} else {
+			hi, head = mid, m
+		}
+	}
+	// Forward from there: the copy is almost always among the first few.
+	for m := head; m != nil && !m.Time.After(to); {
+		if storedID(m.Header, m.Subject) == id {
+			return m, nil
+		}
+		if m, err = get(m.Sequence+1, true); err != nil {
+			return nil, err
+		}
+	}
+	// Backward over what was stored just before at (clock skew).
+	for seq := hi; seq > first; {
+		seq--
+		m, err := get(seq, false)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			continue
+		}
+		if m.Time.Before(from) {
+			break
+		}
+		if storedID(m.Header, m.Subject) == id {
+			return m, nil
+		}
+	}
+	return nil, nil
+}
+
+var errFindBudget = errors.New("search budget spent")
 
 // maxScan bounds how many stream messages one List page looks at, so a
 // rare filter cannot make one call walk the whole stream. A page may then
@@ -513,7 +651,7 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	source, _ := strconv.ParseUint(raw.Header.Get(hdrSourceSeq), 10, 64)
 	// Reset the record before publishing: once published, the dispatcher
 	// may write DELIVERED at any moment, and that must not be overwritten.
-	// seq 0 makes Get find the newest copy by subject meanwhile. A record
+	// seq 0 makes Get search for a copy meanwhile. A record
 	// at seq 0 or past the dead-lettered copy means an earlier replay of
 	// this dead letter got that far; its copy may be delivered already, so
 	// the record is left alone.
@@ -529,11 +667,13 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
 	}
 	msg := &nats.Msg{
-		Subject: subjectFor(Partition(n.GetGroupKey(), id, q.cfg.Partitions), id),
+		Subject: partitionSubject(Partition(n.GetGroupKey(), id, q.cfg.Partitions)),
 		Header:  nats.Header{},
 		Data:    raw.Data,
 	}
 	carryHeaders(msg.Header, raw.Header)
+	// A dead letter of an older version has no id header.
+	msg.Header.Set(hdrID, id)
 	msg.Header.Set(hdrReplay, strconv.Itoa(count))
 	msg.Header.Set(jetstream.MsgIDHeader, id+"/replay/"+strconv.Itoa(count))
 	ack, err := q.publish(ctx, msg)
