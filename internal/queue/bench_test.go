@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,5 +134,195 @@ func BenchmarkOpen(b *testing.B) {
 		b.StopTimer()
 		q.Close()
 		b.StartTimer()
+	}
+}
+
+// BenchmarkOpenHeap reports what the notifications a data dir retains cost
+// in memory once it is opened: the live heap after a GC with 20,000 stored
+// notifications, less that with none, per notification. stored=pending
+// holds the notifications only; stored=delivered also a delivery record
+// and a thread id each (one group per notification), as the dispatcher
+// leaves them. layout=subject-per-id is a data dir written while each
+// notification had its own subject (herald.n.<p>.<id>), opened by this
+// version. Right after opening (heap-B/notification) JetStream also holds
+// the blocks it read (for 10 s) and their subject state (for 2 min); with
+// HERALD_BENCH_IDLE=1 the heap is measured again after 15 s
+// (warm-heap-B/notification) and after 2m15s (idle-heap-B/notification).
+//
+//	go test -run '^$' -bench BenchmarkOpenHeap -benchtime 1x ./internal/queue/
+func BenchmarkOpenHeap(b *testing.B) {
+	const stored = 20000
+	var waits []time.Duration
+	if os.Getenv("HERALD_BENCH_IDLE") != "" {
+		waits = []time.Duration{15 * time.Second, 2*time.Minute + 15*time.Second}
+	}
+	// Restored deduplication ids are not what the data dir retains: keep
+	// them out with a short window, passed before reopening.
+	cfg := testConfig(func(c *Config) { c.Partitions = 16; c.DuplicateWindow = time.Second })
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	var empty []uint64
+	for _, layout := range []string{"subject-per-id", "current"} {
+		for _, delivered := range []bool{false, true} {
+			name := "layout=" + layout + "/stored=pending"
+			if delivered {
+				name = "layout=" + layout + "/stored=delivered"
+			}
+			b.Run(name, func(b *testing.B) {
+				if empty == nil {
+					dir := b.TempDir()
+					openTest(b, dir, cfg).q.Close()
+					empty = heapOpen(b, dir, cfg, waits)
+				}
+				dir := b.TempDir()
+				fillHeapDir(b, dir, cfg, stored, layout == "current", delivered)
+				per := make([]float64, 1+len(waits))
+				b.ResetTimer()
+				for range b.N {
+					h := heapOpen(b, dir, cfg, waits)
+					for i := range per {
+						per[i] += (float64(h[i]) - float64(empty[i])) / stored
+					}
+				}
+				for i, unit := range []string{"heap-B/notification", "warm-heap-B/notification", "idle-heap-B/notification"}[:len(per)] {
+					b.ReportMetric(per[i]/float64(b.N), unit)
+				}
+			})
+		}
+	}
+}
+
+// fillHeapDir stores n notifications in dir, with Put or on a subject per
+// id; delivered hands each to a handler that writes its record and thread
+// id, as the dispatcher does.
+func fillHeapDir(b *testing.B, dir string, cfg Config, n int, put, delivered bool) {
+	e := openTest(b, dir, cfg)
+	ctx := context.Background()
+	for i := range n {
+		nt := benchNotif(i)
+		if delivered {
+			nt.GroupKey = fmt.Sprintf("group-%d", i)
+		}
+		if put {
+			mustPut(b, e.q, nt)
+		} else {
+			publishSubjectPerID(b, e.q, nt)
+		}
+	}
+	if delivered {
+		var handled atomic.Int64
+		all := make(chan struct{})
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+				nt := m.Notification()
+				ref := &heraldv1.MessageRef{ChannelId: "GENERAL", MessageId: "Xk3jQ9vTzP2mWbLrA"}
+				rec := &heraldv1.DeliveryRecord{
+					State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Route: "default", DeliveredBy: "rocketchat",
+					Sinks: []*heraldv1.SinkDelivery{{Sink: "rocketchat", State: heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, Attempts: 1, Message: ref}},
+				}
+				if err := e.q.PutRecord(ctx, nt.GetId(), rec); err != nil {
+					b.Error(err)
+				}
+				if err := e.q.SetParent(ctx, "rocketchat", nt.GetGroupKey(), ref); err != nil {
+					b.Error(err)
+				}
+				if handled.Add(1) == int64(n) {
+					close(all)
+				}
+				return dispatch.Outcome{Action: dispatch.Ack}
+			})
+		}()
+		select {
+		case <-all:
+		case <-time.After(5 * time.Minute):
+			b.Fatal("not all handled")
+		}
+		cancel()
+		<-done
+	}
+	e.q.Close()
+	time.Sleep(cfg.DuplicateWindow)
+}
+
+// heapOpen opens dir and returns the live heap then and after each wait.
+func heapOpen(b *testing.B, dir string, cfg Config, waits []time.Duration) []uint64 {
+	q, err := Open(context.Background(), cfg, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Ready(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	heap := []uint64{liveHeap()}
+	for _, w := range waits {
+		time.Sleep(time.Until(start.Add(w)))
+		heap = append(heap, liveHeap())
+	}
+	return heap
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkGetPending measures Get of a notification without a delivery
+// record (pending) among 20,000 stored within a few seconds, found by the
+// time in its id; requests/op counts the requests to JetStream. unknown is
+// an id of that time that was never stored: the search reads the whole
+// window, here every message, up to its bound. recorded is Get through a
+// record, for comparison.
+//
+//	go test -run '^$' -bench BenchmarkGetPending -benchmem ./internal/queue/
+func BenchmarkGetPending(b *testing.B) {
+	e := openTest(b, b.TempDir(), testConfig(func(c *Config) { c.Partitions = 16 }))
+	ctx := context.Background()
+	ids := make([]string, 20000)
+	var midAt time.Time
+	for i := range ids {
+		if i == len(ids)/2 {
+			midAt = time.Now()
+		}
+		n := benchNotif(i)
+		n.Id = testID(time.Now(), uint64(i))
+		ids[i] = mustPut(b, e.q, n)
+	}
+	recorded := ids[len(ids)/4]
+	raw, err := e.q.find(ctx, recorded)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.q.pinRecord(ctx, recorded, raw.Sequence); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, id string
+		found    bool
+	}{
+		{"newest", ids[len(ids)-1], true},
+		{"middle", ids[len(ids)/2], true},
+		{"oldest", ids[0], true},
+		{"unknown", testID(midAt, 1<<62), false},
+		{"recorded", recorded, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			out := e.q.nc.Stats().OutMsgs
+			for b.Loop() {
+				_, err := e.q.Get(ctx, c.id)
+				if (err == nil) != c.found {
+					b.Fatalf("Get(%s) = %v", c.id, err)
+				}
+			}
+			b.ReportMetric(float64(e.q.nc.Stats().OutMsgs-out)/float64(b.N), "requests/op")
+		})
 	}
 }
