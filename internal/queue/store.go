@@ -651,10 +651,10 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	source, _ := strconv.ParseUint(raw.Header.Get(hdrSourceSeq), 10, 64)
 	// Reset the record before publishing: once published, the dispatcher
 	// may write DELIVERED at any moment, and that must not be overwritten.
-	// seq 0 makes Get search for a copy meanwhile. A record
-	// at seq 0 or past the dead-lettered copy means an earlier replay of
-	// this dead letter got that far; its copy may be delivered already, so
-	// the record is left alone.
+	// seq 0 makes Get search for a copy meanwhile (see find). A record at
+	// seq 0 or past the dead-lettered copy means an earlier replay of this
+	// dead letter got that far; its copy may be delivered already, so the
+	// record is left alone.
 	_, err = q.updateRecord(ctx, id, func(r *storedRecord, exists bool) bool {
 		if exists && source != 0 && (r.seq == 0 || r.seq > source) {
 			return false
