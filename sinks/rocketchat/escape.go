@@ -32,6 +32,9 @@ const (
 // multiline false every line break becomes a space. Text with nothing to
 // escape is returned as it is, without a copy.
 func escapeText(s string, multiline bool) string {
+	if plainText(s, multiline) {
+		return s
+	}
 	s = clean(s, multiline)
 	var b strings.Builder // written from the first change on
 	changed := false
@@ -100,6 +103,9 @@ func escapeText(s string, multiline bool) string {
 // server finds mentions in code spans too). A value with nothing to escape
 // is returned as it is.
 func escapeCode(s string) string {
+	if plainCode(s) {
+		return s
+	}
 	s = clean(s, false)
 	var b strings.Builder
 	changed := false
@@ -129,6 +135,52 @@ func escapeCode(s string) string {
 		return s
 	}
 	return b.String()
+}
+
+// plainText reports, cheaply, that escapeText(s, multiline) is s: s is
+// printable ASCII (and line feeds, when multiline) with no character that
+// escapeText may change, but for "@" and "_" after a letter or a digit,
+// which it keeps. It may report false for some such strings.
+func plainText(s string, multiline bool) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '@' || c == '_':
+			if i == 0 || !isASCIIAlnum(s[i-1]) {
+				return false
+			}
+		case c == '\n':
+			if !multiline {
+				return false
+			}
+		case c < 0x20 || c >= 0x7f || textSpecial[c]:
+			return false
+		}
+	}
+	return true
+}
+
+// textSpecial are the ASCII characters that make escapeText look closer:
+// those it may replace, and "]", which changes a "(" after it.
+var textSpecial = [128]bool{'#': true, '>': true, '*': true, '~': true, '`': true, '|': true, '<': true, ']': true}
+
+// plainCode reports, cheaply, that escapeCode(s) is s: s is printable
+// ASCII with no backtick, and every "@" follows a letter or a digit.
+func plainCode(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '@':
+			if i == 0 || !isASCIIAlnum(s[i-1]) {
+				return false
+			}
+		case c < 0x20 || c >= 0x7f || c == '`':
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIIAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // clean drops control and bidirectional-override characters, normalises
@@ -227,6 +279,15 @@ var urlEscaper = strings.NewReplacer(
 // utf16Len is the length of s as JavaScript counts it, which is how
 // Rocket.Chat applies Message_MaxAllowedSize.
 func utf16Len(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return i + utf16LenRunes(s[i:])
+		}
+	}
+	return len(s)
+}
+
+func utf16LenRunes(s string) int {
 	n := 0
 	for _, r := range s {
 		if r >= 0x10000 {
@@ -260,7 +321,8 @@ func cutUTF16(s string, max int) string {
 
 // shorten cuts s to at most max UTF-16 units, ending it with "…" when cut.
 func shorten(s string, max int) string {
-	if utf16Len(s) <= max {
+	// A string has no more UTF-16 units than bytes.
+	if len(s) <= max || utf16Len(s) <= max {
 		return s
 	}
 	return strings.TrimRightFunc(cutUTF16(s, max-1), unicode.IsSpace) + "…"
