@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -267,15 +266,37 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 	}
 	d.MoreURL = firstNonEmpty(memo.safeURL(n.GetExternalUrl()), d.Links.Generator)
 
-	common := commonLabels(alerts)
+	// The pairs of the common labels and of every shown alert share one
+	// array; common holds the labels every alert shares, sorted by name.
+	shown := min(len(alerts), maxShownAlerts)
+	var commonBuf [16]Pair
+	var common []Pair
 	if len(alerts) == 0 {
-		common = n.GetLabels()
+		common = appendLabels(commonBuf[:0], n.GetLabels(), nil)
+	} else {
+		common = commonLabels(commonBuf[:0], alerts)
 	}
-	d.CommonLabels = pairs(common, func(k string) bool { return k != "alertname" && k != "severity" })
+	size := len(common)
+	for _, a := range alerts[:shown] {
+		size += len(a.GetLabels())
+	}
+	all := make([]Pair, 0, size)
+	for _, p := range common {
+		if p.Name != "alertname" && p.Name != "severity" {
+			all = append(all, p)
+		}
+	}
+	d.CommonLabels, all = escapePairs(all, 0)
+	if shown > 0 {
+		// One spare: TestRenderManyAlertsTruncates looks at one alert
+		// past those shown, as append's spare capacity used to allow.
+		d.Alerts = make([]AlertData, 0, min(len(alerts), maxShownAlerts+1))
+	}
+	firingEmoji := severityEmoji[sev]
 
 	var start, end time.Time
 	for i, a := range alerts {
-		ad := AlertData{Status: "firing", Firing: true, Emoji: severityEmoji[sev]}
+		ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
 		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
 			ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
 			d.ResolvedCount++
@@ -300,7 +321,9 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 			d.MoreAlerts++
 			continue
 		}
-		ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
+		from := len(all)
+		all = appendLabels(all, a.GetLabels(), common)
+		ad.Labels, all = escapePairs(all, from)
 		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
 		ad.URL = memo.safeURL(a.GetGeneratorUrl())
 		d.Alerts = append(d.Alerts, ad)
@@ -372,44 +395,53 @@ func (m *renderMemo) format(t time.Time) string {
 	return out
 }
 
-// commonLabels returns the labels that every alert has with the same value.
-func commonLabels(alerts []*heraldv1.Alert) map[string]string {
-	if len(alerts) == 0 {
-		return nil
-	}
-	common := maps.Clone(alerts[0].GetLabels())
-	for _, a := range alerts[1:] {
-		for k, v := range common {
+// commonLabels appends to buf the labels that every alert has with the
+// same value (a missing label counts as ""), sorted by name.
+func commonLabels(buf []Pair, alerts []*heraldv1.Alert) []Pair {
+	rest := alerts[1:]
+	for k, v := range alerts[0].GetLabels() {
+		same := true
+		for _, a := range rest {
 			if a.GetLabels()[k] != v {
-				delete(common, k)
+				same = false
+				break
 			}
 		}
-	}
-	if common == nil {
-		common = map[string]string{}
-	}
-	return common
-}
-
-// pairs returns the escaped labels of m that keep selects, sorted by name,
-// or nil when it selects none.
-func pairs(m map[string]string, keep func(string) bool) []Pair {
-	var buf [16]string // most label sets fit, without a heap allocation
-	keys := buf[:0]
-	for k := range m {
-		if keep(k) {
-			keys = append(keys, k)
+		if same {
+			buf = append(buf, Pair{Name: k, Value: v})
 		}
 	}
-	if len(keys) == 0 {
-		return nil
+	slices.SortFunc(buf, comparePairs)
+	return buf
+}
+
+// appendLabels appends to buf the labels of m not named in skip (sorted by
+// name), themselves sorted by name.
+func appendLabels(buf []Pair, m map[string]string, skip []Pair) []Pair {
+	from := len(buf)
+	for k, v := range m {
+		if _, found := slices.BinarySearchFunc(skip, k, comparePairName); !found {
+			buf = append(buf, Pair{Name: k, Value: v})
+		}
 	}
-	slices.Sort(keys)
-	out := make([]Pair, len(keys))
-	for i, k := range keys {
-		out[i] = Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))}
+	slices.SortFunc(buf[from:], comparePairs)
+	return buf
+}
+
+func comparePairs(a, b Pair) int           { return strings.Compare(a.Name, b.Name) }
+func comparePairName(p Pair, k string) int { return strings.Compare(p.Name, k) }
+
+// escapePairs escapes all[from:] for a code span and returns it, or nil
+// when it is empty, with all to append more to.
+func escapePairs(all []Pair, from int) (pairs, rest []Pair) {
+	if len(all) == from {
+		return nil, all
 	}
-	return out
+	for i := from; i < len(all); i++ {
+		p := &all[i]
+		p.Name, p.Value = escapeCode(shorten(p.Name, capLabel)), escapeCode(shorten(p.Value, capLabel))
+	}
+	return all[from:len(all):len(all)], all
 }
 
 func firstNonEmpty(ss ...string) string {
