@@ -489,7 +489,9 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 	if len(att.Actions) == 0 {
 		att.ButtonAlignment = ""
 	}
-	if at, aerr := r.execute(t, "attachment", d); aerr == nil {
+	if t == defaultTemplates {
+		att.Text = r.cut(executeDefault(defaultAttachment, &d))
+	} else if at, aerr := r.execute(t, "attachment", d); aerr == nil {
 		att.Text = r.cut(at)
 	} else if err == nil {
 		err = aerr
@@ -497,9 +499,17 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 	return rendered{Text: text, Attachments: []Attachment{att}}, err
 }
 
+// text executes "text" on d: written out in Go for the default templates.
+func (r *renderer) text(t *template.Template, d *Data) (string, error) {
+	if t == defaultTemplates {
+		return executeDefault(defaultText, d), nil
+	}
+	return r.execute(t, "text", *d)
+}
+
 // fitText executes "text" with as many alerts as fit.
 func (r *renderer) fitText(t *template.Template, d Data) (string, error) {
-	text, err := r.execute(t, "text", d)
+	text, err := r.text(t, &d)
 	if err != nil {
 		return r.cut(d.Emoji + " " + d.StatusText + " · " + d.Title), err
 	}
@@ -511,11 +521,11 @@ func (r *renderer) fitText(t *template.Template, d Data) (string, error) {
 	// The largest k whose text fits; k = 0 always "fits" by this search.
 	k := sort.Search(len(all), func(k int) bool {
 		d.Alerts, d.MoreAlerts = all[:k+1], extra+len(all)-(k+1)
-		s, err := r.execute(t, "text", d)
+		s, err := r.text(t, &d)
 		return err != nil || utf16Len(s) > r.max
 	})
 	d.Alerts, d.MoreAlerts = all[:k], extra+len(all)-k
-	text, err = r.execute(t, "text", d)
+	text, err = r.text(t, &d)
 	return r.cut(text), err
 }
 
@@ -524,7 +534,8 @@ const truncMark = "\n_… message shortened_"
 
 // cut shortens s to the size limit, marking the cut.
 func (r *renderer) cut(s string) string {
-	if utf16Len(s) <= r.max {
+	// A string has no more UTF-16 units than bytes.
+	if len(s) <= r.max || utf16Len(s) <= r.max {
 		return s
 	}
 	return strings.TrimRight(cutUTF16(s, r.max-utf16Len(truncMark)), " \n") + truncMark

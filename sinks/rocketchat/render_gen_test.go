@@ -114,7 +114,7 @@ func genNotification(r *rand.Rand) *heraldv1.Notification {
 	default:
 		count = 100 + r.IntN(200)
 	}
-	shared := map[string]string{"alertname": pick(r, true), "job": pick(r, true), "empty": ""}
+	shared := []Pair{{"alertname", pick(r, true)}, {"job", pick(r, true)}, {"empty", ""}}
 	for i := range count {
 		a := &heraldv1.Alert{
 			Status:       heraldv1.Status(r.IntN(3)),
@@ -123,9 +123,9 @@ func genNotification(r *rand.Rand) *heraldv1.Notification {
 			EndsAt:       randTime(r),
 			GeneratorUrl: oddURLs[r.IntN(len(oddURLs))],
 		}
-		for k, v := range shared {
+		for _, p := range shared {
 			if r.IntN(10) > 0 {
-				a.Labels[k] = v
+				a.Labels[p.Name] = p.Value
 			}
 		}
 		a.Labels["instance"] = fmt.Sprintf("host-%d", i)
