@@ -64,7 +64,7 @@ func TestDefaultRendererSame(t *testing.T) {
 	// of the generator cannot quietly stop covering them.
 	var fitted, cut, statuses, zero, one, several, over int
 	r := rand.New(rand.NewPCG(3, 4))
-	for range 4000 {
+	for range 2000 {
 		rr, n, o := genRenderer(r), genNotification(r), genOpts(r)
 		f, c := sameRender(t, rr, n, o)
 		if f {
