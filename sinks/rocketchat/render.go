@@ -480,7 +480,7 @@ const maxPooledBuffer = 64 << 10
 // fails, and never fails itself.
 func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
 	d := r.data(n, o)
-	text, err := r.fitText(t, d)
+	text, err := r.fitText(t, &d)
 	if err != nil && t != defaultTemplates {
 		msg, _ := r.render(defaultTemplates, n, o)
 		return msg, err
@@ -490,7 +490,7 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 		att.ButtonAlignment = ""
 	}
 	if t == defaultTemplates {
-		att.Text = r.cut(executeDefault(defaultAttachment, &d))
+		att.Text = r.cut(executeDefault(&d, true))
 	} else if at, aerr := r.execute(t, "attachment", d); aerr == nil {
 		att.Text = r.cut(at)
 	} else if err == nil {
@@ -502,30 +502,35 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 // text executes "text" on d: written out in Go for the default templates.
 func (r *renderer) text(t *template.Template, d *Data) (string, error) {
 	if t == defaultTemplates {
-		return executeDefault(defaultText, d), nil
+		return executeDefault(d, false), nil
 	}
 	return r.execute(t, "text", *d)
 }
 
 // fitText executes "text" with as many alerts as fit.
-func (r *renderer) fitText(t *template.Template, d Data) (string, error) {
-	text, err := r.text(t, &d)
+func (r *renderer) fitText(t *template.Template, d *Data) (string, error) {
+	text, err := r.text(t, d)
 	if err != nil {
 		return r.cut(d.Emoji + " " + d.StatusText + " · " + d.Title), err
 	}
 	if utf16Len(text) <= r.max || len(d.Alerts) == 0 {
 		return r.cut(text), nil
 	}
+	return r.fitAlerts(t, *d)
+}
+
+// fitAlerts executes "text" on d with the largest number of its alerts
+// whose text fits; k = 0 always "fits" by this search.
+func (r *renderer) fitAlerts(t *template.Template, d Data) (string, error) {
 	all := d.Alerts
 	extra := d.MoreAlerts
-	// The largest k whose text fits; k = 0 always "fits" by this search.
 	k := sort.Search(len(all), func(k int) bool {
 		d.Alerts, d.MoreAlerts = all[:k+1], extra+len(all)-(k+1)
 		s, err := r.text(t, &d)
 		return err != nil || utf16Len(s) > r.max
 	})
 	d.Alerts, d.MoreAlerts = all[:k], extra+len(all)-k
-	text, err = r.text(t, &d)
+	text, err := r.text(t, &d)
 	return r.cut(text), err
 }
 

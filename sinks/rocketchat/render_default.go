@@ -127,11 +127,16 @@ func writeInt(b *bytes.Buffer, n int) {
 	b.Write(strconv.AppendInt(buf[:0], int64(n), 10))
 }
 
-// executeDefault runs write on d the way execute runs a template: into a
-// pooled buffer, trimmed of surrounding space.
-func executeDefault(write func(*bytes.Buffer, *Data), d *Data) string {
+// executeDefault writes "text", or with attachment set "attachment", of the
+// default templates for d the way execute runs a template: into a pooled
+// buffer, trimmed of surrounding space.
+func executeDefault(d *Data, attachment bool) string {
 	b := execBuffers.Get().(*bytes.Buffer)
-	write(b, d)
+	if attachment {
+		defaultAttachment(b, d)
+	} else {
+		defaultText(b, d)
+	}
 	s := string(bytes.TrimSpace(b.Bytes()))
 	if b.Cap() <= maxPooledBuffer {
 		b.Reset()
