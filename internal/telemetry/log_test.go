@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -167,4 +168,14 @@ func TestLogHandlerConformance(t *testing.T) {
 		}
 		return lines[0]
 	})
+}
+
+// BenchmarkLoggerWith is the logger derived for every notification handled,
+// which mostly logs nothing: go test -run '^$' -bench LoggerWith -benchmem
+func BenchmarkLoggerWith(b *testing.B) {
+	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil)))
+	for b.Loop() {
+		l := log.With("notification_id", "01KB7Z3Q8W5Q3YQ0M8ZJ9X4T2C", "group", "3f1a9c0d2b7e4f60", "route", "critical")
+		l.With("sink", "rocketchat").Debug("not logged")
+	}
 }
