@@ -258,6 +258,9 @@ func isNameRune(r rune) bool {
 // safeURL returns u when it is an absolute http(s) URL, with the characters
 // that would end a markdown link or a <url|title> escaped, and "" otherwise.
 func safeURL(u string) string {
+	if plainURL(u) {
+		return u
+	}
 	p, err := url.Parse(strings.TrimSpace(u))
 	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 		return ""
@@ -266,6 +269,75 @@ func safeURL(u string) string {
 		return ""
 	}
 	return urlEscaper.Replace(p.String())
+}
+
+// plainURL reports, cheaply, that safeURL(u) is u: u is an http(s) URL of a
+// host name, perhaps with a port, followed by a path, query and fragment of
+// only characters that url.URL.String writes back as they are and that
+// urlEscaper leaves alone. It may report false for some such URLs.
+func plainURL(u string) bool {
+	rest, ok := strings.CutPrefix(u, "http://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(u, "https://"); !ok {
+			return false
+		}
+	}
+	i := 0
+	for i < len(rest) && (isASCIIAlnum(rest[i]) || rest[i] == '.' || rest[i] == '-') {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	if i < len(rest) && rest[i] == ':' {
+		j := i + 1
+		for j < len(rest) && '0' <= rest[j] && rest[j] <= '9' {
+			j++
+		}
+		if j == i+1 || j > i+6 {
+			return false
+		}
+		i = j
+	}
+	if i < len(rest) && rest[i] != '/' && rest[i] != '?' && rest[i] != '#' {
+		return false
+	}
+	fragment := false
+	for ; i < len(rest); i++ {
+		switch c := rest[i]; {
+		case c == '%':
+			if i+2 >= len(rest) || !isHex(rest[i+1]) || !isHex(rest[i+2]) {
+				return false
+			}
+			i += 2
+		case c == '#':
+			// String drops an empty fragment, and escapes a second "#".
+			if fragment || i == len(rest)-1 {
+				return false
+			}
+			fragment = true
+		case c >= utf8.RuneSelf || !urlPlain[c]:
+			return false
+		}
+	}
+	return true
+}
+
+// urlPlain are the characters plainURL accepts after the host: unreserved
+// ones and the delimiters that need no escaping in a path, a query or a
+// fragment.
+var urlPlain = func() (t [128]bool) {
+	for c := range t {
+		t[c] = isASCIIAlnum(byte(c))
+	}
+	for _, c := range "-._~/?=&+,;:!$'@" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // urlEscaper percent-encodes what would end a markdown link or change its
