@@ -12,6 +12,8 @@ import (
 	"text/template"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 )
 
@@ -208,6 +210,12 @@ const (
 
 // data builds the template data of n with every alert.
 func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
+	return r.buildData(n, o, true)
+}
+
+// buildData is data; without details it leaves out the alerts' times and
+// URLs, which the default templates do not show.
+func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details bool) Data {
 	sev := severityName[n.GetSeverity()]
 	resolved := n.GetStatus() == heraldv1.Status_STATUS_RESOLVED
 	d := Data{
@@ -296,24 +304,19 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 
 	var start, end time.Time
 	for i, a := range alerts {
-		ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
-		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
-			ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
+		resolvedAlert := a.GetStatus() == heraldv1.Status_STATUS_RESOLVED
+		if resolvedAlert {
 			d.ResolvedCount++
 		} else {
 			d.FiringCount++
 		}
-		if t := a.GetStartsAt(); t.IsValid() && t.AsTime().Unix() > 0 {
-			ad.StartsAt = memo.format(t.AsTime())
-			if start.IsZero() || t.AsTime().Before(start) {
-				start = t.AsTime()
-			}
+		starts, hasStart := alertTime(a.GetStartsAt())
+		if hasStart && (start.IsZero() || starts.Before(start)) {
+			start = starts
 		}
-		if t := a.GetEndsAt(); t.IsValid() && t.AsTime().Unix() > 0 {
-			ad.EndsAt = memo.format(t.AsTime())
-			if t.AsTime().After(end) {
-				end = t.AsTime()
-			}
+		ends, hasEnd := alertTime(a.GetEndsAt())
+		if hasEnd && ends.After(end) {
+			end = ends
 		}
 		if i >= maxShownAlerts {
 			// A reader takes in a few dozen lines at most; the rest is
@@ -321,11 +324,23 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 			d.MoreAlerts++
 			continue
 		}
+		ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
+		if resolvedAlert {
+			ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
+		}
 		from := len(all)
 		all = appendLabels(all, a.GetLabels(), common)
 		ad.Labels, all = escapePairs(all, from)
 		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
-		ad.URL = memo.safeURL(a.GetGeneratorUrl())
+		if details {
+			if hasStart {
+				ad.StartsAt = memo.format(starts)
+			}
+			if hasEnd {
+				ad.EndsAt = memo.format(ends)
+			}
+			ad.URL = memo.safeURL(a.GetGeneratorUrl())
+		}
 		d.Alerts = append(d.Alerts, ad)
 	}
 	if !start.IsZero() {
@@ -343,6 +358,15 @@ func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
 		d.FiringCount += truncated
 	}
 	return d
+}
+
+// alertTime is t and whether it is set: valid and after 1970.
+func alertTime(t *timestamppb.Timestamp) (time.Time, bool) {
+	if !t.IsValid() {
+		return time.Time{}, false
+	}
+	at := t.AsTime()
+	return at, at.Unix() > 0
 }
 
 // renderMemo remembers the last few results of safeURL and of formatting a
@@ -479,7 +503,7 @@ const maxPooledBuffer = 64 << 10
 // resort the text is cut. It falls back to the default templates when t
 // fails, and never fails itself.
 func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
-	d := r.data(n, o)
+	d := r.buildData(n, o, t != defaultTemplates)
 	text, err := r.fitText(t, &d)
 	if err != nil && t != defaultTemplates {
 		msg, _ := r.render(defaultTemplates, n, o)
