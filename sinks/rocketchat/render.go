@@ -246,7 +246,7 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 	if title == "" {
 		title = "(no title)"
 	}
-	d.Title = escapeText(shorten(clean(title, false), capTitle), false)
+	d.Title = escapeProse(title, capTitle, false)
 
 	summary := firstNonEmpty(n.GetText(), n.GetAnnotations()["summary"])
 	desc := n.GetAnnotations()["description"]
@@ -254,9 +254,9 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 		summary = firstNonEmpty(summary, alerts[0].GetAnnotations()["summary"])
 		desc = firstNonEmpty(desc, alerts[0].GetAnnotations()["description"])
 	}
-	d.Summary = escapeText(shorten(clean(summary, true), capSummary), true)
+	d.Summary = escapeProse(summary, capSummary, true)
 	if desc != summary {
-		d.Description = escapeText(shorten(clean(desc, true), capDescription), true)
+		d.Description = escapeProse(desc, capDescription, true)
 	}
 
 	// Alerts of a group mostly share their generator URL and their times:
@@ -331,7 +331,7 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 		from := len(all)
 		all = appendLabels(all, a.GetLabels(), common)
 		ad.Labels, all = escapePairs(all, from)
-		ad.Summary = escapeText(shorten(clean(a.GetAnnotations()["summary"], false), capAlertSummary), false)
+		ad.Summary = escapeProse(a.GetAnnotations()["summary"], capAlertSummary, false)
 		if details {
 			if hasStart {
 				ad.StartsAt = memo.format(starts)
@@ -444,12 +444,27 @@ func commonLabels(buf []Pair, alerts []*heraldv1.Alert) []Pair {
 func appendLabels(buf []Pair, m map[string]string, skip []Pair) []Pair {
 	from := len(buf)
 	for k, v := range m {
-		if _, found := slices.BinarySearchFunc(skip, k, comparePairName); !found {
+		if !hasName(skip, k) {
 			buf = append(buf, Pair{Name: k, Value: v})
 		}
 	}
 	slices.SortFunc(buf[from:], comparePairs)
 	return buf
+}
+
+// hasName reports whether ps, sorted by name, has a pair named k.
+func hasName(ps []Pair, k string) bool {
+	if len(ps) > 16 {
+		_, found := slices.BinarySearchFunc(ps, k, comparePairName)
+		return found
+	}
+	// Comparing a few strings for equality beats a binary search.
+	for i := range ps {
+		if ps[i].Name == k {
+			return true
+		}
+	}
+	return false
 }
 
 func comparePairs(a, b Pair) int           { return strings.Compare(a.Name, b.Name) }
@@ -466,6 +481,16 @@ func escapePairs(all []Pair, from int) (pairs, rest []Pair) {
 		p.Name, p.Value = escapeCode(shorten(p.Name, capLabel)), escapeCode(shorten(p.Value, capLabel))
 	}
 	return all[from:len(all):len(all)], all
+}
+
+// escapeProse is prose s cleaned, shortened to max UTF-16 units and escaped:
+// escapeText(shorten(clean(s, multiline), max), multiline), in one scan
+// when s is plain.
+func escapeProse(s string, max int, multiline bool) string {
+	if len(s) <= max && plainText(s, multiline) {
+		return s
+	}
+	return escapeText(shorten(clean(s, multiline), max), multiline)
 }
 
 func firstNonEmpty(ss ...string) string {
@@ -537,7 +562,7 @@ func (r *renderer) fitText(t *template.Template, d *Data) (string, error) {
 	if err != nil {
 		return r.cut(d.Emoji + " " + d.StatusText + " · " + d.Title), err
 	}
-	if utf16Len(text) <= r.max || len(d.Alerts) == 0 {
+	if len(text) <= r.max || utf16Len(text) <= r.max || len(d.Alerts) == 0 {
 		return r.cut(text), nil
 	}
 	return r.fitAlerts(t, *d)

@@ -3,6 +3,7 @@ package rocketchat
 import (
 	"maps"
 	"slices"
+	"testing"
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -165,4 +166,20 @@ func pairsRef(m map[string]string, keep func(string) bool) []Pair {
 		out[i] = Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))}
 	}
 	return out
+}
+
+func FuzzEscapeProseSame(f *testing.F) {
+	for _, s := range oddStrings {
+		f.Add(s, 10, false)
+	}
+	f.Add("plain text that is long", 5, true)
+	f.Fuzz(func(t *testing.T, s string, max int, multiline bool) {
+		max = max%300 + 1
+		if max < 1 {
+			max += 300
+		}
+		if got, want := escapeProse(s, max, multiline), escapeTextRef(shortenRef(cleanRef(s, multiline), max), multiline); got != want {
+			t.Fatalf("escapeProse(%q, %d, %v) = %q, want %q", s, max, multiline, got, want)
+		}
+	})
 }
