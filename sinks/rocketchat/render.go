@@ -296,9 +296,7 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 	}
 	d.CommonLabels, all = escapePairs(all, 0)
 	if shown > 0 {
-		// One spare: TestRenderManyAlertsTruncates looks at one alert
-		// past those shown, as append's spare capacity used to allow.
-		d.Alerts = make([]AlertData, 0, min(len(alerts), maxShownAlerts+1))
+		d.Alerts = make([]AlertData, 0, min(len(alerts), maxShownAlerts))
 	}
 	firingEmoji := severityEmoji[sev]
 

@@ -272,9 +272,12 @@ func TestRenderManyAlertsTruncates(t *testing.T) {
 		if shown > maxShownAlerts {
 			t.Errorf("max %d: %d alerts shown, more than %d", max, shown, maxShownAlerts)
 		}
+		if shown == maxShownAlerts {
+			continue
+		}
 		d := r.data(n, renderOpts{})
 		d.Alerts, d.MoreAlerts = d.Alerts[:shown+1], 300+7-shown-1
-		if s, _ := r.execute(defaultTemplates, "text", d); shown < maxShownAlerts && utf16Len(s) <= max {
+		if s, _ := r.execute(defaultTemplates, "text", d); utf16Len(s) <= max {
 			t.Errorf("max %d: %d alerts would still fit", max, shown+1)
 		}
 	}
