@@ -90,6 +90,20 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeEscaped is BenchmarkDecode/alerts=5 with an escaped '>'
+// in every description, as Alertmanager's encoding/json writes '<', '>'
+// and '&'.
+func BenchmarkDecodeEscaped(b *testing.B) {
+	body := bytes.ReplaceAll(benchWebhook(b, 5), []byte("has been above"), []byte(`has been \u003e`))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(bytes.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkConvert measures webhook → Notification, idempotency key
 // included.
 func BenchmarkConvert(b *testing.B) {
