@@ -26,6 +26,9 @@ func FuzzDecodeConvert(f *testing.F) {
 	}
 	f.Add([]byte(`{"version":"4","status":"resolved","alerts":[{"status":"resolved","endsAt":"0000-01-01T00:00:00Z","startsAt":"9999-12-31T23:59:59.999999999Z"}]}`))
 	f.Add([]byte(`{"version":"4","status":"firing","truncatedAlerts":18446744073709551615,"alerts":[{"status":"firing","labels":{"\u0000":"\ud800"}}]}`))
+	for _, s := range mapEdgeCases {
+		f.Add([]byte(s))
+	}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := Decode(bytes.NewReader(body))
