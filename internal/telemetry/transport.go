@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HTTPTransport returns base (http.DefaultTransport when nil) instrumented
@@ -16,11 +19,37 @@ import (
 // The span's url.full shows the URL as RedactURL does, so that a hook URL,
 // whose path is its credential, never reaches a trace; the request itself
 // goes to the real URL.
+//
+// A request whose context holds a span that is not sampled (every trace
+// herald starts when nothing exports them) gets no client span, only the
+// trace context in its headers: under a parent-based sampler, which herald
+// uses, its span would not be recorded anyway, and building it (attributes,
+// metric options, two request copies) was 2.5% of herald's CPU at 1,000
+// notifications/s.
 func HTTPTransport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return redactURL{next: otelhttp.NewTransport(restoreURL{next: base})}
+	return sampledOnly{
+		traced: redactURL{next: otelhttp.NewTransport(restoreURL{next: base})},
+		plain:  base,
+	}
+}
+
+// sampledOnly sends a request through traced unless its context holds a
+// valid span context that is not sampled; then through plain, with the
+// trace context injected as traced would (the span id is the parent's).
+type sampledOnly struct{ traced, plain http.RoundTripper }
+
+func (t sampledOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	sc := trace.SpanContextFromContext(r.Context())
+	if !sc.IsValid() || sc.IsSampled() {
+		return t.traced.RoundTrip(r)
+	}
+	// A RoundTripper must not modify the request it is given.
+	r = r.Clone(r.Context())
+	otel.GetTextMapPropagator().Inject(r.Context(), propagation.HeaderCarrier(r.Header))
+	return t.plain.RoundTrip(r)
 }
 
 // RedactURL returns what herald may show of u in a span: scheme, host and

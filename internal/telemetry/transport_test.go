@@ -62,7 +62,9 @@ func TestHTTPTransport(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	rec := telemetrytest.New(t)
+	// Install: the request's trace context goes out through the global
+	// propagator, which this test must not take from another test.
+	rec := telemetrytest.Install(t)
 	ctx, attempt := rec.TracerProvider().Tracer("test").Start(t.Context(), telemetry.SpanAttempt)
 	client := &http.Client{Transport: telemetry.HTTPTransport(nil)}
 	const token, query = "s3cr3tHookToken", "s3cr3tQuery"
@@ -116,4 +118,40 @@ func TestHTTPTransport(t *testing.T) {
 		"http.response.status_code": "200",
 	})
 	telemetrytest.AssertNoSecrets(t, spans, token, query, "/hooks/")
+}
+
+// TestHTTPTransportUnsampled sends with a parent span that is not sampled,
+// as every trace herald starts is when nothing exports: no client span is
+// made, and the request still carries the trace context, unsampled.
+func TestHTTPTransportUnsampled(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+	}))
+	defer srv.Close()
+
+	rec := telemetrytest.Install(t)
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6},
+	})
+	ctx := trace.ContextWithSpanContext(t.Context(), parent)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/api/v1/chat.postMessage", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := (&http.Client{Transport: telemetry.HTTPTransport(nil)}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if req.Header.Get("Traceparent") != "" {
+		t.Error("the caller's request was modified")
+	}
+	const want = "00-01020300000000000000000000000000-0405060000000000-00"
+	if tp := got.Get("Traceparent"); tp != want {
+		t.Errorf("traceparent %q, want %q", tp, want)
+	}
+	if spans := rec.Ended(); len(spans) != 0 {
+		t.Errorf("%d spans, want none:\n%s", len(spans), spans)
+	}
 }
