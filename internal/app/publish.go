@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
@@ -22,18 +21,26 @@ import (
 type tracedPublisher struct{ next shim.Publisher }
 
 func (p tracedPublisher) Publish(ctx context.Context, req *connect.Request[heraldv1.PublishRequest]) (*connect.Response[heraldv1.PublishResponse], error) {
-	ctx, span := otel.Tracer("herald/app").Start(ctx, strings.TrimPrefix(heraldv1connect.NotificationServicePublishProcedure, "/"),
-		trace.WithAttributes(
+	ctx, span := otel.Tracer("herald/app").Start(ctx, strings.TrimPrefix(heraldv1connect.NotificationServicePublishProcedure, "/"))
+	defer span.End()
+	// Attributes only for a span that keeps them: building them for one
+	// that does not (every trace herald starts while nothing exports)
+	// costs allocations per notification. herald's samplers never look at
+	// start attributes.
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("rpc.system", "connect_rpc"),
 			attribute.String("rpc.service", heraldv1connect.NotificationServiceName),
 			attribute.String("rpc.method", "Publish"),
-		))
-	defer span.End()
+		)
+	}
 	res, err := p.next.Publish(ctx, req)
 	if err != nil {
 		span.SetStatus(codes.Error, connect.CodeOf(err).String())
 		return nil, err
 	}
-	span.SetAttributes(telemetry.AttrNotificationID.String(res.Msg.GetId()))
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.AttrNotificationID.String(res.Msg.GetId()))
+	}
 	return res, nil
 }

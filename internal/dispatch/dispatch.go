@@ -200,15 +200,19 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 		return Outcome{Action: DeadLetter, Reason: "message holds no notification"}
 	}
 	dec := d.router.Route(n)
-	ctx, span := d.tracer.Start(ctx, "herald.dispatch", trace.WithAttributes(
-		attribute.String("herald.notification.id", n.GetId()),
-		attribute.String("herald.severity", n.GetSeverity().String()),
-		attribute.String("herald.status", n.GetStatus().String()),
-		attribute.String("herald.route", dec.Route),
-		attribute.Int("herald.delivered", m.Delivered()),
-	))
-	if gk := n.GetGroupKey(); gk != "" {
-		span.SetAttributes(attribute.String("herald.group_key_hash", telemetry.GroupKeyHash(gk)))
+	ctx, span := d.tracer.Start(ctx, "herald.dispatch")
+	// Attributes only for a span that keeps them (see send).
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("herald.notification.id", n.GetId()),
+			attribute.String("herald.severity", n.GetSeverity().String()),
+			attribute.String("herald.status", n.GetStatus().String()),
+			attribute.String("herald.route", dec.Route),
+			attribute.Int("herald.delivered", m.Delivered()),
+		)
+		if gk := n.GetGroupKey(); gk != "" {
+			span.SetAttributes(attribute.String("herald.group_key_hash", telemetry.GroupKeyHash(gk)))
+		}
 	}
 	defer span.End()
 	h := &delivery{
@@ -612,15 +616,20 @@ func sameMessage(a, b *heraldv1.MessageRef) bool {
 func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
-	attrs := []attribute.KeyValue{
-		attribute.String("herald.sink", s.Name()),
-		attribute.String("herald.channel", to.Channel),
-		attribute.Int("herald.attempt", to.Attempt),
+	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt")
+	// A span that is not recorded (every trace herald starts while nothing
+	// exports) gets no attributes: building them cost allocations on every
+	// notification. herald's samplers never look at start attributes.
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("herald.sink", s.Name()),
+			attribute.String("herald.channel", to.Channel),
+			attribute.Int("herald.attempt", to.Attempt),
+		)
+		if to.FallbackReason != "" {
+			span.SetAttributes(attribute.String("herald.fallback.reason", to.FallbackReason))
+		}
 	}
-	if to.FallbackReason != "" {
-		attrs = append(attrs, attribute.String("herald.fallback.reason", to.FallbackReason))
-	}
-	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(attrs...))
 	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {

@@ -73,6 +73,10 @@ func (s *recSpan) AddEvent(name string, opts ...trace.EventOption) {
 	s.events = append(s.events, e)
 }
 
+// IsRecording is true: this span keeps what is set on it, as a sampled
+// SDK span does.
+func (s *recSpan) IsRecording() bool { return true }
+
 func (s *recSpan) SetStatus(c codes.Code, _ string) { s.status = c }
 func (s *recSpan) End(...trace.SpanEndOption)       { s.ended = true }
 
