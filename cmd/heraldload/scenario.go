@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -31,6 +32,11 @@ type scenario struct {
 	drainTimeout time.Duration
 	restarts     int
 	bare         bool // also measure the bare decode-only handler
+	// bareAtRate also drives the bare handler at the scenario's rate for
+	// bareRefSpan and measures its CPU: a reference for how fast this
+	// machine is right now, which moves by a fifth within a day on a VM
+	// that shares its host.
+	bareAtRate bool
 	// holdSink makes the fake hold every chat post far longer than the
 	// sink's timeout: herald then only ingests (its 16 deliveries wait),
 	// and deliveries are not counted.
@@ -65,6 +71,7 @@ func scenarioFor(name string, o *options) *scenario {
 	case "e2e":
 		spec.rate, spec.duration = o.rate, o.e2eDur
 		spec.maxCount = min(int(math.Ceil(o.rate*o.e2eDur.Seconds())), 999_999)
+		sc.bareAtRate = !o.noBare
 	case "slow":
 		spec.rate, spec.duration = o.slowRate, o.slowDur
 		spec.maxCount = min(int(math.Ceil(o.slowRate*o.slowDur.Seconds())), 999_999)
@@ -91,6 +98,21 @@ type scenarioResult struct {
 	idleCPU       time.Duration // herald's CPU during idleSpan before the load
 	delivery      deliveryStats
 	deliveryConc  int
+	// bareRef is the bare handler driven at the scenario's rate, and
+	// bareRefCPU its CPU meanwhile (bareAtRate).
+	bareRef    *loadResult
+	bareRefCPU time.Duration
+}
+
+// bareRefSpan is how long the bare handler is driven at a scenario's rate.
+const bareRefSpan = 10 * time.Second
+
+// perThousand is cpu per 1,000 of the ok webhooks, 0 without any.
+func perThousand(cpu time.Duration, ok int) float64 {
+	if ok == 0 {
+		return 0
+	}
+	return cpu.Seconds() * 1000 / float64(ok)
 }
 
 func (sc *scenario) config(fakeURL string) string {
@@ -220,6 +242,24 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 		bspec.url = "http://" + b.addr + "/webhooks/alertmanager"
 		res.bare = runLoad(ctx, bspec)
 		b.stop()
+	}
+	if sc.bareAtRate {
+		b, err := startBare()
+		if err != nil {
+			return nil, err
+		}
+		bspec := spec
+		bspec.url = "http://" + b.addr + "/webhooks/alertmanager"
+		bspec.duration = min(bspec.duration, bareRefSpan)
+		bspec.maxCount = min(bspec.maxCount, int(math.Ceil(bspec.rate*bspec.duration.Seconds())))
+		c0, err0 := cpuTime(b.cmd.Process.Pid)
+		res.bareRef = runLoad(ctx, bspec)
+		c1, err1 := cpuTime(b.cmd.Process.Pid)
+		b.stop()
+		if err := errors.Join(err0, err1); err != nil {
+			return nil, fmt.Errorf("bare handler's CPU: %w", err)
+		}
+		res.bareRefCPU = c1 - c0
 	}
 	return res, nil
 }
@@ -392,6 +432,11 @@ func printCost(w io.Writer, r *scenarioResult) {
 		}
 		fmt.Fprintf(w, "herald CPU:      %.2f s total, %.3f CPU-s per 1,000 webhooks (%s); load generator and fake chat meanwhile %.2f s\n",
 			r.cpu.Seconds(), r.cpu.Seconds()*1000/float64(l.ok), span, r.selfCPU.Seconds())
+	}
+	if b := r.bareRef; b != nil && b.ok > 0 && l.ok > 0 {
+		ref := perThousand(r.bareRefCPU, b.ok)
+		fmt.Fprintf(w, "machine now:     the bare decode-only handler at the same rate for %v: %.3f CPU-s per 1,000 webhooks; herald/bare = %.1f\n",
+			b.spec.duration, ref, perThousand(r.cpu, l.ok)/ref)
 	}
 	fmt.Fprintf(w, "herald idle:     %.1f%% of a CPU before the load\n", 100*r.idleCPU.Seconds()/idleSpan.Seconds())
 	fmt.Fprintf(w, "herald RSS:      idle %s, peak %s\n", mb(r.idleRSS), mb(r.peakRSS))

@@ -9,21 +9,24 @@ import (
 // summary is one scenario's numbers in -json output, for tracking runs
 // over time: durations in milliseconds, memory in MiB.
 type summary struct {
-	Scenario          string   `json:"scenario"`
-	IngestPerSec      float64  `json:"ingest_per_sec"`
-	IngestP50Ms       float64  `json:"ingest_p50_ms"`
-	IngestP99Ms       float64  `json:"ingest_p99_ms"`
-	BarePerSec        *float64 `json:"bare_per_sec,omitempty"`
-	IngestRatio       *float64 `json:"ingest_ratio,omitempty"`
-	Sent              int      `json:"sent"`
-	Acknowledged      int      `json:"acknowledged"`
-	Delivered         *int     `json:"delivered,omitempty"`
-	Lost              *int     `json:"lost,omitempty"`
-	Duplicated        *int     `json:"duplicated,omitempty"`
-	ChatP50Ms         *float64 `json:"receipt_to_chat_p50_ms,omitempty"`
-	ChatP99Ms         *float64 `json:"receipt_to_chat_p99_ms,omitempty"`
-	DeliveryPerSec    *float64 `json:"delivery_per_sec,omitempty"`
-	CPUSecPer1000     float64  `json:"cpu_sec_per_1000"`
+	Scenario       string   `json:"scenario"`
+	IngestPerSec   float64  `json:"ingest_per_sec"`
+	IngestP50Ms    float64  `json:"ingest_p50_ms"`
+	IngestP99Ms    float64  `json:"ingest_p99_ms"`
+	BarePerSec     *float64 `json:"bare_per_sec,omitempty"`
+	IngestRatio    *float64 `json:"ingest_ratio,omitempty"`
+	Sent           int      `json:"sent"`
+	Acknowledged   int      `json:"acknowledged"`
+	Delivered      *int     `json:"delivered,omitempty"`
+	Lost           *int     `json:"lost,omitempty"`
+	Duplicated     *int     `json:"duplicated,omitempty"`
+	ChatP50Ms      *float64 `json:"receipt_to_chat_p50_ms,omitempty"`
+	ChatP99Ms      *float64 `json:"receipt_to_chat_p99_ms,omitempty"`
+	DeliveryPerSec *float64 `json:"delivery_per_sec,omitempty"`
+	CPUSecPer1000  float64  `json:"cpu_sec_per_1000"`
+	// BareCPUSecPer1000 is the bare handler's CPU at the same rate, a
+	// reference for the machine's speed during the run (e2e only).
+	BareCPUSecPer1000 *float64 `json:"bare_cpu_sec_per_1000,omitempty"`
 	RSSIdleMiB        float64  `json:"rss_idle_mib"`
 	RSSPeakMiB        float64  `json:"rss_peak_mib"`
 	ReadyColdMs       float64  `json:"ready_fresh_ms"`
@@ -47,8 +50,10 @@ func (r *scenarioResult) summary() summary {
 		ReadyColdMs:       msf(r.readyCold),
 		ReadyRestartMedMs: msf(median(r.readyRestarts)),
 	}
-	if l.ok > 0 {
-		s.CPUSecPer1000 = r.cpu.Seconds() * 1000 / float64(l.ok)
+	s.CPUSecPer1000 = perThousand(r.cpu, l.ok)
+	if b := r.bareRef; b != nil && b.ok > 0 {
+		ref := perThousand(r.bareRefCPU, b.ok)
+		s.BareCPUSecPer1000 = &ref
 	}
 	if r.bare != nil {
 		b := r.bare.throughput()
