@@ -234,34 +234,37 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	}
 
 	if sc.bare {
-		b, err := startBare()
-		if err != nil {
+		if res.bare, _, err = runBare(ctx, spec); err != nil {
 			return nil, err
 		}
-		bspec := spec
-		bspec.url = "http://" + b.addr + "/webhooks/alertmanager"
-		res.bare = runLoad(ctx, bspec)
-		b.stop()
 	}
 	if sc.bareAtRate {
-		b, err := startBare()
-		if err != nil {
-			return nil, err
-		}
 		bspec := spec
-		bspec.url = "http://" + b.addr + "/webhooks/alertmanager"
 		bspec.duration = min(bspec.duration, bareRefSpan)
 		bspec.maxCount = min(bspec.maxCount, int(math.Ceil(bspec.rate*bspec.duration.Seconds())))
-		c0, err0 := cpuTime(b.cmd.Process.Pid)
-		res.bareRef = runLoad(ctx, bspec)
-		c1, err1 := cpuTime(b.cmd.Process.Pid)
-		b.stop()
-		if err := errors.Join(err0, err1); err != nil {
-			return nil, fmt.Errorf("bare handler's CPU: %w", err)
+		if res.bareRef, res.bareRefCPU, err = runBare(ctx, bspec); err != nil {
+			return nil, err
 		}
-		res.bareRefCPU = c1 - c0
 	}
 	return res, nil
+}
+
+// runBare drives a fresh bare decode-only handler with spec (its url
+// replaced) and returns the load's result and the handler's CPU meanwhile.
+func runBare(ctx context.Context, spec loadSpec) (*loadResult, time.Duration, error) {
+	b, err := startBare()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer b.stop()
+	spec.url = "http://" + b.addr + "/webhooks/alertmanager"
+	c0, err0 := cpuTime(b.cmd.Process.Pid)
+	res := runLoad(ctx, spec)
+	c1, err1 := cpuTime(b.cmd.Process.Pid)
+	if err := errors.Join(err0, err1); err != nil {
+		return nil, 0, fmt.Errorf("bare handler's CPU: %w", err)
+	}
+	return res, c1 - c0, nil
 }
 
 // deliveryStats matches webhooks to the chat messages they produced.
