@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -137,18 +135,7 @@ func TestDecodeStringMapsMatch(t *testing.T) {
 // messages, same errors) and encoding/json (same accepted bodies and
 // messages).
 func FuzzDecodeStringMaps(f *testing.F) {
-	seeds, _ := filepath.Glob("../../deploy/examples/*.json")
-	more, _ := filepath.Glob("testdata/convert/*.json")
-	for _, p := range append(seeds, more...) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	for _, s := range append(mapEdgeCases, v1Quirks...) {
-		f.Add([]byte(s))
-	}
+	addBodySeeds(f, mapEdgeCases, v1Quirks)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		compareWithGeneric(t, body)
 		compareWithV1(t, body)

@@ -4,8 +4,6 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -47,18 +45,7 @@ func jsonErrorV1(err error) error {
 // refuse gets may differ (v2 reports a type error it meets before a later
 // syntax error; encoding/json checked the syntax of the whole body first).
 func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
-	seeds, _ := filepath.Glob("../../deploy/examples/*.json")
-	more, _ := filepath.Glob("testdata/convert/*.json")
-	for _, p := range append(seeds, more...) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	for _, s := range v1Quirks {
-		f.Add([]byte(s))
-	}
+	addBodySeeds(f, v1Quirks, mapEdgeCases)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		compareWithV1(t, body)
 	})

@@ -15,20 +15,9 @@ import (
 // marshals as protobuf (valid UTF-8, valid timestamps), and conversion is
 // deterministic.
 func FuzzDecodeConvert(f *testing.F) {
-	seeds, _ := filepath.Glob("../../deploy/examples/*.json")
-	more, _ := filepath.Glob("testdata/convert/*.json")
-	for _, p := range append(seeds, more...) {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addBodySeeds(f, mapEdgeCases, v1Quirks)
 	f.Add([]byte(`{"version":"4","status":"resolved","alerts":[{"status":"resolved","endsAt":"0000-01-01T00:00:00Z","startsAt":"9999-12-31T23:59:59.999999999Z"}]}`))
 	f.Add([]byte(`{"version":"4","status":"firing","truncatedAlerts":18446744073709551615,"alerts":[{"status":"firing","labels":{"\u0000":"\ud800"}}]}`))
-	for _, s := range mapEdgeCases {
-		f.Add([]byte(s))
-	}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := Decode(bytes.NewReader(body))
@@ -56,4 +45,24 @@ func FuzzDecodeConvert(f *testing.F) {
 			t.Fatal("Convert is not deterministic")
 		}
 	})
+}
+
+// addBodySeeds seeds a webhook fuzz test with the example webhooks, the
+// conversion test bodies and each list of bodies given.
+func addBodySeeds(f *testing.F, lists ...[]string) {
+	f.Helper()
+	seeds, _ := filepath.Glob("../../deploy/examples/*.json")
+	more, _ := filepath.Glob("testdata/convert/*.json")
+	for _, p := range append(seeds, more...) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, l := range lists {
+		for _, s := range l {
+			f.Add([]byte(s))
+		}
+	}
 }
