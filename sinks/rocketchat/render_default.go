@@ -53,11 +53,8 @@ func defaultText(b *bytes.Buffer, d *Data) {
 			b.WriteString(a.Emoji)
 			b.WriteByte(' ')
 			for _, p := range a.Labels {
-				b.WriteByte('`')
-				b.WriteString(p.Name)
-				b.WriteByte('=')
-				b.WriteString(p.Value)
-				b.WriteString("` ")
+				writePair(b, p)
+				b.WriteByte(' ')
 			}
 			if a.Summary != "" {
 				b.WriteString("— ")
@@ -81,11 +78,7 @@ func defaultText(b *bytes.Buffer, d *Data) {
 			if i > 0 {
 				b.WriteByte(' ')
 			}
-			b.WriteByte('`')
-			b.WriteString(p.Name)
-			b.WriteByte('=')
-			b.WriteString(p.Value)
-			b.WriteByte('`')
+			writePair(b, p)
 		}
 	}
 	if d.FallbackReason != "" {
@@ -120,6 +113,15 @@ func defaultAttachment(b *bytes.Buffer, d *Data) {
 		b.WriteString(" · resolved ")
 		b.WriteString(d.EndsAt)
 	}
+}
+
+// writePair writes a label as the templates do: `name=value`.
+func writePair(b *bytes.Buffer, p Pair) {
+	b.WriteByte('`')
+	b.WriteString(p.Name)
+	b.WriteByte('=')
+	b.WriteString(p.Value)
+	b.WriteByte('`')
 }
 
 func writeInt(b *bytes.Buffer, n int) {
