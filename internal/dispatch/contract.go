@@ -41,6 +41,10 @@ type Outcome struct {
 	Delay time.Duration
 	// Reason says why, for dead letters and logs; never contains secrets.
 	Reason string
+	// Hold says why the group waits, with Retry.
+	Hold Hold
+	// Route is the notification's route, when it was routed.
+	Route string
 }
 
 // State is the durable state the dispatcher shares with the service and with
@@ -61,4 +65,32 @@ type State interface {
 // notification's received_at, so a replayed dead letter gets a fresh budget.
 type Replayable interface {
 	Enqueued() time.Time
+}
+
+// Hold says why a group waits after a Retry outcome.
+type Hold int
+
+const (
+	// HoldNone: the outcome is not a Retry.
+	HoldNone Hold = iota
+	// HoldRetrying: a sink of the chain failed in a way worth retrying.
+	HoldRetrying
+	// HoldThrottled: the wait is a sink's rate limit.
+	HoldThrottled
+	// HoldBroken: no sink of the chain could even be tried (every
+	// breaker open).
+	HoldBroken
+)
+
+// String is the hold's name in metrics and logs.
+func (h Hold) String() string {
+	switch h {
+	case HoldRetrying:
+		return "retrying"
+	case HoldThrottled:
+		return "throttled"
+	case HoldBroken:
+		return "broken"
+	}
+	return "none"
 }

@@ -48,13 +48,21 @@ type Config struct {
 	// Replicas is the replica count of herald's streams and buckets on a
 	// cluster (1, 3 or 5; default 1). The embedded server allows only 1.
 	Replicas int `yaml:"replicas"`
-	// Partitions is how many ordered lanes notifications are spread over
-	// by group key (default 16). Change it only while the queue is empty:
-	// herald refuses to start while a partition beyond the new count still
-	// holds unacknowledged notifications.
+	// Partitions is how many parts notifications are spread over by group
+	// key (default 16). Each is served by one herald replica at a time;
+	// within it, groups are delivered independently. Change it only while
+	// the queue is empty: herald refuses to start while a partition beyond
+	// the new count still holds unacknowledged notifications.
 	Partitions int `yaml:"partitions"`
-	// Concurrency bounds how many notifications this herald handles at
-	// once (default and maximum: partitions).
+	// MaxInHand bounds how many notifications of one partition this herald
+	// holds at once, handed out by JetStream and not yet answered (default
+	// 256). Groups held back by a retry, a throttle or a broken chain do
+	// not count: they are parked in the queue's groups bucket.
+	MaxInHand int `yaml:"max_in_hand"`
+	// Concurrency is no longer used: attempts in flight are bounded by
+	// dispatch.max_in_flight and dispatch.max_in_flight_per_sink. It is
+	// still accepted so that older config files load; herald logs a
+	// warning when it is set.
 	Concurrency int `yaml:"concurrency"`
 
 	// Sync is the embedded server's fsync policy: "interval" (default) or
@@ -78,7 +86,10 @@ type Config struct {
 	// until replayed.
 	Retention time.Duration `yaml:"retention"`
 	// AckWait is how long a handed-out notification may go without an
-	// answer or a progress signal before it is handed out again (default 30s).
+	// answer or a progress signal before it is handed out again (default
+	// 10s). herald signals progress every third of it. It bounds how long
+	// a partition waits, after its herald died, for the notifications that
+	// herald was delivering.
 	AckWait time.Duration `yaml:"ack_wait"`
 	// PublishTimeout bounds how long Put keeps trying to get JetStream's
 	// acknowledgement, e.g. across a cluster leader election (default 5s).
@@ -88,12 +99,14 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultPartitions      = 16
+	DefaultMaxInHand       = 256
 	DefaultSyncInterval    = 2 * time.Minute
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultRetention       = 7 * 24 * time.Hour
-	DefaultAckWait         = 30 * time.Second
+	DefaultAckWait         = 10 * time.Second
 	DefaultPublishTimeout  = 5 * time.Second
 	maxPartitions          = 1024
+	maxMaxInHand           = 100_000
 )
 
 // Validate fills defaults, resolves token_file, and reports the first
@@ -144,11 +157,14 @@ func (c *Config) Validate() error {
 	if c.Partitions < 1 || c.Partitions > maxPartitions {
 		return fmt.Errorf("partitions: %d is not between 1 and %d", c.Partitions, maxPartitions)
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = c.Partitions
+	if c.MaxInHand == 0 {
+		c.MaxInHand = DefaultMaxInHand
 	}
-	if c.Concurrency < 1 || c.Concurrency > c.Partitions {
-		return fmt.Errorf("concurrency: %d is not between 1 and partitions (%d)", c.Concurrency, c.Partitions)
+	if c.MaxInHand < 1 || c.MaxInHand > maxMaxInHand {
+		return fmt.Errorf("max_in_hand: %d is not between 1 and %d", c.MaxInHand, maxMaxInHand)
+	}
+	if c.Concurrency < 0 {
+		return fmt.Errorf("concurrency: %d is negative", c.Concurrency)
 	}
 
 	if embedded {

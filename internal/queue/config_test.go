@@ -18,10 +18,10 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Replicas: 1, Partitions: 16, Concurrency: 16,
+		Replicas: 1, Partitions: 16, MaxInHand: 256,
 		Sync: SyncInterval, SyncInterval: 2 * time.Minute,
 		DuplicateWindow: 2 * time.Minute, Retention: 7 * 24 * time.Hour,
-		AckWait: 30 * time.Second, PublishTimeout: 5 * time.Second,
+		AckWait: 10 * time.Second, PublishTimeout: 5 * time.Second,
 	}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -90,7 +90,8 @@ func TestConfigErrors(t *testing.T) {
 		{"replicas range", Config{URL: "nats://x", Replicas: 7}, "replicas"},
 		{"partitions", Config{Partitions: -1}, "partitions"},
 		{"partitions huge", Config{Partitions: 5000}, "partitions"},
-		{"concurrency above partitions", Config{Partitions: 4, Concurrency: 5}, "concurrency"},
+		{"max_in_hand too large", Config{Partitions: 4, MaxInHand: 1_000_000}, "max_in_hand"},
+		{"negative concurrency", Config{Partitions: 4, Concurrency: -1}, "concurrency"},
 		{"sync unknown", Config{Sync: "never"}, "sync"},
 		{"sync with url", Config{URL: "nats://x", Sync: SyncAlways}, "sync"},
 		{"sync_interval with always", Config{Sync: SyncAlways, SyncInterval: time.Second}, "sync_interval"},

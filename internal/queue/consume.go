@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,7 +28,9 @@ type Handler func(ctx context.Context, m dispatch.Message) dispatch.Outcome
 // Message is the queue's dispatch.Message. Besides the contract it tells
 // where the message sits and when its current copy was stored.
 type Message struct {
-	msg       jetstream.Msg
+	// progress is the message whose ack_wait InProgress resets: the
+	// notification's own, or its parked group's wake-up.
+	progress  jetstream.Msg
 	n         *heraldv1.Notification
 	delivered int
 	enqueued  time.Time
@@ -45,7 +51,12 @@ func (m *Message) Delivered() int { return m.delivered }
 
 // InProgress resets the message's ack_wait so it is not handed out again
 // while a delivery attempt runs long.
-func (m *Message) InProgress(context.Context) error { return m.msg.InProgress() }
+func (m *Message) InProgress(context.Context) error {
+	if m.progress == nil {
+		return nil
+	}
+	return m.progress.InProgress()
+}
 
 // Enqueued is when the current copy was stored: the publish, or the latest
 // replay from the dead letters. A retry budget counted from it starts afresh
@@ -55,7 +66,7 @@ func (m *Message) Enqueued() time.Time { return m.enqueued }
 // Sequence is the copy's stream sequence.
 func (m *Message) Sequence() uint64 { return m.seq }
 
-// Partition is the ordered lane the message belongs to.
+// Partition is the partition the message belongs to.
 func (m *Message) Partition() int { return m.partition }
 
 // stopIterator stops it and waits (briefly) until it has unsubscribed.
@@ -73,59 +84,164 @@ func stopIterator(it jetstream.MessagesContext) {
 	}
 }
 
-// pullBatch is the batch of each partition's pull requests.
-const pullBatch = 2
-
-// deadLetterRetry is how long a message waits when moving it to the dead
-// letters failed; it stays in its partition meanwhile, never lost.
+// deadLetterRetry is how long a group waits when moving its head to the
+// dead letters failed; the head stays at the group's front meanwhile.
 const deadLetterRetry = 5 * time.Second
 
-// Consume hands messages to handle until ctx is cancelled, then waits for
-// the handlers in flight and returns nil. Each partition is consumed by one
-// loop and holds at most one unacknowledged message cluster-wide, so
-// messages of a partition reach handle one at a time in publish order, and a
-// Retry keeps the rest of its partition waiting. At most
-// Config.Concurrency handlers run at once. The outcome is applied as:
-// Ack → acknowledged (a lost ack is guarded by the DELIVERED record the
-// dispatcher wrote first); Retry → NakWithDelay(Delay); DeadLetter → stored in the dead-letter stream, then acknowledged (if that
-// store fails, the message is retried later instead); Release → Nak.
-// A payload that is not a Notification is dead-lettered as raw bytes and
-// terminated; handle never sees it.
-func (q *Queue) Consume(ctx context.Context, handle Handler) error {
-	sem := make(chan struct{}, q.cfg.Concurrency)
+// Defaults of the partitions' pull requests and pins.
+const (
+	defaultPullExpiry = 2 * time.Second
+	defaultPinnedTTL  = 6 * time.Second
+)
+
+// ConsumeOption tunes Consume.
+type ConsumeOption func(*consumeOpts)
+
+type consumeOpts struct {
+	routeOf func(*heraldv1.Notification) string
+}
+
+// WithRouteOf names the route of a notification, for the metric of the
+// oldest waiting notification per route.
+func WithRouteOf(f func(*heraldv1.Notification) string) ConsumeOption {
+	return func(o *consumeOpts) { o.routeOf = f }
+}
+
+// Consume hands notifications to handle until ctx is cancelled, then waits
+// for the handlers in flight and returns nil.
+//
+// Order is kept per group (group key, or the notification alone when it
+// has none), and nothing else waits: each partition is pinned to one
+// herald at a time (a JetStream priority group), which holds up to
+// max_in_hand of its notifications, and runs each group's notifications
+// one after the other, in publish order, while other groups run in
+// parallel. handle is called for a group's head only. Its outcome:
+// Ack → acknowledged, the group's next goes (a lost ack is guarded by the
+// DELIVERED record the dispatcher wrote first); Retry → the group is
+// parked with everything behind it until Delay has passed (see park.go),
+// holding back nothing else; DeadLetter → stored in the dead-letter
+// stream, then acknowledged, the group's next goes; Release → handed back
+// for redelivery, with the rest of the group (shutdown). A payload that
+// is not a Notification is dead-lettered as raw bytes; handle never sees
+// it. How many attempts run at once is the dispatcher's to bound.
+func (q *Queue) Consume(ctx context.Context, handle Handler, opts ...ConsumeOption) error {
+	var o consumeOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	parts := make([]*part, q.cfg.Partitions)
+	for p := range parts {
+		parts[p] = q.newPart(p, handle, o)
+	}
+	q.parts.Store(&parts)
+	defer q.parts.Store(nil)
 	var wg sync.WaitGroup
-	for p := range q.cfg.Partitions {
-		wg.Go(func() { q.consumePartition(ctx, p, handle, sem) })
+	for _, pt := range parts {
+		wg.Go(func() { pt.consume(ctx) })
 	}
 	wg.Wait()
 	return nil
 }
 
-func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem chan struct{}) {
-	log := q.log.With("partition", p)
-	cons := q.consumers[p]
+// part is what this herald knows of one partition while it serves it.
+type part struct {
+	q      *Queue
+	p      int
+	handle Handler
+	opts   consumeOpts
+	log    *slog.Logger
+
+	// runners are the goroutines working off groups.
+	runners sync.WaitGroup
+
+	mu sync.Mutex
+	// active are the groups with notifications in hand, by group hash.
+	active map[string]*group
+	// parked are the partition's parked groups, by group hash.
+	parked map[string]*parkedGroup
+	// alive are the messages in hand, kept alive with InProgress.
+	alive map[uint64]jetstream.Msg
+	// pin is the pin id of the last message; a new one means this herald
+	// (again) took over the partition.
+	pin    string
+	served bool
+	// holding defers new groups after a takeover while the previous
+	// herald's deliveries may still be in flight.
+	holding bool
+	// releasing are handed back at shutdown, after the iterator stopped.
+	releasing []jetstream.Msg
+}
+
+// group is an active group: its notifications in hand, in order.
+type group struct {
+	key     string
+	msgs    []*inHand
+	running bool
+	// parking: its runner is moving it to the groups bucket; arrivals
+	// still queue here and are moved along.
+	parking bool
+}
+
+// inHand is a notification handed out by JetStream and not answered yet.
+type inHand struct {
+	msg   jetstream.Msg
+	n     *heraldv1.Notification
+	md    *jetstream.MsgMetadata
+	seq   uint64
+	order uint64
+}
+
+// parkedGroup is a parked group of a partition this herald serves.
+type parkedGroup struct {
+	key string
+	e   parkEntry
+	rev uint64
+	// wake is the wake-up message in hand while the group runs.
+	wake    jetstream.Msg
+	running bool
+}
+
+func (q *Queue) newPart(p int, handle Handler, o consumeOpts) *part {
+	return &part{
+		q:      q,
+		p:      p,
+		handle: handle,
+		opts:   o,
+		log:    q.log.With("partition", p),
+		active: map[string]*group{},
+		parked: map[string]*parkedGroup{},
+		alive:  map[uint64]jetstream.Msg{},
+	}
+}
+
+// consume pulls the partition's messages until ctx ends, then hands back
+// what it holds and waits for its runners.
+func (pt *part) consume(ctx context.Context) {
+	q := pt.q
+	cons := q.consumers[pt.p]
+	stopAlive := pt.keepAlive()
+	defer stopAlive()
+	defer pt.handBack()
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			// The iterator ended without shutdown: the consumer may have
 			// been deleted, or its stream moved. Make sure it exists.
-			c, err := q.ensureConsumer(ctx, p)
+			c, err := q.ensureConsumer(ctx, pt.p)
 			if err != nil {
-				log.Warn("cannot recreate the partition's consumer; retrying", "err", err)
+				pt.log.Warn("cannot recreate the partition's consumer; retrying", "err", err)
 				sleepCtx(ctx, time.Second)
 				continue
 			}
 			cons = c
+			q.consumers[pt.p] = c
 		}
-		// Two, not one: the consumer's MaxAckPending of 1 still hands out
-		// one message at a time, but the pull request for the next one is
-		// then already waiting at the server when the current one is
-		// acked. With a batch of 1 the next pull was sent only after the
-		// ack, and now and then the server left it unanswered until it
-		// expired, holding the partition for pullExpiry (10s); see
-		// BenchmarkConsume. It also halves the pull requests.
-		it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch), jetstream.PullExpiry(q.pullExpiry))
+		it, err := cons.Messages(
+			jetstream.PullMaxMessages(min(q.cfg.MaxInHand, 64)),
+			jetstream.PullExpiry(q.pullExpiry),
+			jetstream.PullPriorityGroup(priorityGroup),
+		)
 		if err != nil {
-			log.Warn("cannot consume partition; retrying", "err", err)
+			pt.log.Warn("cannot consume partition; retrying", "err", err)
 			sleepCtx(ctx, time.Second)
 			continue
 		}
@@ -139,23 +255,16 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 					errors.Is(err, jetstream.ErrNoHeartbeat) {
 					break
 				}
-				log.Debug("consume", "err", err)
+				pt.log.Debug("consume", "err", err)
 				continue
 			}
-			// Before a message is handed back (shutdown), stop the
-			// iterator: its pull request, still open at the server for
-			// the rest of its batch, would otherwise get the message
-			// again at once. Nothing else can be buffered (one
-			// unacknowledged message per partition), so Stop loses
-			// nothing; once it is closed, the unsubscription is on the
-			// wire ahead of the Nak.
-			q.handleMsg(ctx, p, msg, handle, sem, func() { stopIterator(it) })
+			pt.receive(ctx, msg)
 		}
-		// Hand back what arrived after the last Next, so the partition does
-		// not wait out ack_wait.
-		it.Drain()
+		// Hand back what arrived after the last Next, so it does not wait
+		// out ack_wait.
+		stopIterator(it)
 		for {
-			msg, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+			msg, err := it.Next(jetstream.NextMaxWait(50 * time.Millisecond))
 			if err != nil {
 				break
 			}
@@ -167,99 +276,700 @@ func (q *Queue) consumePartition(ctx context.Context, p int, handle Handler, sem
 	}
 }
 
-// handleMsg decodes msg, runs handle on it and applies the outcome.
-// beforeRelease runs before msg is handed back with a Nak because of
-// shutdown or a Release outcome.
-func (q *Queue) handleMsg(ctx context.Context, p int, msg jetstream.Msg, handle Handler, sem chan struct{}, beforeRelease func()) {
+// handBack waits for the runners, then hands back what they released and
+// what is still in hand: groups that never ran (a takeover's hold).
+func (pt *part) handBack() {
+	pt.runners.Wait()
+	pt.mu.Lock()
+	msgs := pt.releasing
+	pt.releasing = nil
+	for _, g := range pt.active {
+		for _, h := range g.msgs {
+			msgs = append(msgs, h.msg)
+		}
+	}
+	clear(pt.active)
+	clear(pt.alive)
+	pt.mu.Unlock()
+	for _, m := range msgs {
+		_ = m.Nak()
+	}
+}
+
+// keepAlive tells JetStream every third of ack_wait that the messages in
+// hand are still being worked on, so none is handed to another herald
+// meanwhile (which would break its group's order).
+func (pt *part) keepAlive() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(pt.q.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			pt.mu.Lock()
+			msgs := make([]jetstream.Msg, 0, len(pt.alive))
+			for _, m := range pt.alive {
+				msgs = append(msgs, m)
+			}
+			pt.mu.Unlock()
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// receive takes one message from the partition's consumer.
+func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
+	q := pt.q
 	md, err := msg.Metadata()
 	if err != nil {
-		q.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
+		pt.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
 		_ = msg.Nak()
 		return
 	}
-	if !q.acquire(ctx, sem, msg) {
-		beforeRelease()
-		_ = msg.Nak()
+	pt.takeover(ctx, msg)
+	if isWake(msg.Subject()) {
+		pt.wake(ctx, msg, md)
 		return
 	}
-	defer func() { <-sem }()
-
 	n, err := decodeNotification(msg.Headers(), msg.Data())
 	if err != nil {
 		q.deadLetterUndecodable(ctx, msg, md, err)
 		return
 	}
-	m := &Message{
-		msg:       msg,
-		n:         n,
-		delivered: int(md.NumDelivered),
-		enqueued:  md.Timestamp,
-		seq:       md.Sequence.Stream,
-		partition: p,
+	h := &inHand{msg: msg, n: n, md: md, seq: md.Sequence.Stream, order: md.Sequence.Stream}
+	if src, err := strconv.ParseUint(msg.Headers().Get(hdrSourceSeq), 10, 64); err == nil && src > 0 && src < h.order {
+		// A replayed dead letter takes its place among what of its
+		// group still waits.
+		h.order = src
 	}
-	q.flights.begin(n.GetId(), m.seq)
-	defer q.flights.end(n.GetId())
-	stop := q.keepAlive(msg)
-	out := q.call(q.extract(ctx, msg.Headers()), handle, m)
-	stop()
-	if out.Action == dispatch.Release {
-		beforeRelease()
-	}
-	q.apply(ctx, m, out)
-}
+	key := groupHash(n)
 
-// acquire takes a concurrency slot, keeping msg alive while it waits.
-func (q *Queue) acquire(ctx context.Context, sem chan struct{}, msg jetstream.Msg) bool {
-	select {
-	case sem <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTicker(q.cfg.AckWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case sem <- struct{}{}:
-			return true
-		case <-t.C:
-			_ = msg.InProgress()
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// keepAlive tells JetStream every third of ack_wait that msg is still being
-// handled, so a slow delivery is never handed to another replica meanwhile
-// (which would post twice and break the partition's order). A handler that
-// hangs therefore holds its partition; herald_queue_oldest_pending_age_seconds
-// shows it.
-func (q *Queue) keepAlive(msg jetstream.Msg) (stop func()) {
-	// A timer, not a goroutine with a ticker: nearly every delivery ends
-	// long before the first tick, and a goroutine per message was a wake-up
-	// and a stack for nothing.
-	every := q.cfg.AckWait / 3
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	// Held until t is set, so the first tick cannot find it nil.
-	mu.Lock()
-	defer mu.Unlock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
+	pt.mu.Lock()
+	if pg := pt.parked[key]; pg != nil {
+		err := pt.addParkedLocked(ctx, pg, h)
+		pt.mu.Unlock()
+		if err != nil {
+			pt.log.Warn("cannot add a notification to its parked group; retrying", "id", n.GetId(), "err", err)
+			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		_ = msg.InProgress()
-		t.Reset(every)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
+		_ = msg.Ack()
+		return
 	}
+	g := pt.active[key]
+	if g == nil {
+		g = &group{key: key}
+		pt.active[key] = g
+	}
+	g.insert(h, g.parking)
+	pt.alive[h.seq] = msg
+	start := !g.running && !g.parking && !pt.holding
+	if start {
+		g.running = true
+	}
+	pt.mu.Unlock()
+	if start {
+		pt.runners.Go(func() { pt.run(ctx, g) })
+	}
+}
+
+// insert queues h in order (at the end when last, as while the group is
+// being parked); a redelivered copy replaces the one in hand.
+func (g *group) insert(h *inHand, last bool) {
+	for i, x := range g.msgs {
+		if x.seq == h.seq {
+			g.msgs[i].msg, g.msgs[i].md = h.msg, h.md
+			return
+		}
+	}
+	i := len(g.msgs)
+	if last {
+		g.msgs = append(g.msgs, h)
+		return
+	}
+	for i > 1 && g.msgs[i-1].order > h.order {
+		// Never before the head, which may be running.
+		i--
+	}
+	g.msgs = slices.Insert(g.msgs, i, h)
+}
+
+// run works off an active group until it is empty, parked or released.
+func (pt *part) run(ctx context.Context, g *group) {
+	q := pt.q
+	for {
+		pt.mu.Lock()
+		if len(g.msgs) == 0 {
+			delete(pt.active, g.key)
+			pt.mu.Unlock()
+			return
+		}
+		h := g.msgs[0]
+		pt.mu.Unlock()
+		if ctx.Err() != nil {
+			pt.release(g)
+			return
+		}
+		m := &Message{
+			progress:  h.msg,
+			n:         h.n,
+			delivered: int(h.md.NumDelivered),
+			enqueued:  h.md.Timestamp,
+			seq:       h.seq,
+			partition: pt.p,
+		}
+		out := pt.call(ctx, m, h.msg.Headers())
+		switch out.Action {
+		case dispatch.Ack:
+			// A plain ack, not one the server confirms: an ack lost on
+			// the way only means the message is handed out again after
+			// ack_wait, and the dispatcher then finds its DELIVERED
+			// record, written before this ack, and does not post twice.
+			if err := h.msg.Ack(); err != nil {
+				pt.log.Warn("cannot acknowledge", "id", h.n.GetId(), "err", err)
+			}
+		case dispatch.DeadLetter:
+			if err := q.deadLetterDelivered(ctx, h.msg, h.seq, h.n.GetId(), out.Reason); err != nil {
+				pt.log.Error("cannot move to the dead letters; retrying later", "id", h.n.GetId(), "err", err)
+				pt.park(ctx, g, m, dispatch.Outcome{Action: dispatch.Retry, Delay: deadLetterRetry, Hold: dispatch.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
+				return
+			}
+		case dispatch.Release:
+			pt.release(g)
+			return
+		case dispatch.Retry:
+			pt.park(ctx, g, m, out)
+			return
+		default:
+			pt.log.Error("unknown outcome; retrying later", "action", int(out.Action))
+			out.Delay, out.Hold = deadLetterRetry, dispatch.HoldRetrying
+			pt.park(ctx, g, m, out)
+			return
+		}
+		pt.mu.Lock()
+		g.msgs = g.msgs[1:]
+		delete(pt.alive, h.seq)
+		pt.mu.Unlock()
+	}
+}
+
+// call runs handle on m with the trace context of its headers.
+func (pt *part) call(ctx context.Context, m *Message, h nats.Header) dispatch.Outcome {
+	q := pt.q
+	q.flights.begin(m.n.GetId(), m.seq)
+	defer q.flights.end(m.n.GetId())
+	return q.call(q.extract(ctx, h), pt.handle, m)
+}
+
+// release hands g's messages back for redelivery (shutdown). They are
+// Nak'ed once the partition's iterator has stopped, so that they are not
+// handed straight back to this herald.
+func (pt *part) release(g *group) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	for _, h := range g.msgs {
+		delete(pt.alive, h.seq)
+		pt.releasing = append(pt.releasing, h.msg)
+	}
+	g.msgs = nil
+	g.running = false
+	delete(pt.active, g.key)
+}
+
+// park moves g, whose head m must wait, out of the partition: its
+// notifications are listed in the groups bucket, a wake-up is stored for
+// when it is due, and their messages are acknowledged. Until the listing
+// is stored the messages stay in hand; a failure to store it is retried
+// until shutdown, which hands them back.
+func (pt *part) park(ctx context.Context, g *group, m *Message, out dispatch.Outcome) {
+	q := pt.q
+	pt.mu.Lock()
+	g.parking = true
+	g.running = false
+	taken := slices.Clone(g.msgs)
+	pt.mu.Unlock()
+
+	e := parkEntry{
+		Attempts: m.Delivered(),
+		Due:      time.Now().Add(out.Delay),
+		Hold:     out.Hold.String(),
+		Route:    out.Route,
+		Since:    receivedAt(m.n, m.enqueued),
+		Reason:   truncate(out.Reason, 300),
+	}
+	for _, h := range taken {
+		e.insert(parkItem{Seq: h.seq, Order: h.order})
+	}
+	key := parkKey(pt.p, g.key)
+	var rev uint64
+	for {
+		var err error
+		if rev, err = pt.storePark(ctx, key, &e); err == nil {
+			break
+		}
+		pt.log.Warn("cannot park a waiting group; retrying", "group", g.key, "err", err)
+		if !sleepCtx(ctx, time.Second) {
+			pt.mu.Lock()
+			g.parking = false
+			pt.mu.Unlock()
+			pt.release(g)
+			return
+		}
+	}
+	// Arrivals while parking queued on g: list them too, then move over.
+	pg := &parkedGroup{key: g.key}
+	for {
+		pt.mu.Lock()
+		extra := g.msgs[len(taken):]
+		if len(extra) == 0 || ctx.Err() != nil {
+			pg.e, pg.rev = e, rev
+			pt.parked[g.key] = pg
+			delete(pt.active, g.key)
+			for _, h := range g.msgs {
+				delete(pt.alive, h.seq)
+			}
+			rest := g.msgs[len(taken):]
+			g.msgs = nil
+			// What arrived during a shutdown goes back; it is listed
+			// when it comes again.
+			for _, h := range rest {
+				pt.releasing = append(pt.releasing, h.msg)
+			}
+			pt.mu.Unlock()
+			break
+		}
+		pt.mu.Unlock()
+		next := e
+		next.Items = slices.Clone(e.Items)
+		for _, h := range extra {
+			next.insert(parkItem{Seq: h.seq, Order: h.order})
+		}
+		nrev, err := q.writePark(ctx, key, next, rev)
+		if err != nil {
+			pt.log.Warn("cannot add to a parked group; retrying", "group", g.key, "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		e, rev = next, nrev
+		taken = append(taken, extra...)
+	}
+	// Parked before its wake-up is stored, so that the wake-up finds it.
+	for ctx.Err() == nil {
+		if err := q.publishWake(ctx, pt.p, g.key); err == nil {
+			break
+		} else {
+			pt.log.Warn("cannot store a parked group's wake-up; retrying", "group", g.key, "err", err)
+		}
+		sleepCtx(ctx, time.Second)
+	}
+	for _, h := range taken {
+		if err := h.msg.Ack(); err != nil {
+			// It comes back after ack_wait and is found listed.
+			pt.log.Debug("cannot acknowledge a parked notification", "id", h.n.GetId(), "err", err)
+		}
+	}
+	q.m.parked.WithLabelValues(e.Hold).Inc()
+	pt.log.Warn("group held back", "group", g.key, "hold", e.Hold, "route", e.Route,
+		"waiting", len(e.Items), "due_in", out.Delay.Round(time.Millisecond), "reason", e.Reason)
+}
+
+// storePark creates a group's entry; an entry already there (a takeover
+// raced with an arrival) is merged with it.
+func (pt *part) storePark(ctx context.Context, key string, e *parkEntry) (uint64, error) {
+	rev, err := pt.q.writePark(ctx, key, *e, 0)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, err
+	}
+	old, orev, err := pt.q.readPark(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range old.Items {
+		e.insert(it)
+	}
+	return pt.q.writePark(ctx, key, *e, orev)
+}
+
+// addParkedLocked lists h in its parked group.
+func (pt *part) addParkedLocked(ctx context.Context, pg *parkedGroup, h *inHand) error {
+	next := pg.e
+	next.Items = slices.Clone(pg.e.Items)
+	if !next.insert(parkItem{Seq: h.seq, Order: h.order}) {
+		return nil
+	}
+	rev, err := pt.q.writePark(ctx, parkKey(pt.p, pg.key), next, pg.rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		// Written by another herald that served the partition before.
+		if e, r, rerr := pt.q.readPark(ctx, parkKey(pt.p, pg.key)); rerr == nil && r != 0 {
+			pg.e, pg.rev = e, r
+			return pt.addParkedLocked(ctx, pg, h)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	pg.e, pg.rev = next, rev
+	return nil
+}
+
+// wake takes a parked group's wake-up: it runs the group if it is due, or
+// hands the wake-up back until it is.
+func (pt *part) wake(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) {
+	key := msg.Headers().Get(hdrGroup)
+	pt.mu.Lock()
+	pg := pt.parked[key]
+	switch {
+	case pg == nil:
+		// The group was released; a wake-up too many.
+		pt.mu.Unlock()
+		_ = msg.Ack()
+		return
+	case pg.running:
+		if pg.wake != nil && msg.Subject() == pg.wake.Subject() && sameSeq(pg.wake, md) {
+			pg.wake = msg // its own wake-up, redelivered
+			pt.alive[md.Sequence.Stream] = msg
+			pt.mu.Unlock()
+			return
+		}
+		pt.mu.Unlock()
+		_ = msg.Ack()
+		return
+	}
+	if wait := time.Until(pg.e.Due); wait > 0 {
+		pt.mu.Unlock()
+		_ = msg.NakWithDelay(wait)
+		return
+	}
+	pg.running, pg.wake = true, msg
+	pt.alive[md.Sequence.Stream] = msg
+	pt.mu.Unlock()
+	pt.runners.Go(func() { pt.runParked(ctx, pg) })
+}
+
+func sameSeq(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	omd, err := m.Metadata()
+	return err == nil && omd.Sequence.Stream == md.Sequence.Stream
+}
+
+// runParked works off a due parked group from its head until it is empty
+// (and flows through the partition again), must wait again, or shutdown.
+func (pt *part) runParked(ctx context.Context, pg *parkedGroup) {
+	q := pt.q
+	for {
+		if ctx.Err() != nil {
+			pt.stopParked(pg, 0)
+			return
+		}
+		pt.mu.Lock()
+		it := pg.e.Items[0]
+		attempts := pg.e.Attempts
+		wake := pg.wake
+		pt.mu.Unlock()
+		raw, err := q.stream.GetMsg(ctx, it.Seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			q.m.lost.Inc()
+			pt.log.Error("a parked notification is no longer in the stream (expired or damaged); it is lost", "group", pg.key, "seq", it.Seq)
+			if pt.popParked(ctx, pg) {
+				return
+			}
+			continue
+		}
+		if err != nil {
+			pt.log.Warn("cannot read a parked notification; retrying", "group", pg.key, "seq", it.Seq, "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		n, err := decodeNotification(raw.Header, raw.Data)
+		if err != nil {
+			id := storedID(raw.Header, raw.Subject)
+			if !validID(id) {
+				id = "seq-" + strconv.FormatUint(raw.Sequence, 10)
+			}
+			if derr := q.deadLetterRaw(ctx, raw.Data, raw.Header, raw.Sequence, id, "undecodable payload: "+err.Error(), true); derr != nil {
+				pt.stopParked(pg, deadLetterRetry)
+				return
+			}
+			if pt.popParked(ctx, pg) {
+				return
+			}
+			continue
+		}
+		m := &Message{
+			progress:  wake,
+			n:         n,
+			delivered: attempts + 1,
+			enqueued:  raw.Time,
+			seq:       raw.Sequence,
+			partition: pt.p,
+		}
+		out := pt.call(ctx, m, raw.Header)
+		switch out.Action {
+		case dispatch.Ack:
+		case dispatch.DeadLetter:
+			if err := q.deadLetterRaw(ctx, raw.Data, raw.Header, raw.Sequence, n.GetId(), out.Reason, false); err != nil {
+				pt.log.Error("cannot move to the dead letters; retrying later", "id", n.GetId(), "err", err)
+				pt.retryParked(ctx, pg, m, dispatch.Outcome{Delay: deadLetterRetry, Hold: dispatch.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
+				return
+			}
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
+			if serr := q.setState(actx, n.GetId(), raw.Sequence, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); serr != nil {
+				pt.log.Warn("dead-lettered, but the record was not updated", "id", n.GetId(), "err", serr)
+			}
+			cancel()
+		case dispatch.Release:
+			pt.stopParked(pg, 0)
+			return
+		default: // Retry, or an unknown outcome
+			if out.Action != dispatch.Retry {
+				out.Delay, out.Hold = deadLetterRetry, dispatch.HoldRetrying
+			}
+			pt.retryParked(ctx, pg, m, out)
+			return
+		}
+		if pt.popParked(ctx, pg) {
+			return
+		}
+	}
+}
+
+// popParked removes a parked group's head. It reports whether the group is
+// empty and flows through the partition again. The bucket is written under
+// the partition's lock, so an arrival is never lost between.
+func (pt *part) popParked(ctx context.Context, pg *parkedGroup) (released bool) {
+	q := pt.q
+	key := parkKey(pt.p, pg.key)
+	actx := context.WithoutCancel(ctx)
+	for {
+		pt.mu.Lock()
+		next := pg.e
+		next.Items = slices.Clone(pg.e.Items[1:])
+		next.Attempts = 0
+		var err error
+		if len(next.Items) == 0 {
+			err = q.deletePark(actx, key, pg.rev)
+			if err == nil {
+				delete(pt.parked, pg.key)
+				delete(pt.alive, seqOf(pg.wake))
+				wake := pg.wake
+				pg.wake, pg.running = nil, false
+				pt.mu.Unlock()
+				if wake != nil {
+					_ = wake.Ack()
+				}
+				pt.log.Info("group flows again", "group", pg.key, "waited", time.Since(pg.e.Since).Round(time.Second))
+				return true
+			}
+		} else {
+			if n, ok := pt.nextSince(ctx, next.Items[0].Seq); ok {
+				next.Since = n
+			}
+			var rev uint64
+			rev, err = q.writePark(actx, key, next, pg.rev)
+			if err == nil {
+				pg.e, pg.rev = next, rev
+				pt.mu.Unlock()
+				return false
+			}
+		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			if e, r, rerr := q.readPark(actx, key); rerr == nil && r != 0 {
+				pg.e, pg.rev = e, r
+			}
+		}
+		pt.mu.Unlock()
+		pt.log.Warn("cannot update a parked group; retrying", "group", pg.key, "err", err)
+		if !sleepCtx(ctx, time.Second) {
+			return true
+		}
+	}
+}
+
+// nextSince is when the notification at seq was stored, for the group's
+// oldest waiting time.
+func (pt *part) nextSince(ctx context.Context, seq uint64) (time.Time, bool) {
+	raw, err := pt.q.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return raw.Time, true
+}
+
+// retryParked records that a parked group's head must wait again and
+// hands its wake-up back until then.
+func (pt *part) retryParked(ctx context.Context, pg *parkedGroup, m *Message, out dispatch.Outcome) {
+	pt.mu.Lock()
+	next := pg.e
+	next.Attempts = m.Delivered()
+	next.Due = time.Now().Add(out.Delay)
+	next.Hold = out.Hold.String()
+	next.Route = out.Route
+	next.Reason = truncate(out.Reason, 300)
+	rev, err := pt.q.writePark(context.WithoutCancel(ctx), parkKey(pt.p, pg.key), next, pg.rev)
+	if err == nil {
+		pg.e, pg.rev = next, rev
+	} else {
+		// The wake-up still comes after the delay; the head is then tried
+		// again with the attempt count it had.
+		pt.log.Warn("cannot update a parked group", "group", pg.key, "err", err)
+	}
+	pt.mu.Unlock()
+	pt.stopParked(pg, out.Delay)
+}
+
+// stopParked hands a parked group's wake-up back, due after delay.
+func (pt *part) stopParked(pg *parkedGroup, delay time.Duration) {
+	pt.mu.Lock()
+	wake := pg.wake
+	delete(pt.alive, seqOf(wake))
+	pg.wake, pg.running = nil, false
+	pt.mu.Unlock()
+	if wake == nil {
+		return
+	}
+	if delay > 0 {
+		_ = wake.NakWithDelay(delay)
+	} else {
+		_ = wake.Nak()
+	}
+}
+
+func seqOf(m jetstream.Msg) uint64 {
+	if m == nil {
+		return 0
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
+
+// takeover notices that this herald (again) serves the partition: msg
+// carries a pin id it has not seen. It loads the partition's parked groups
+// and stores a wake-up for each (one too many is harmless; one lost with
+// the previous herald would leave its group parked). When JetStream
+// counts more messages in hand than this herald holds, the previous
+// herald's deliveries may still be in flight; new groups are then held
+// until those come back or ack_wait has passed, so that no group's later
+// notification overtakes one the previous herald was delivering.
+func (pt *part) takeover(ctx context.Context, msg jetstream.Msg) {
+	pin := msg.Headers().Get("Nats-Pin-Id")
+	pt.mu.Lock()
+	if pt.served && pin == pt.pin {
+		pt.mu.Unlock()
+		return
+	}
+	first := !pt.served
+	pt.served, pt.pin = true, pin
+	pt.mu.Unlock()
+
+	q := pt.q
+	keys, err := q.parkedKeys(ctx, pt.p)
+	if err != nil {
+		pt.log.Warn("cannot list the partition's parked groups", "err", err)
+	}
+	loaded := 0
+	for _, key := range keys {
+		_, gk, _ := strings.Cut(key, ".")
+		e, rev, err := q.readPark(ctx, key)
+		if err != nil || rev == 0 {
+			continue
+		}
+		pt.mu.Lock()
+		pg := pt.parked[gk]
+		if pg == nil {
+			pg = &parkedGroup{key: gk}
+			pt.parked[gk] = pg
+		}
+		if !pg.running {
+			pg.e, pg.rev = e, rev
+		}
+		pt.mu.Unlock()
+		if err := q.publishWake(ctx, pt.p, gk); err != nil {
+			pt.log.Warn("cannot store a parked group's wake-up", "group", gk, "err", err)
+		}
+		loaded++
+	}
+	foreign := pt.foreign(ctx)
+	pt.log.Info("serving partition", "parked_groups", loaded, "in_flight_elsewhere", foreign, "first", first)
+	if foreign <= 0 {
+		return
+	}
+	pt.mu.Lock()
+	pt.holding = true
+	pt.mu.Unlock()
+	start := time.Now()
+	deadline := start.Add(q.cfg.AckWait + time.Second)
+	pt.runners.Go(func() {
+		for time.Now().Before(deadline) && pt.foreign(ctx) > 0 {
+			if !sleepCtx(ctx, 250*time.Millisecond) {
+				break
+			}
+		}
+		waited := time.Since(start)
+		q.m.takeoverWait.Observe(waited.Seconds())
+		pt.log.Info("took over the partition; new groups flow", "waited", waited.Round(time.Millisecond))
+		pt.mu.Lock()
+		pt.holding = false
+		var start []*group
+		for _, g := range pt.active {
+			if !g.running && !g.parking && len(g.msgs) > 0 {
+				g.running = true
+				start = append(start, g)
+			}
+		}
+		pt.mu.Unlock()
+		for _, g := range start {
+			pt.runners.Go(func() { pt.run(ctx, g) })
+		}
+	})
+}
+
+// foreign estimates how many of the partition's messages are in hand
+// elsewhere: JetStream's count, less what this herald holds, less one
+// waiting wake-up per parked group.
+func (pt *part) foreign(ctx context.Context) int {
+	info, err := pt.q.consumers[pt.p].Info(ctx)
+	if err != nil {
+		return 1
+	}
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	mine := len(pt.alive) + 1 // the message being received
+	for _, pg := range pt.parked {
+		if !pg.running {
+			mine++
+		}
+	}
+	return info.NumAckPending - mine
+}
+
+// receivedAt is when a notification was received, or else when it was
+// stored.
+func receivedAt(n *heraldv1.Notification, stored time.Time) time.Time {
+	if ra := n.GetReceivedAt(); ra != nil {
+		return ra.AsTime()
+	}
+	return stored
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // call runs handle, turning a panic into a delayed retry so one bad
@@ -268,55 +978,28 @@ func (q *Queue) call(ctx context.Context, handle Handler, m *Message) (out dispa
 	defer func() {
 		if r := recover(); r != nil {
 			q.log.Error("dispatcher panicked; retrying later", "id", m.n.GetId(), "panic", r, "stack", string(debug.Stack()))
-			out = dispatch.Outcome{Action: dispatch.Retry, Delay: q.cfg.AckWait}
+			out = dispatch.Outcome{Action: dispatch.Retry, Delay: q.cfg.AckWait, Hold: dispatch.HoldRetrying, Reason: "dispatcher panicked"}
 		}
 	}()
 	return handle(ctx, m)
 }
 
-// apply carries out the handler's verdict. Acks and dead letters are sent
-// even after ctx is cancelled: the work is done and must not be repeated.
-func (q *Queue) apply(ctx context.Context, m *Message, out dispatch.Outcome) {
-	log := q.log.With("id", m.n.GetId(), "seq", m.seq)
+// deadLetterDelivered moves a message in hand to the dead letters, records
+// it and acknowledges it. Sent even after ctx is cancelled: the work is
+// done and must not be repeated.
+func (q *Queue) deadLetterDelivered(ctx context.Context, msg jetstream.Msg, seq uint64, id, reason string) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
 	defer cancel()
-	var err error
-	switch out.Action {
-	case dispatch.Ack:
-		// A plain ack, not one the server confirms: an ack lost on the way
-		// (a connection or a cluster node gone) only means the message is
-		// handed out again after ack_wait, and the dispatcher then finds
-		// its DELIVERED record, written before this ack, and does not post
-		// twice. Waiting for a confirmation would not change that, since
-		// nothing could be done but log it, and it cost a round trip per
-		// notification.
-		err = m.msg.Ack()
-	case dispatch.Retry:
-		if out.Delay > 0 {
-			err = m.msg.NakWithDelay(out.Delay)
-		} else {
-			err = m.msg.Nak()
-		}
-	case dispatch.DeadLetter:
-		if derr := q.deadLetter(actx, m.msg, m.seq, m.n.GetId(), out.Reason, false); derr != nil {
-			log.Error("cannot move to the dead letters; retrying later", "err", derr)
-			err = m.msg.NakWithDelay(deadLetterRetry)
-			break
-		}
-		if serr := q.setState(actx, m.n.GetId(), m.seq, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); serr != nil {
-			log.Warn("dead-lettered, but the record was not updated", "err", serr)
-		}
-		err = m.msg.DoubleAck(actx)
-	case dispatch.Release:
-		err = m.msg.Nak()
-	default:
-		log.Error("unknown outcome; retrying later", "action", int(out.Action))
-		err = m.msg.NakWithDelay(deadLetterRetry)
+	if err := q.deadLetterRaw(actx, msg.Data(), msg.Headers(), seq, id, reason, false); err != nil {
+		return err
 	}
-	if err != nil {
-		// The message stays unacknowledged and comes back after ack_wait.
-		log.Warn("cannot answer JetStream", "action", int(out.Action), "err", err)
+	if serr := q.setState(actx, id, seq, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); serr != nil {
+		q.log.Warn("dead-lettered, but the record was not updated", "id", id, "err", serr)
 	}
+	if err := msg.DoubleAck(actx); err != nil {
+		q.log.Warn("dead-lettered, but cannot acknowledge", "id", id, "err", err)
+	}
+	return nil
 }
 
 // deadLetterUndecodable keeps a payload that is not a Notification in the
@@ -333,7 +1016,7 @@ func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md
 	}
 	q.log.Error("undecodable notification; moving it to the dead letters", "id", id, "seq", md.Sequence.Stream, "err", decodeErr)
 	reason := "undecodable payload: " + decodeErr.Error()
-	if err := q.deadLetter(actx, msg, md.Sequence.Stream, id, reason, true); err != nil {
+	if err := q.deadLetterRaw(actx, msg.Data(), msg.Headers(), md.Sequence.Stream, id, reason, true); err != nil {
 		q.log.Error("cannot move to the dead letters; retrying later", "id", id, "err", err)
 		_ = msg.NakWithDelay(deadLetterRetry)
 		return
@@ -346,12 +1029,12 @@ func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md
 	}
 }
 
-// deadLetter stores msg's payload in the dead-letter stream and waits for
-// the acknowledgement. Its message id is derived from the source sequence,
-// so a repeat after a lost ack stores nothing twice.
-func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, id, reason string, undecodable bool) error {
-	dm := &nats.Msg{Subject: dlqPrefix + id, Header: nats.Header{}, Data: msg.Data()}
-	carryHeaders(dm.Header, msg.Headers())
+// deadLetterRaw stores a notification's payload in the dead-letter stream
+// and waits for the acknowledgement. Its message id is derived from the
+// source sequence, so a repeat after a lost ack stores nothing twice.
+func (q *Queue) deadLetterRaw(ctx context.Context, data []byte, hdr nats.Header, seq uint64, id, reason string, undecodable bool) error {
+	dm := &nats.Msg{Subject: dlqPrefix + id, Header: nats.Header{}, Data: data}
+	carryHeaders(dm.Header, hdr)
 	dm.Header.Set(hdrReason, cleanReason(reason))
 	dm.Header.Set(hdrSourceSeq, strconv.FormatUint(seq, 10))
 	if undecodable {
@@ -365,11 +1048,14 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, i
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// sleepCtx waits for d or until ctx ends; it reports whether it waited.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		return false
 	case <-t.C:
+		return true
 	}
 }

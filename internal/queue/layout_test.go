@@ -286,7 +286,7 @@ func testOpensSubjectPerID(t *testing.T, cfg Config) {
 		seqs[n.Id] = publishSubjectPerID(t, old, n)
 	}
 	part := Partition("g", "", cfg.Partitions)
-	batch, err := old.consumers[part].Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	batch, err := old.consumers[part].Fetch(2, jetstream.FetchMaxWait(5*time.Second), jetstream.FetchPriorityGroup(priorityGroup))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func testOpensSubjectPerID(t *testing.T, cfg Config) {
 		md, _ := m.Metadata()
 		fetched = append(fetched, m.Subject())
 		if md.Sequence.Stream == seqs[dead.Id] {
-			if err := old.deadLetter(ctx, m, md.Sequence.Stream, dead.Id, "permanent", false); err != nil {
+			if err := old.deadLetterRaw(ctx, m.Data(), m.Headers(), md.Sequence.Stream, dead.Id, "permanent", false); err != nil {
 				t.Fatal(err)
 			}
 			if err := old.setState(ctx, dead.Id, md.Sequence.Stream, heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED); err != nil {
@@ -321,7 +321,7 @@ func testOpensSubjectPerID(t *testing.T, cfg Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"herald.n.*", "herald.n.*.*"}; !slices.Equal(info.Config.Subjects, want) {
+	if want := []string{"herald.n.*", "herald.n.*.*", "herald.w.*"}; !slices.Equal(info.Config.Subjects, want) {
 		t.Errorf("stream subjects = %v, want %v", info.Config.Subjects, want)
 	}
 	for p := range cfg.Partitions {
@@ -329,8 +329,8 @@ func testOpensSubjectPerID(t *testing.T, cfg Config) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ci.Config.FilterSubject != "" || !slices.Equal(ci.Config.FilterSubjects, partitionFilters(p)) {
-			t.Errorf("consumer %d filters %q %v, want %v", p, ci.Config.FilterSubject, ci.Config.FilterSubjects, partitionFilters(p))
+		if ci.Config.FilterSubject != "" || !slices.Equal(ci.Config.FilterSubjects, append(partitionFilters(p), wakeSubject(p))) {
+			t.Errorf("consumer %d filters %q %v, want %v", p, ci.Config.FilterSubject, ci.Config.FilterSubjects, append(partitionFilters(p), wakeSubject(p)))
 		}
 		if want := uint64(0); p == part {
 			want = uint64(len(pending))

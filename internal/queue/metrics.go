@@ -10,9 +10,16 @@ import (
 )
 
 type metrics struct {
-	q           *Queue
-	publishes   *prometheus.CounterVec
-	deadLetters prometheus.Counter
+	q            *Queue
+	publishes    *prometheus.CounterVec
+	deadLetters  prometheus.Counter
+	parked       *prometheus.CounterVec
+	lost         prometheus.Counter
+	takeoverWait prometheus.Histogram
+
+	held        *prometheus.Desc
+	heldNotifs  *prometheus.Desc
+	oldestRoute *prometheus.Desc
 
 	depth      *prometheus.Desc
 	oldest     *prometheus.Desc
@@ -31,6 +38,25 @@ func newMetrics(q *Queue) *metrics {
 			Name: "herald_queue_dead_letters_total",
 			Help: "Notifications this herald moved to the dead-letter stream.",
 		}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_queue_groups_held_total",
+			Help: "Groups this herald held back (parked with their later notifications), by why: retrying, throttled or broken.",
+		}, []string{"hold"}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_queue_lost_total",
+			Help: "Notifications of parked groups that were no longer in the stream when their turn came (expired past retention, or a damaged data dir).",
+		}),
+		takeoverWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_queue_takeover_wait_seconds",
+			Help:    "How long new groups of a partition waited, when this herald took the partition over, for the previous herald's deliveries.",
+			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 20, 30, 60},
+		}),
+		held: prometheus.NewDesc("herald_queue_groups_held",
+			"Groups held back in the partitions this herald serves, by why: retrying, throttled or broken.", []string{"hold"}, nil),
+		heldNotifs: prometheus.NewDesc("herald_queue_held_notifications",
+			"Notifications waiting in held-back groups of the partitions this herald serves.", nil, nil),
+		oldestRoute: prometheus.NewDesc("herald_queue_oldest_waiting_seconds",
+			"Age (since receipt) of the oldest notification not yet delivered, per route, over the partitions this herald serves: in hand or in a held-back group.", []string{"route"}, nil),
 		depth: prometheus.NewDesc("herald_queue_depth",
 			"Notifications stored but not yet acknowledged by a dispatcher, over all partitions; queue-wide, so every herald replica reports the same value (aggregate with max).", nil, nil),
 		oldest: prometheus.NewDesc("herald_queue_oldest_pending_age_seconds",
@@ -43,11 +69,15 @@ func newMetrics(q *Queue) *metrics {
 	for _, r := range []string{"stored", "duplicate", "error"} {
 		m.publishes.WithLabelValues(r)
 	}
+	for _, h := range holds {
+		m.parked.WithLabelValues(h)
+	}
 	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	return errors.Join(r.Register(m.publishes), r.Register(m.deadLetters), r.Register(m))
+	return errors.Join(r.Register(m.publishes), r.Register(m.deadLetters), r.Register(m.parked),
+		r.Register(m.lost), r.Register(m.takeoverWait), r.Register(m))
 }
 
 // Describe implements prometheus.Collector.
@@ -56,6 +86,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.oldest
 	ch <- m.dlqSize
 	ch <- m.scrapeFail
+	ch <- m.held
+	ch <- m.heldNotifs
+	ch <- m.oldestRoute
 }
 
 // Collect asks JetStream for each partition's backlog at scrape time.
@@ -73,6 +106,56 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.dlqSize, prometheus.GaugeValue, float64(dlq))
 	}
 	ch <- prometheus.MustNewConstMetric(m.scrapeFail, prometheus.GaugeValue, fail)
+	m.collectHeld(ch)
+}
+
+// holds are the values of the hold label.
+var holds = []string{"retrying", "throttled", "broken"}
+
+// collectHeld reports the held-back groups and the oldest waiting
+// notification per route of the partitions this herald serves.
+func (m *metrics) collectHeld(ch chan<- prometheus.Metric) {
+	held := map[string]int{}
+	for _, h := range holds {
+		held[h] = 0
+	}
+	waiting := 0
+	oldest := map[string]time.Time{}
+	note := func(route string, since time.Time) {
+		if o, ok := oldest[route]; !ok || since.Before(o) {
+			oldest[route] = since
+		}
+	}
+	if parts := m.q.parts.Load(); parts != nil {
+		for _, pt := range *parts {
+			pt.mu.Lock()
+			for _, pg := range pt.parked {
+				held[pg.e.Hold]++
+				waiting += len(pg.e.Items)
+				note(pg.e.Route, pg.e.Since)
+			}
+			for _, g := range pt.active {
+				if len(g.msgs) == 0 {
+					continue
+				}
+				h := g.msgs[0]
+				route := ""
+				if pt.opts.routeOf != nil {
+					route = pt.opts.routeOf(h.n)
+				}
+				note(route, receivedAt(h.n, h.md.Timestamp))
+			}
+			pt.mu.Unlock()
+		}
+	}
+	for h, n := range held {
+		ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(n), h)
+	}
+	ch <- prometheus.MustNewConstMetric(m.heldNotifs, prometheus.GaugeValue, float64(waiting))
+	now := time.Now()
+	for route, since := range oldest {
+		ch <- prometheus.MustNewConstMetric(m.oldestRoute, prometheus.GaugeValue, max(now.Sub(since), 0).Seconds(), route)
+	}
 }
 
 // backlog sums what the partitions have not acknowledged yet, and finds the

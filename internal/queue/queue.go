@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,9 +35,18 @@ const (
 	DeadLetterName  = "HERALD_DEADLETTERS"
 	RecordsBucket   = "herald_records"
 	ThreadsBucket   = "herald_threads"
+	GroupsBucket    = "herald_groups"
 	subjectPrefix   = "herald.n."
+	wakePrefix      = "herald.w."
 	dlqPrefix       = "herald.dlq."
-	consumerPrefix  = "herald-p"
+	// consumerPrefix names the partitions' consumers; legacyPrefix those
+	// of the herald that held one notification per partition at a time,
+	// replaced at start (see ensureConsumer).
+	consumerPrefix = "herald-part-"
+	legacyPrefix   = "herald-p"
+	// priorityGroup is the consumers' one priority group: JetStream pins
+	// each partition to one herald at a time.
+	priorityGroup = "herald"
 	jetstreamSubdir = "jetstream"
 
 	embeddedMaxPayload = 8 << 20
@@ -72,13 +82,21 @@ type Queue struct {
 	dlq       jetstream.Stream
 	records   jetstream.KeyValue
 	threads   jetstream.KeyValue
+	groups    jetstream.KeyValue
 	consumers []jetstream.Consumer
 	flights   flights
+	// parts are the partitions while Consume runs, for metrics.
+	parts atomic.Pointer[[]*part]
 
 	m *metrics
 	// pullExpiry bounds each pull request; a consumer that stops answering
-	// is noticed after about this long.
+	// is noticed after about this long. A herald sends a new pull request
+	// at least this often, which keeps its pin.
 	pullExpiry time.Duration
+	// pinnedTTL is how long a partition stays pinned to a herald that
+	// sends no pull request: how long a dead herald's partitions wait
+	// before another replica takes them.
+	pinnedTTL time.Duration
 	// findMaxReads bounds the stream reads of a search for a notification
 	// without a record (find).
 	findMaxReads int
@@ -95,12 +113,12 @@ var (
 // updates herald's streams, buckets and consumers. cfg must have passed
 // Validate. ctx bounds the setup only.
 func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
-	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator, pullExpiry: 10 * time.Second, findMaxReads: defaultFindMaxReads}
+	q := &Queue{cfg: cfg, log: opts.Logger, prop: opts.Propagator, pullExpiry: defaultPullExpiry, pinnedTTL: defaultPinnedTTL, findMaxReads: defaultFindMaxReads}
 	if q.log == nil {
 		q.log = slog.Default()
 	}
 	q.log = q.log.With("component", "queue")
-	if cfg.Partitions < 1 || cfg.Concurrency < 1 || cfg.Replicas < 1 {
+	if cfg.Partitions < 1 || cfg.MaxInHand < 1 || cfg.Replicas < 1 {
 		return nil, errors.New("queue: config not validated")
 	}
 
@@ -249,8 +267,9 @@ func (q *Queue) setup(ctx context.Context) error {
 		Name:        StreamName,
 		Description: "herald notifications, partitioned by group key",
 		// herald.n.<p>; herald.n.<p>.<id> holds what was stored before
-		// the id moved to a header, until it ages out.
-		Subjects:    []string{subjectPrefix + "*", subjectPrefix + "*.*"},
+		// the id moved to a header, until it ages out; herald.w.<p> holds
+		// the wake-ups of parked groups.
+		Subjects:    []string{subjectPrefix + "*", subjectPrefix + "*.*", wakePrefix + "*"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      q.cfg.Retention,
 		Duplicates:  q.cfg.DuplicateWindow,
@@ -299,6 +318,16 @@ func (q *Queue) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", ThreadsBucket, err)
 	}
+	q.groups, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      GroupsBucket,
+		Description: "herald groups held back (retrying, throttled, broken chain) with their waiting notifications",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", GroupsBucket, err)
+	}
 	if err := q.checkStrandedPartitions(ctx); err != nil {
 		return err
 	}
@@ -311,38 +340,76 @@ func (q *Queue) setup(ctx context.Context) error {
 	return nil
 }
 
-// ensureConsumer creates or updates partition p's durable consumer.
-func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
-	c, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+// consumerConfig is partition p's consumer: pinned to one herald at a time,
+// many notifications in hand, short ack_wait kept alive while in hand.
+func (q *Queue) consumerConfig(p int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:        consumerName(p),
 		Description:    "herald partition " + strconv.Itoa(p),
-		FilterSubjects: partitionFilters(p),
+		FilterSubjects: append(partitionFilters(p), wakeSubject(p)),
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        q.cfg.AckWait,
-		// One unacknowledged message per partition: the partition is
-		// strictly ordered, also across herald replicas and while its head
-		// waits out a NakWithDelay.
-		MaxAckPending: 1,
+		// The groups of a partition are ordered by the herald it is
+		// pinned to, which holds up to max_in_hand of them in memory and
+		// parks groups that must wait.
+		MaxAckPending: q.cfg.MaxInHand,
 		// Unlimited: when JetStream gives up on a message it only emits an
 		// advisory, which would drop the notification silently. The
 		// dispatcher's retry budget decides when to dead-letter.
-		MaxDeliver: -1,
-		Replicas:   q.cfg.Replicas,
-	})
+		MaxDeliver:     -1,
+		Replicas:       q.cfg.Replicas,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{priorityGroup},
+		PinnedTTL:      q.pinnedTTL,
+	}
+}
+
+// ensureConsumer creates or updates partition p's durable consumer. A
+// consumer of the older design (one notification per partition in hand,
+// named herald-p<p>) is replaced by one that starts right after its ack
+// floor: it held at most one unacknowledged notification, the first after
+// the floor, so the new consumer hands out exactly what the old one had
+// not finished, in order. The new one is created before the old one is
+// deleted, so a crash in between loses nothing.
+func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+	cfg := q.consumerConfig(p)
+	existing, err := q.stream.Consumer(ctx, consumerName(p))
+	switch {
+	case err == nil:
+		// Keep what cannot change (where it started); update the rest.
+		old := existing.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq = old.DeliverPolicy, old.OptStartSeq
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		legacy, lerr := q.stream.Consumer(ctx, legacyConsumerName(p))
+		if lerr == nil {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = legacy.CachedInfo().AckFloor.Stream + 1
+		} else if !errors.Is(lerr, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("consumer %s: %w", legacyConsumerName(p), lerr)
+		}
+	default:
+		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
+	}
+	c, err := q.stream.CreateOrUpdateConsumer(ctx, cfg)
 	if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
 		// The first update of a consumer after the server started is
 		// answered with the configuration it was restored with (NATS
-		// 2.15), so an update from one filter subject to two looks refused
+		// 2.15), so an update with two filter subjects can look refused
 		// although it was applied. Ask again; a server older than 2.10
 		// really keeps one filter subject, and then Open fails here.
 		c, err = q.stream.Consumer(ctx, consumerName(p))
-		if err == nil && !slices.Equal(c.CachedInfo().Config.FilterSubjects, partitionFilters(p)) {
+		if err == nil && !slices.Equal(c.CachedInfo().Config.FilterSubjects, cfg.FilterSubjects) {
 			err = jetstream.ErrConsumerMultipleFilterSubjectsNotSupported
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
+	}
+	if err := q.stream.DeleteConsumer(ctx, legacyConsumerName(p)); err == nil {
+		q.log.Info("replaced the partition's consumer of the older design", "partition", p, "start_seq", cfg.OptStartSeq)
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer %s: delete: %w", legacyConsumerName(p), err)
 	}
 	return c, nil
 }
@@ -353,6 +420,9 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 	names := q.stream.ConsumerNames(ctx)
 	for name := range names.Name() {
 		n, ok := strings.CutPrefix(name, consumerPrefix)
+		if !ok {
+			n, ok = strings.CutPrefix(name, legacyPrefix)
+		}
 		if !ok {
 			continue
 		}
@@ -414,7 +484,8 @@ func (q *Queue) Close() error {
 	return err
 }
 
-func consumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
+func consumerName(p int) string       { return consumerPrefix + strconv.Itoa(p) }
+func legacyConsumerName(p int) string { return legacyPrefix + strconv.Itoa(p) }
 
 // slogLogger adapts slog to the NATS server's logger.
 type slogLogger struct{ l *slog.Logger }

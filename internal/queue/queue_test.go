@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
@@ -47,7 +50,7 @@ func openTest(t testing.TB, dir string, cfg Config) *testEnv {
 	reg := prometheus.NewRegistry()
 	q, err := Open(t.Context(), cfg, Options{
 		DataDir:    dir,
-		Logger:     slog.New(slog.DiscardHandler),
+		Logger:     testLogger(),
 		Registerer: reg,
 		Propagator: propagation.TraceContext{},
 	})
@@ -569,72 +572,190 @@ func groupsInPartitions(parts, n int) []string {
 	return out
 }
 
-// The dispatcher relies on this: while the head of a partition waits out a
-// NakWithDelay, nothing behind it in the partition is handed out (a resolved
-// never overtakes its firing), but other partitions proceed.
-func TestPartitionOrderUnderRetry(t *testing.T) {
-	e := newTest(t, nil)
-	groups := groupsInPartitions(e.q.cfg.Partitions, 2)
-	slow, other := groups[0], groups[1]
-
-	firing := notif(slow, heraldv1.Severity_SEVERITY_CRITICAL)
-	resolved := notif(slow, heraldv1.Severity_SEVERITY_CRITICAL)
+// The dispatcher relies on this: while a group's head waits to be retried,
+// its later notifications wait behind it (a resolved never overtakes its
+// firing), and every other group, in its partition or not, flows.
+func TestGroupOrderUnderRetry(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 1 })
+	firing := notif("slow", heraldv1.Severity_SEVERITY_CRITICAL)
+	resolved := notif("slow", heraldv1.Severity_SEVERITY_CRITICAL)
 	resolved.Status = heraldv1.Status_STATUS_RESOLVED
-	// A different group that happens to share the partition must wait too.
-	var sameLane *heraldv1.Notification
-	for i := 0; sameLane == nil; i++ {
-		g := fmt.Sprintf("lane-%d", i)
-		if g != slow && Partition(g, "", e.q.cfg.Partitions) == Partition(slow, "", e.q.cfg.Partitions) {
-			sameLane = notif(g, heraldv1.Severity_SEVERITY_INFO)
-		}
+	// With one partition every group shares it.
+	others := []*heraldv1.Notification{
+		notif("other-1", heraldv1.Severity_SEVERITY_INFO),
+		notif("other-2", heraldv1.Severity_SEVERITY_WARNING),
+		notif("", heraldv1.Severity_SEVERITY_INFO),
 	}
-	otherN := notif(other, heraldv1.Severity_SEVERITY_WARNING)
-	for _, n := range []*heraldv1.Notification{firing, resolved, sameLane, otherN} {
+	for _, n := range append([]*heraldv1.Notification{firing, resolved}, others...) {
 		mustPut(t, e.q, n)
 	}
+	// Published while the group is parked: it joins its list.
+	late := notif("slow", heraldv1.Severity_SEVERITY_CRITICAL)
 
 	const retries = 3
 	var mu sync.Mutex
 	var order []string
-	released := make(chan struct{})
-	otherSeen := make(chan struct{})
+	othersDone := make(chan struct{})
+	seen := 0
 	ch := make(chan string, 16)
 	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
 		id := m.Notification().GetId()
 		mu.Lock()
 		order = append(order, id)
+		if m.Notification().GetGroupKey() != "slow" {
+			if seen++; seen == len(others) {
+				close(othersDone)
+			}
+		}
 		mu.Unlock()
 		ch <- id
-		switch id {
-		case firing.Id:
-			if m.Delivered() <= retries {
-				return dispatch.Outcome{Action: dispatch.Retry, Delay: 150 * time.Millisecond}
+		if id == firing.Id && m.Delivered() <= retries {
+			if m.Delivered() == 1 {
+				mustPut(t, e.q, late)
 			}
-			// Hold the head until the other partition was served, to show
-			// it was not blocked.
-			<-otherSeen
-			close(released)
-		case otherN.Id:
-			close(otherSeen)
+			return dispatch.Outcome{Action: dispatch.Retry, Delay: 300 * time.Millisecond, Hold: dispatch.HoldRetrying}
 		}
 		return dispatch.Outcome{Action: dispatch.Ack}
 	})
-	for range retries + 4 {
+	for range retries + 3 + len(others) {
 		recv(t, ch)
 	}
-	<-released
+	<-othersDone
 	mu.Lock()
 	defer mu.Unlock()
-	var lane []string
-	for _, id := range order {
-		if id != otherN.Id {
-			lane = append(lane, id)
+	var slow []string
+	firstSlowAck := -1
+	for i, id := range order {
+		switch id {
+		case firing.Id, resolved.Id, late.Id:
+			slow = append(slow, id)
+			if id == resolved.Id && firstSlowAck < 0 {
+				firstSlowAck = i
+			}
 		}
 	}
-	want := []string{firing.Id, firing.Id, firing.Id, firing.Id, resolved.Id, sameLane.Id}
-	if strings.Join(lane, ",") != strings.Join(want, ",") {
-		t.Errorf("partition order = %v, want %v", lane, want)
+	want := []string{firing.Id, firing.Id, firing.Id, firing.Id, resolved.Id, late.Id}
+	if strings.Join(slow, ",") != strings.Join(want, ",") {
+		t.Errorf("group order = %v, want %v", slow, want)
 	}
+	// Every other group was served before the retried group went on.
+	for _, o := range others {
+		i := slices.Index(order, o.Id)
+		if i < 0 || i > firstSlowAck {
+			t.Errorf("group %q delivered at %d, after the retried group's next (%d): it waited for it", o.GroupKey, i, firstSlowAck)
+		}
+	}
+	if got := testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")); got < 1 {
+		t.Errorf("herald_queue_groups_held_total{hold=retrying} = %v, want at least 1", got)
+	}
+}
+
+// A group that waits holds no place in hand: with max_in_hand 2, a parked
+// group with many notifications does not keep others from flowing.
+func TestParkedGroupFreesTheHand(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 1; c.MaxInHand = 2 })
+	var broken []string
+	for range 6 {
+		broken = append(broken, mustPut(t, e.q, notif("broken", heraldv1.Severity_SEVERITY_CRITICAL)))
+	}
+	var healthy []string
+	for i := range 6 {
+		healthy = append(healthy, mustPut(t, e.q, notif(fmt.Sprintf("healthy-%d", i), heraldv1.Severity_SEVERITY_INFO)))
+	}
+	ch := make(chan string, 32)
+	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		n := m.Notification()
+		if n.GetGroupKey() == "broken" {
+			return dispatch.Outcome{Action: dispatch.Retry, Delay: time.Hour, Hold: dispatch.HoldBroken, Route: "critical"}
+		}
+		ch <- n.GetId()
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	got := map[string]bool{}
+	for range healthy {
+		got[recv(t, ch)] = true
+	}
+	for _, id := range healthy {
+		if !got[id] {
+			t.Errorf("healthy %s not delivered", id)
+		}
+	}
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(e.q.m.parked.WithLabelValues("broken")) == 1
+	})
+	// The parked group lists all its notifications, in order.
+	keys, err := e.q.parkedKeys(t.Context(), 0)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("parked keys = %v, %v; want one", keys, err)
+	}
+	pe, _, err := e.q.readPark(t.Context(), keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, it := range pe.Items {
+		raw, err := e.q.stream.GetMsg(t.Context(), it.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, raw.Header.Get(hdrID))
+	}
+	if strings.Join(listed, ",") != strings.Join(broken, ",") {
+		t.Errorf("parked list = %v, want %v", listed, broken)
+	}
+	if pe.Hold != "broken" || pe.Route != "critical" {
+		t.Errorf("parked hold %q route %q, want broken, critical", pe.Hold, pe.Route)
+	}
+	// And the metrics say so.
+	body := scrape(t, e.reg)
+	for _, want := range []string{
+		`herald_queue_groups_held{hold="broken"} 1`,
+		`herald_queue_held_notifications 6`,
+		`herald_queue_oldest_waiting_seconds{route="critical"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// A parked group survives a restart: the herald that serves the partition
+// next finds it in the groups bucket and delivers its list in order.
+func TestParkedGroupSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(func(c *Config) { c.Partitions = 1 })
+	e := openTest(t, dir, cfg)
+	var ids []string
+	for range 3 {
+		ids = append(ids, mustPut(t, e.q, notif("g", heraldv1.Severity_SEVERITY_CRITICAL)))
+	}
+	parked := make(chan struct{}, 8)
+	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		parked <- struct{}{}
+		return dispatch.Outcome{Action: dispatch.Retry, Delay: 2 * time.Second, Hold: dispatch.HoldRetrying}
+	})
+	recv(t, parked)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")) == 1 })
+	stop()
+	e.q.Close()
+
+	e2 := openTest(t, dir, cfg)
+	ch := make(chan string, 8)
+	consume(t, e2.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		ch <- m.Notification().GetId()
+		return dispatch.Outcome{Action: dispatch.Ack}
+	})
+	var got []string
+	for range ids {
+		got = append(got, recv(t, ch))
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("after restart delivered %v, want %v", got, ids)
+	}
+	waitFor(t, func() bool {
+		keys, err := e2.q.parkedKeys(t.Context(), 0)
+		return err == nil && len(keys) == 0
+	})
 }
 
 func TestRestartKeepsUnacked(t *testing.T) {
@@ -1127,43 +1248,38 @@ func TestReplayRepeatedAfterPartialFailure(t *testing.T) {
 	}
 }
 
-func TestConcurrencyBound(t *testing.T) {
-	e := newTest(t, func(c *Config) { c.Partitions = 4; c.Concurrency = 2 })
-	var ids []string
-	for _, g := range groupsInPartitions(4, 4) {
-		for range 3 {
-			ids = append(ids, mustPut(t, e.q, notif(g, heraldv1.Severity_SEVERITY_INFO)))
-		}
+// Groups of one partition are handled in parallel: the queue puts no bound
+// of its own on them (the dispatcher bounds attempts in flight).
+func TestGroupsRunInParallel(t *testing.T) {
+	e := newTest(t, func(c *Config) { c.Partitions = 1 })
+	const groups = 8
+	for i := range groups {
+		mustPut(t, e.q, notif(fmt.Sprintf("g-%d", i), heraldv1.Severity_SEVERITY_INFO))
 	}
 	var mu sync.Mutex
 	running, peak := 0, 0
-	ch := make(chan string, len(ids))
+	all := make(chan struct{})
+	ch := make(chan string, groups)
 	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
 		mu.Lock()
 		running++
 		peak = max(peak, running)
+		if running == groups {
+			close(all)
+		}
 		mu.Unlock()
-		time.Sleep(5 * time.Millisecond) // give other partitions a chance to overlap
-		mu.Lock()
-		running--
-		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+		}
 		ch <- m.Notification().GetId()
 		return dispatch.Outcome{Action: dispatch.Ack}
 	})
-	got := map[string]bool{}
-	for range ids {
-		got[recv(t, ch)] = true
+	for range groups {
+		recv(t, ch)
 	}
-	if len(got) != len(ids) {
-		t.Errorf("delivered %d distinct of %d", len(got), len(ids))
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if peak > 2 {
-		t.Errorf("%d handlers ran at once, want at most concurrency 2", peak)
-	}
-	if peak < 2 {
-		t.Logf("handlers never overlapped (peak %d); the bound was not exercised", peak)
+	if peak != groups {
+		t.Errorf("%d groups of one partition ran at once, want all %d", peak, groups)
 	}
 }
 
@@ -1208,4 +1324,28 @@ func TestDuplicateWindowEnds(t *testing.T) {
 	if id, dup, err := e.q.Put(t.Context(), reminder); err != nil || dup || id != reminder.Id {
 		t.Fatalf("reminder after the window = %q, %v, %v; want it stored as %q", id, dup, err, reminder.Id)
 	}
+}
+
+// testLogger discards logs unless HERALD_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// scrape returns reg's metrics in the text format.
+func scrape(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
 }
