@@ -52,6 +52,15 @@ type Config struct {
 	// posted, for example one that never sends resolved, goes back to the
 	// head of the chain with a new message.
 	FallbackHold time.Duration `yaml:"fallback_hold"`
+	// MaxInFlight bounds the requests to sinks (a Send, or a digest) under
+	// way at once, over all sinks. An attempt waits for a slot, the most
+	// severe notification first; waiting for a slot is not part of
+	// AttemptTimeout. Zero means the default.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxInFlightPerSink bounds the requests under way at once to any one
+	// sink, so that a slow sink cannot take every slot of MaxInFlight. A
+	// value above MaxInFlight is lowered to it. Zero means the default.
+	MaxInFlightPerSink int `yaml:"max_in_flight_per_sink"`
 }
 
 // BreakerConfig tunes the circuit breaker each sink has.
@@ -66,8 +75,9 @@ type BreakerConfig struct {
 // DefaultConfig returns the defaults: 2 quick retries within 5s, 10s per
 // attempt, redelivery backoff from 5s to 5m, a 24h retry budget, and a
 // breaker that opens after 3 consecutive failures for 30s, up to 2m
-// waiting for a digest at the last sink of a chain, and a group kept in its
-// fallback sink for up to 24h.
+// waiting for a digest at the last sink of a chain, a group kept in its
+// fallback sink for up to 24h, and at most 64 requests to sinks under way
+// at once, 32 to any one sink.
 func DefaultConfig() Config {
 	return Config{
 		QuickRetries:     2,
@@ -81,8 +91,10 @@ func DefaultConfig() Config {
 			Failures: 3,
 			OpenFor:  30 * time.Second,
 		},
-		ThrottleHold: 2 * time.Minute,
-		FallbackHold: 24 * time.Hour,
+		ThrottleHold:       2 * time.Minute,
+		FallbackHold:       24 * time.Hour,
+		MaxInFlight:        64,
+		MaxInFlightPerSink: 32,
 	}
 }
 
@@ -130,7 +142,8 @@ func checkKeys(n *yaml.Node, t reflect.Type) error {
 }
 
 // withDefaults returns DefaultConfig() for an all-zero c, else c with every
-// zero duration and a zero breaker failure count replaced by its default.
+// zero duration, a zero breaker failure count and a zero in-flight bound
+// replaced by its default, and MaxInFlightPerSink lowered to MaxInFlight.
 // QuickRetries is kept: zero is a meaningful choice.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -154,11 +167,21 @@ func (c Config) withDefaults() Config {
 	if c.Breaker.Failures == 0 {
 		c.Breaker.Failures = d.Breaker.Failures
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.MaxInFlightPerSink == 0 {
+		c.MaxInFlightPerSink = d.MaxInFlightPerSink
+	}
+	c.MaxInFlightPerSink = min(c.MaxInFlightPerSink, c.MaxInFlight)
 	return c
 }
 
+// maxInFlightLimit is the highest in-flight bound Validate accepts.
+const maxInFlightLimit = 10000
+
 // Validate reports every setting that is out of range, naming its YAML key.
-// Zero durations are accepted: they stand for the default.
+// Zero durations and bounds are accepted: they stand for the default.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -190,6 +213,20 @@ func (c Config) Validate() error {
 	}
 	if c.Breaker.Failures < 0 {
 		bad("breaker.failures", "must not be negative, got %d", c.Breaker.Failures)
+	}
+	for _, b := range []struct {
+		key string
+		v   int
+	}{
+		{"max_in_flight", c.MaxInFlight},
+		{"max_in_flight_per_sink", c.MaxInFlightPerSink},
+	} {
+		switch {
+		case b.v < 0:
+			bad(b.key, "must not be negative, got %d", b.v)
+		case b.v > maxInFlightLimit:
+			bad(b.key, "at most %d, got %d", maxInFlightLimit, b.v)
+		}
 	}
 	e := c.withDefaults()
 	if e.BackoffInitial > 0 && e.BackoffMax > 0 && e.BackoffMax < e.BackoffInitial {

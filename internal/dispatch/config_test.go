@@ -53,9 +53,12 @@ func TestConfigYAML(t *testing.T) {
   breaker: {failures: 5, open_for: 2m}
   throttle_hold: 90s
   fallback_hold: 6h
+  max_in_flight: 100
+  max_in_flight_per_sink: 20
 `,
 		want: Config{4, 8 * time.Second, 250 * time.Millisecond, 4 * time.Second, time.Second,
-			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}, 90 * time.Second, 6 * time.Hour},
+			10 * time.Minute, 48 * time.Hour, BreakerConfig{5, 2 * time.Minute}, 90 * time.Second, 6 * time.Hour,
+			100, 20},
 	}, {
 		name: "an empty section is the defaults",
 		in:   "dispatch:\n",
@@ -120,6 +123,22 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{"backoff_max"}},
 		{"negative failures", func(c *Config) { c.Breaker.Failures = -2 }, []string{"breaker.failures"}},
 		{"negative throttle hold", func(c *Config) { c.ThrottleHold = -time.Second }, []string{"throttle_hold: must not be negative"}},
+		{"negative in-flight bounds", func(c *Config) {
+			c.MaxInFlight = -1
+			c.MaxInFlightPerSink = -1
+		}, []string{"max_in_flight: must not be negative, got -1", "max_in_flight_per_sink: must not be negative, got -1"}},
+		{"in-flight bounds too high", func(c *Config) {
+			c.MaxInFlight = 10001
+			c.MaxInFlightPerSink = 20000
+		}, []string{"max_in_flight: at most 10000, got 10001", "max_in_flight_per_sink: at most 10000, got 20000"}},
+		{"highest in-flight bounds", func(c *Config) {
+			c.MaxInFlight = 10000
+			c.MaxInFlightPerSink = 10000
+		}, nil},
+		{"per sink above the overall bound is lowered, not refused", func(c *Config) {
+			c.MaxInFlight = 8
+			c.MaxInFlightPerSink = 100
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,5 +173,30 @@ func TestConfigDefaults(t *testing.T) {
 	want.AttemptTimeout = time.Second
 	if got != want {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
+	}
+}
+
+// TestConfigInFlightDefaults pins down the in-flight bounds in effect.
+func TestConfigInFlightDefaults(t *testing.T) {
+	tests := []struct {
+		name              string
+		all, perSink      int
+		wantAll, wantSink int
+	}{
+		{"defaults", 0, 0, 64, 32},
+		{"overall only", 100, 0, 100, 32},
+		{"overall below the per-sink default", 16, 0, 16, 16},
+		{"per sink only", 0, 8, 64, 8},
+		{"per sink above overall", 10, 20, 10, 10},
+		{"both", 200, 50, 200, 50},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{QuickRetries: 1, MaxInFlight: tt.all, MaxInFlightPerSink: tt.perSink}.withDefaults()
+			if c.MaxInFlight != tt.wantAll || c.MaxInFlightPerSink != tt.wantSink {
+				t.Errorf("in effect: max_in_flight %d, max_in_flight_per_sink %d; want %d, %d",
+					c.MaxInFlight, c.MaxInFlightPerSink, tt.wantAll, tt.wantSink)
+			}
+		})
 	}
 }

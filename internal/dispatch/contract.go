@@ -41,9 +41,10 @@ type Outcome struct {
 	Delay time.Duration
 	// Reason says why, for dead letters and logs; never contains secrets.
 	Reason string
-	// Hold says why the group waits, with Retry.
+	// Hold says why the group waits, with Retry; HoldNone otherwise.
 	Hold Hold
-	// Route is the notification's route, when it was routed.
+	// Route is the name of the notification's route, on every outcome of
+	// a message that holds a notification.
 	Route string
 }
 
@@ -75,10 +76,11 @@ const (
 	HoldNone Hold = iota
 	// HoldRetrying: a sink of the chain failed in a way worth retrying.
 	HoldRetrying
-	// HoldThrottled: the wait is a sink's rate limit.
+	// HoldThrottled: the wait is a sink's rate limit: Delay is the longest
+	// throttle a sink of the chain asked for, no shorter than the backoff.
 	HoldThrottled
-	// HoldBroken: no sink of the chain could even be tried (every
-	// breaker open).
+	// HoldBroken: no sink of the chain could even be tried: each was
+	// skipped, its breaker open (or, for a stale router, not configured).
 	HoldBroken
 )
 

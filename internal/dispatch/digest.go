@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
@@ -36,12 +37,22 @@ import (
 // a throttle (the rest of QuickRetryBudget), or, when the sink is the last
 // step of its chain, up to ThrottleHold. A longer wait takes the usual
 // path: the next sink of the chain if there is one, else Retry after the
-// throttle. Severity changes nothing: the chain is the operator's order of
-// preference, and a critical notification is better posted by the fallback
-// now than by a throttled primary a minute later; what the last sink holds
-// instead of redelivering it would have held for as long anyway (a Retry
-// keeps the partition waiting for the throttle too), but parked it rides in
-// the next digest instead of queueing behind the others one post at a time.
+// throttle. Severity changes nothing here: the chain is the operator's order
+// of preference, and a critical notification is better posted by the
+// fallback now than by a throttled primary a minute later; what the last
+// sink holds instead of redelivering it would have held for as long anyway
+// (a Retry keeps the partition waiting for the throttle too), but parked it
+// rides in the next digest instead of queueing behind the others one post
+// at a time.
+//
+// Severity decides the order of the posts: the leaders of one sink's lanes
+// take turns at the sink's pace gate (a priority semaphore of one slot).
+// Whenever the gate is free, it goes to the waiting leader whose target the
+// sink's pace allows now and whose lane holds the most severe notification,
+// the oldest leader among equals; a lane's priority follows its members as
+// they join and leave. The leader holds the gate until its request returns,
+// so that the next turn is decided on the pace that request left. A digest
+// carries the leader and, of the others, the most severe, oldest first.
 //
 // Backlog: a lane whose sink made a notification wait w is "hot" until w
 // plus the longest wait it has seen (a measure of the sink's window) have
@@ -81,6 +92,8 @@ type laneKey struct{ sink, channel, template, fallbackFrom string }
 type lanes struct {
 	mu sync.Mutex
 	m  map[laneKey]*lane
+	// seq numbers parked notifications in arrival order.
+	seq uint64
 }
 
 // lane holds the parked notifications of one key, oldest first. While it
@@ -91,14 +104,38 @@ type lane struct {
 	// hotUntil ends the backlog; longest is the longest wait seen.
 	hotUntil time.Time
 	longest  time.Duration
+	// turn is the leader's place at gate, its sink's pace gate, while it
+	// waits there; nil otherwise.
+	turn *waiter
+	gate *prioSem
 }
 
 func (ln *lane) hot(now time.Time) bool { return now.Before(ln.hotUntil) }
+
+// prioLocked is the lane's priority: its most severe notification's.
+func (ln *lane) prioLocked() priority {
+	p := prioUnspecified
+	for _, m := range ln.waiting {
+		p = max(p, m.prio)
+	}
+	return p
+}
+
+// reprioritizeLocked moves a leader waiting at the gate to the lane's
+// priority after members joined or left.
+func (ln *lane) reprioritizeLocked() {
+	if ln.turn != nil {
+		ln.gate.reprioritize(ln.turn, ln.prioLocked())
+	}
+}
 
 // parked is one Handle waiting in a lane.
 type parked struct {
 	h  *delivery
 	to sinks.Target
+	// prio is the notification's priority, seq its place in arrival order.
+	prio priority
+	seq  uint64
 	// deadline is when it leaves the lane if the sink still cannot take it.
 	deadline time.Time
 	// promote is signalled (once) when it becomes the lane's leader.
@@ -166,6 +203,7 @@ func (d *Dispatcher) attempt(ctx context.Context, h *delivery, s sinks.Sink, to 
 	p := &parked{
 		h:        h,
 		to:       to,
+		prio:     priorityOf(h.n),
 		deadline: time.Now().Add(hold),
 		promote:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -217,10 +255,13 @@ func (l *lanes) join(key laneKey, p *parked, wait, hold time.Duration) bool {
 			ln.hotUntil = until
 		}
 	}
+	l.seq++
+	p.seq = l.seq
 	ln.waiting = append(ln.waiting, p)
 	if ln.leader == nil {
 		ln.promoteLocked()
 	}
+	ln.reprioritizeLocked()
 	return true
 }
 
@@ -253,18 +294,46 @@ func (l *lanes) leave(key laneKey, p *parked) bool {
 	if ln.leader == p {
 		ln.promoteLocked()
 	}
+	ln.reprioritizeLocked()
 	l.tidyLocked(key, ln)
 	return true
 }
 
-// take removes up to n of the oldest waiting notifications for a digest.
-func (l *lanes) take(key laneKey, n int) []*parked {
+// queue puts the leader of key's lane in line at gate, at the lane's
+// priority and in the leader's arrival order, passed over while ready
+// says the sink cannot post for it.
+func (l *lanes) queue(key laneKey, gate *prioSem, ready func() bool) *waiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ln := l.m[key]
-	k := min(n, len(ln.waiting))
-	batch := slices.Clone(ln.waiting[:k])
-	ln.waiting = slices.Delete(ln.waiting, 0, k)
+	ln.gate = gate
+	ln.turn = gate.enqueue(ln.prioLocked(), ln.leader.seq, ready)
+	return ln.turn
+}
+
+// unqueue takes the leader of key's lane out of line at its gate; true if
+// its turn had come, which it must then release or use.
+func (l *lanes) unqueue(key laneKey, w *waiter) (holds bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	ln.turn = nil
+	return ln.gate.withdraw(w)
+}
+
+// take removes the leader p and up to n-1 other waiting notifications for
+// a digest, the most severe first and the oldest among equals, and returns
+// them in arrival order. It ends p's wait at the gate.
+func (l *lanes) take(key laneKey, p *parked, n int) []*parked {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	ln.turn = nil
+	others := slices.DeleteFunc(slices.Clone(ln.waiting), func(m *parked) bool { return m == p })
+	slices.SortStableFunc(others, func(a, b *parked) int { return int(b.prio - a.prio) })
+	batch := append([]*parked{p}, others[:min(n-1, len(others))]...)
+	slices.SortFunc(batch, func(a, b *parked) int { return cmp.Compare(a.seq, b.seq) })
+	ln.waiting = slices.DeleteFunc(ln.waiting, func(m *parked) bool { return slices.Contains(batch, m) })
 	return batch
 }
 
@@ -324,32 +393,77 @@ func (d *Dispatcher) park(ctx context.Context, bp batchPacer, key laneKey, p *pa
 	}
 }
 
-// lead waits for the sink's pace as the lane's leader, then sends the
-// digest of the oldest waiting notifications, p first, and hands each its
-// result.
+// lead waits, as the lane's leader, for its turn at the sink (see the pace
+// gate above), then sends the digest of the lane's waiting notifications,
+// p first, and hands each its result. Until it takes its digest, a leader
+// is waiting[0]: leave always finds it.
 func (d *Dispatcher) lead(ctx context.Context, bp batchPacer, key laneKey, p *parked) (attemptResult, bool) {
-	for waited := false; ; waited = true {
-		w := bp.Wait(laneTarget(p.to))
-		if w <= 0 && !waited && d.lanes.hot(key) {
-			// Free at once, but under backlog: gather the others first.
-			w = DigestLinger
-		} else if w <= 0 {
-			break
-		}
-		// Until it takes its digest, a leader is waiting[0]: leave
-		// always finds it.
-		if time.Now().Add(w).After(p.deadline) {
+	lt := laneTarget(p.to)
+	if bp.Wait(lt) <= 0 && d.lanes.hot(key) {
+		// Free at once, but under backlog: gather the others first.
+		if time.Now().Add(DigestLinger).After(p.deadline) {
 			d.lanes.leave(key, p)
 			return attemptResult{}, false
 		}
-		if !sleep(ctx, min(w, touchEvery)) {
+		if !sleep(ctx, DigestLinger) {
 			d.lanes.leave(key, p)
 			return attemptResult{err: ctx.Err(), size: 1}, true
 		}
-		p.h.touch(ctx)
 	}
-	batch := d.lanes.take(key, MaxDigest)
+	gate := d.gates[bp.Name()]
+	turn := d.lanes.queue(key, gate, func() bool { return bp.Wait(lt) <= 0 })
+	touch := time.NewTicker(touchEvery)
+	defer touch.Stop()
+	pace := time.NewTimer(0)
+	defer pace.Stop()
+	// At its deadline a leader leaves unless the sink is free for it.
+	expire := time.NewTimer(time.Until(p.deadline))
+	defer expire.Stop()
+wait:
+	for {
+		released := gate.watch()
+		select {
+		case <-turn.granted:
+			break wait
+		default:
+		}
+		w := bp.Wait(lt)
+		if time.Now().Add(w).After(p.deadline) {
+			if d.lanes.unqueue(key, turn) {
+				break wait // its turn came just now: the sink is free
+			}
+			d.lanes.leave(key, p)
+			return attemptResult{}, false
+		}
+		var paced <-chan time.Time
+		if w > 0 {
+			pace.Reset(w)
+			paced = pace.C
+		} else {
+			// The sink is free for p: its turn comes once no better
+			// leader can post and the gate is free.
+			pace.Stop()
+			gate.poke()
+		}
+		select {
+		case <-turn.granted:
+			break wait
+		case <-released:
+		case <-paced:
+		case <-expire.C:
+		case <-touch.C:
+			p.h.touch(ctx)
+		case <-ctx.Done():
+			if d.lanes.unqueue(key, turn) {
+				gate.release()
+			}
+			d.lanes.leave(key, p)
+			return attemptResult{err: ctx.Err(), size: 1}, true
+		}
+	}
+	batch := d.lanes.take(key, p, MaxDigest)
 	res := d.sendDigest(ctx, bp, batch)
+	gate.release()
 	for _, m := range batch {
 		if m != p {
 			m.res = res
@@ -394,9 +508,15 @@ func (d *Dispatcher) sendDigest(ctx context.Context, bp batchPacer, batch []*par
 	return attemptResult{rcpt: rcpt, err: err, size: len(ns), span: sc}
 }
 
-// sendBatch makes one SendBatch attempt, like send: bounded by
-// AttemptTimeout, in its own span, a panic turned into a retryable error.
+// sendBatch makes one SendBatch attempt, like send: holding in-flight
+// slots (by its most severe notification), bounded by AttemptTimeout, in
+// its own span, a panic turned into a retryable error.
 func (d *Dispatcher) sendBatch(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, err error) {
+	release, err := d.inflight.acquire(ctx, bp.Name(), priorityOf(ns...))
+	if err != nil {
+		return sinks.Receipt{}, sc, err
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(

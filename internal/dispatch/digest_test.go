@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -743,6 +744,239 @@ func TestDigestMax(t *testing.T) {
 		}
 		if !slices.Equal(reqs[2].ids, second) || reqs[2].at.Sub(start) != 2*time.Minute {
 			t.Errorf("second digest at %v: %v, want %v at 2m", reqs[2].at.Sub(start), reqs[2].ids, second)
+		}
+	})
+}
+
+// toChannel returns a message of severity sev that the channelRouter sends
+// to channel.
+func toChannel(id, channel string, sev heraldv1.Severity) *fakeMsg {
+	m := msg(id, "g-"+id)
+	m.n.Severity = sev
+	m.n.Labels = map[string]string{"channel": channel}
+	return m
+}
+
+// channelRouter sends a notification to sink pc, channel of its label
+// "channel".
+var channelRouter = routerFunc(func(n *heraldv1.Notification) route.Decision {
+	return route.Decision{Route: "default", Chain: []route.Step{{Sink: "pc", Channel: n.GetLabels()["channel"]}}}
+})
+
+const (
+	sevInfo = heraldv1.Severity_SEVERITY_INFO
+	sevWarn = heraldv1.Severity_SEVERITY_WARNING
+	sevCrit = heraldv1.Severity_SEVERITY_CRITICAL
+)
+
+// TestPaceGateCriticalFirst is a Rocket.Chat incoming webhook shared by
+// two channels and limited to one post per 6s: 30 info notifications wait
+// for #alerts-info when a critical one arrives for #alerts-critical. The
+// critical is the next post, before any further info digest.
+func TestPaceGateCriticalFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pc := &pacedSink{name: "pc", count: 1, per: 6 * s}
+		r := newDigestRig(t, pc, channelRouter, testConfig())
+		start := time.Now()
+		r.d.Handle(t.Context(), toChannel("i00", "#alerts-info", sevInfo)) // the window's post
+		time.Sleep(s)
+		var infos []*fakeMsg
+		for i := range 30 {
+			infos = append(infos, toChannel(fmt.Sprintf("i%02d", i+1), "#alerts-info", sevInfo))
+		}
+		bg := func(int) context.Context { return t.Context() }
+		waitInfos := parkAll(bg, r.d, infos...)
+		time.Sleep(s)
+		waitCrit := parkAll(bg, r.d, toChannel("crit", "#alerts-critical", sevCrit))
+		if got := actions(waitCrit()); got != "ack" {
+			t.Errorf("critical: %s", got)
+		}
+		if got := actions(waitInfos()); got != strings.TrimSuffix(strings.Repeat("ack,", 30), ",") {
+			t.Errorf("infos: %s", got)
+		}
+		reqs := pc.Requests()
+		if len(reqs) < 2 || !slices.Equal(reqs[1].ids, []string{"crit"}) || reqs[1].to.Channel != "#alerts-critical" {
+			t.Fatalf("requests %s; want the critical next after i00", describe(start, reqs))
+		}
+		if got := reqs[1].at.Sub(start); got != 6*s {
+			t.Errorf("critical posted at %v, want 6s, when the pace allowed the next post", got)
+		}
+		want := "0s:i00 6s:crit +12s:" + msgIDs(infos[:MaxDigest]) + " +18s:" + msgIDs(infos[MaxDigest:])
+		if got := describe(start, reqs); got != want {
+			t.Errorf("requests\n%s\nwant\n%s", got, want)
+		}
+		if n := pc.Refused(); n != 0 {
+			t.Errorf("%d sends refused by the pace: leaders raced for the post", n)
+		}
+	})
+}
+
+// msgIDs joins the messages' notification ids with commas.
+func msgIDs(ms []*fakeMsg) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.n.GetId()
+	}
+	return strings.Join(out, ",")
+}
+
+// TestPaceGateOrder pins down which lane of a paced sink (one post per 6s,
+// taken at 0s) posts next when several wait: the lane holding the most
+// severe notification, the oldest leader among equals.
+func TestPaceGateOrder(t *testing.T) {
+	type arrival struct {
+		at      time.Duration
+		id      string
+		channel string
+		sev     heraldv1.Severity
+	}
+	many := func(at time.Duration, prefix, channel string, sev heraldv1.Severity, n int) []arrival {
+		var out []arrival
+		for i := range n {
+			out = append(out, arrival{at, fmt.Sprintf("%s%02d", prefix, i+1), channel, sev})
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		arrivals []arrival
+		want     string // requests after the first, at 0s
+	}{{
+		name: "critical, then warning, then info",
+		arrivals: []arrival{
+			{s, "i1", "#info", sevInfo},
+			{2 * s, "w1", "#warning", sevWarn},
+			{3 * s, "c1", "#critical", sevCrit},
+		},
+		want: "6s:c1 12s:w1 18s:i1",
+	}, {
+		name: "equal severity: the oldest leader",
+		arrivals: []arrival{
+			{s, "w1", "#b", sevWarn},
+			{2 * s, "w2", "#a", sevWarn},
+			{3 * s, "i1", "#c", sevInfo},
+		},
+		want: "6s:w1 12s:w2 18s:i1",
+	}, {
+		name: "a lane's priority follows a member that joins",
+		arrivals: []arrival{
+			{s, "i1", "#info", sevInfo},
+			{2 * s, "w1", "#warning", sevWarn},
+			{3 * s, "c1", "#info", sevCrit},
+		},
+		want: "+6s:i1,c1 12s:w1",
+	}, {
+		name: "the member that made a lane critical rides in its next digest",
+		arrivals: append(many(s, "i", "#info", sevInfo, MaxDigest+5),
+			arrival{2 * s, "c1", "#info", sevCrit}),
+		want: "+6s:i01,i02,i03,i04,i05,i06,i07,i08,i09,i10,i11,i12,i13,i14,i15,i16,i17,i18,i19,c1 " +
+			"+12s:i20,i21,i22,i23,i24,i25",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				pc := &pacedSink{name: "pc", count: 1, per: 6 * s}
+				r := newDigestRig(t, pc, channelRouter, testConfig())
+				start := time.Now()
+				r.d.Handle(t.Context(), toChannel("n0", "#info", sevInfo))
+				var wg sync.WaitGroup
+				for _, a := range tt.arrivals {
+					time.Sleep(start.Add(a.at).Sub(time.Now()))
+					wg.Go(func() {
+						if out := r.d.Handle(t.Context(), toChannel(a.id, a.channel, a.sev)); out.Action != Ack {
+							t.Errorf("%s: %+v", a.id, out)
+						}
+					})
+					synctest.Wait()
+				}
+				wg.Wait()
+				reqs := pc.Requests()
+				if got := describe(start, reqs[1:]); got != tt.want {
+					t.Errorf("requests\n%s\nwant\n%s", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// channelPaced is a sink paced per channel, as Slack's bot mode is: one
+// pacedSink per channel, each with its own window.
+type channelPaced struct {
+	name string
+	per  map[string]time.Duration // one post per this, by channel
+
+	mu    sync.Mutex
+	chans map[string]*pacedSink
+}
+
+func (c *channelPaced) Name() string { return c.name }
+
+func (c *channelPaced) channel(to sinks.Target) *pacedSink {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.chans == nil {
+		c.chans = map[string]*pacedSink{}
+	}
+	ps := c.chans[to.Channel]
+	if ps == nil {
+		ps = &pacedSink{name: c.name, count: 1, per: c.per[to.Channel]}
+		c.chans[to.Channel] = ps
+	}
+	return ps
+}
+
+func (c *channelPaced) Wait(to sinks.Target) time.Duration { return c.channel(to).Wait(to) }
+
+func (c *channelPaced) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+	return c.channel(to).Send(ctx, n, to)
+}
+
+func (c *channelPaced) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+	return c.channel(to).SendBatch(ctx, ns, to)
+}
+
+// Requests are every channel's requests, in time order, by channel at the
+// same instant.
+func (c *channelPaced) Requests() []request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []request
+	for _, ps := range c.chans {
+		out = append(out, ps.Requests()...)
+	}
+	slices.SortStableFunc(out, func(a, b request) int {
+		return cmp.Or(a.at.Compare(b.at), strings.Compare(a.to.Channel, b.to.Channel))
+	})
+	return out
+}
+
+// TestPaceGateChannels checks that turns at the gate go only to leaders
+// the sink's pace allows: a critical waiting for its own channel's window
+// does not hold up a lane whose channel is free.
+func TestPaceGateChannels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pc := &channelPaced{name: "pc", per: map[string]time.Duration{"#slow": time.Minute, "#fast": 10 * s}}
+		d, err := New(Options{
+			Router: channelRouter,
+			Sinks:  map[string]sinks.Sink{"pc": pc},
+			State:  NewMemoryState(),
+			Config: testConfig(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		d.Handle(t.Context(), toChannel("slow0", "#slow", sevInfo))
+		d.Handle(t.Context(), toChannel("fast0", "#fast", sevInfo))
+		time.Sleep(s)
+		bg := func(int) context.Context { return t.Context() }
+		outs := parkAll(bg, d, toChannel("slow1", "#slow", sevCrit), toChannel("fast1", "#fast", sevInfo))()
+		if got := actions(outs); got != "ack,ack" {
+			t.Errorf("outcomes %s", got)
+		}
+		want := "0s:fast0 0s:slow0 10s:fast1 1m0s:slow1"
+		if got := describe(start, pc.Requests()); got != want {
+			t.Errorf("requests %s, want %s", got, want)
 		}
 	})
 }

@@ -50,9 +50,11 @@ type Options struct {
 }
 
 // Dispatcher delivers notifications. Handle is safe for concurrent use by
-// different partitions; within one group key the queue calls it
+// any number of groups; within one group key the queue calls it
 // sequentially, and the dispatcher adds no parallelism of its own, so
-// delivery follows the order of the calls.
+// delivery follows the order of the calls. At most MaxInFlight requests to
+// sinks run at once (MaxInFlightPerSink to one sink); when more wait, the
+// most severe notification goes first (inflight.go).
 type Dispatcher struct {
 	router   route.Router
 	sinks    map[string]sinks.Sink
@@ -64,6 +66,11 @@ type Dispatcher struct {
 	breakers map[string]*breaker
 	// lanes merge notifications into digests (digest.go).
 	lanes lanes
+	// inflight bounds the requests to sinks under way (inflight.go).
+	inflight *inflight
+	// gates order the lane leaders of each sink that merges digests by
+	// priority (digest.go).
+	gates map[string]*prioSem
 	// jitter returns a random duration in [0, max]; tests replace it.
 	jitter func(max time.Duration) time.Duration
 }
@@ -123,15 +130,26 @@ func New(o Options) (*Dispatcher, error) {
 			return rand.N(max + 1)
 		},
 	}
-	for name := range o.Sinks {
+	names := make([]string, 0, len(o.Sinks))
+	d.gates = make(map[string]*prioSem)
+	for name, s := range o.Sinks {
+		names = append(names, name)
 		d.breakers[name] = &breaker{cfg: d.cfg.Breaker, changed: d.breakerChanged(name)}
 		m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
+		if laned(s) {
+			d.gates[name] = newPrioSem(1)
+		}
 	}
+	d.inflight = newInflight(d.cfg, names, m)
 	return d, nil
 }
 
 // Config returns the configuration in effect, defaults filled in.
 func (d *Dispatcher) Config() Config { return d.cfg }
+
+// RouteOf returns the name of the route n takes, as Handle would route it
+// now. It sends nothing and reads no state.
+func (d *Dispatcher) RouteOf(n *heraldv1.Notification) string { return d.router.Route(n).Route }
 
 // Breakers returns the breaker state of every sink, for readiness checks
 // and status pages. A breaker whose open period has passed reads "open"
@@ -180,6 +198,9 @@ type delivery struct {
 	allPermanent bool
 	// longestThrottle is the longest rate-limit wait any sink asked for.
 	longestThrottle time.Duration
+	// attempted is set once a sink of the chain was tried (a Send or a
+	// digest), rather than skipped.
+	attempted bool
 	// parents caches the group's message per sink as read by
 	// lifecycleChain (nil entries included), so trySink reads each once.
 	parents map[string]*heraldv1.MessageRef
@@ -190,7 +211,8 @@ func (h *delivery) fallbackReason() string { return strings.Join(h.failures, "; 
 // Handle delivers one notification through its chain and returns what the
 // queue must do with the message: Ack once a sink accepted it (now, or
 // before, as its delivery record says), Retry or DeadLetter when none did,
-// Release whenever ctx ends before a sink accepted it.
+// Release whenever ctx ends before a sink accepted it. A Retry says why in
+// its Hold; every outcome of a notification carries its Route.
 func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 	n := m.Notification()
 	if n == nil {
@@ -224,6 +246,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 		allPermanent: true,
 	}
 	out := d.handle(ctx, h)
+	out.Route = dec.Route
 	span.SetAttributes(attribute.String("herald.outcome", out.Action.String()))
 	if out.Action != Ack {
 		span.SetStatus(codes.Error, out.Reason)
@@ -279,13 +302,21 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	if spent := time.Since(start); spent >= d.cfg.RetryBudget {
 		return d.deadLetter(ctx, h, "budget", "retry budget of "+d.cfg.RetryBudget.String()+" spent: "+reason)
 	}
-	delay := max(d.backoff(h.m.Delivered()), h.longestThrottle)
+	backoff := d.backoff(h.m.Delivered())
+	delay := max(backoff, h.longestThrottle)
+	hold := HoldRetrying
+	switch {
+	case !h.attempted:
+		hold = HoldBroken
+	case h.longestThrottle > 0 && h.longestThrottle >= backoff:
+		hold = HoldThrottled
+	}
 	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 	d.putRecord(ctx, h)
 	d.m.retryDelay.Observe(delay.Seconds())
 	h.log.WarnContext(ctx, "no sink took the notification; retrying later",
-		"delay", delay, "delivered", h.m.Delivered(), "reason", reason)
-	return Outcome{Action: Retry, Delay: delay, Reason: reason}
+		"delay", delay, "hold", hold.String(), "delivered", h.m.Delivered(), "reason", reason)
+	return Outcome{Action: Retry, Delay: delay, Reason: reason, Hold: hold}
 }
 
 // budgetStart is when m's retry budget started: the later of its
@@ -378,6 +409,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 			h.touch(ctx)
 		}
 		h.first = false
+		h.attempted = true
 		sd.Attempts++
 		to := sinks.Target{
 			Channel:  step.Channel,
@@ -610,10 +642,17 @@ func sameMessage(a, b *heraldv1.MessageRef) bool {
 		a.GetThreadId() == b.GetThreadId() && (a == nil) == (b == nil)
 }
 
-// send makes one attempt, bounded by AttemptTimeout, in its own span. A
+// send makes one attempt, bounded by AttemptTimeout, in its own span, while
+// it holds an in-flight slot of s and of the dispatcher (waiting for them
+// first, by n's severity; ctx ending meanwhile is the attempt's error). A
 // panicking sink is turned into a retryable error, so that one bad sink
 // cannot take herald down.
 func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
+	release, err := d.inflight.acquire(ctx, s.Name(), priorityOf(n))
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt")

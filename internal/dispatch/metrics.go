@@ -45,6 +45,12 @@ type metrics struct {
 	digests *prometheus.CounterVec
 	// digestSize{sink}: notifications per digest.
 	digestSize *prometheus.HistogramVec
+	// attemptsInFlight{sink}: requests (Send or digest) under way, each
+	// holding an in-flight slot.
+	attemptsInFlight *prometheus.GaugeVec
+	// slotWait{sink}: how long each request waited for its in-flight
+	// slots, zero included.
+	slotWait *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -110,6 +116,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Notifications merged into one digest message.",
 			Buckets: []float64{2, 3, 5, 10, 20, 50},
 		}, []string{"sink"}),
+		attemptsInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_dispatch_attempts_in_flight",
+			Help: "Requests to a sink (a notification or a digest) under way, bounded by max_in_flight and max_in_flight_per_sink.",
+		}, []string{"sink"}),
+		slotWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_dispatch_slot_wait_seconds",
+			Help:    "Time a request to a sink waited for an in-flight slot (max_in_flight_per_sink, then max_in_flight) before it started.",
+			Buckets: []float64{.001, .01, .1, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"sink"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -119,6 +134,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.attempts, m.attemptSeconds, m.deliveries, m.outcomes, m.deadLetters,
 		m.fallbacks, m.breakerState, m.breakerTransitions, m.latency,
 		m.throttleWait, m.alreadyDelivered, m.retryDelay, m.digests, m.digestSize,
+		m.attemptsInFlight, m.slotWait,
 	} {
 		errs = append(errs, reg.Register(c))
 	}

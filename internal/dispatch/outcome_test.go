@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -500,4 +501,163 @@ func TestAlreadyDelivered(t *testing.T) {
 	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack || len(r.rc.Calls()) != 2 {
 		t.Errorf("replayed dead letter: %+v, rc calls %d", out, len(r.rc.Calls()))
 	}
+}
+
+// TestOutcomeHold checks the reason a Retry gives for holding the group
+// back, and that only a Retry gives one.
+func TestOutcomeHold(t *testing.T) {
+	open := func(b *breaker) {
+		b.state, b.openedAt = BreakerOpen, time.Now()
+	}
+	tests := []struct {
+		name      string
+		rc, slack error // answers; nil delivers
+		rcOpen    bool
+		slackOpen bool
+		want      Action
+		wantHold  Hold
+		wantDelay time.Duration
+	}{{
+		name: "delivered",
+		want: Ack, wantHold: HoldNone,
+	}, {
+		name: "every sink refuses for good",
+		rc:   err400, slack: err400,
+		want: DeadLetter, wantHold: HoldNone,
+	}, {
+		name: "sinks fail",
+		rc:   err503, slack: err503,
+		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+	}, {
+		name: "one refuses, one fails",
+		rc:   err400, slack: err503,
+		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+	}, {
+		name: "rate limits longer than the backoff",
+		rc:   throttled(time.Minute), slack: throttled(2 * time.Minute),
+		want: Retry, wantHold: HoldThrottled, wantDelay: 2 * time.Minute,
+	}, {
+		name: "a rate limit as long as the backoff",
+		rc:   err503, slack: throttled(5 * s),
+		want: Retry, wantHold: HoldThrottled, wantDelay: 5 * s,
+	}, {
+		name: "a rate limit longer than the backoff, and a failure",
+		rc:   throttled(30 * s), slack: err503,
+		want: Retry, wantHold: HoldThrottled, wantDelay: 30 * s,
+	}, {
+		name: "a rate limit shorter than the backoff",
+		rc:   err503, slack: throttled(2 * s),
+		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+	}, {
+		name:   "every breaker open",
+		rcOpen: true, slackOpen: true,
+		want: Retry, wantHold: HoldBroken, wantDelay: 5 * s,
+	}, {
+		name:   "the primary's breaker open, the fallback fails",
+		rcOpen: true, slack: err503,
+		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+	}, {
+		name:   "the primary's breaker open, the fallback throttled",
+		rcOpen: true, slack: throttled(time.Hour),
+		want: Retry, wantHold: HoldThrottled, wantDelay: time.Hour,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.QuickRetries = 0
+				r := newRig(t, cfg)
+				r.rc.send, r.slack.send = always(tt.rc), always(tt.slack)
+				if tt.rcOpen {
+					open(r.d.breakers["rc"])
+				}
+				if tt.slackOpen {
+					open(r.d.breakers["slack"])
+				}
+				out := r.d.Handle(t.Context(), msg("n1", "g1"))
+				if out.Action != tt.want || out.Hold != tt.wantHold {
+					t.Errorf("outcome %v hold %v (%+v), want %v hold %v", out.Action, out.Hold, out, tt.want, tt.wantHold)
+				}
+				if tt.want == Retry && out.Delay != tt.wantDelay {
+					t.Errorf("delay %v, want %v", out.Delay, tt.wantDelay)
+				}
+			})
+		})
+	}
+}
+
+func TestHoldString(t *testing.T) {
+	for h, want := range map[Hold]string{
+		HoldNone: "none", HoldRetrying: "retrying", HoldThrottled: "throttled", HoldBroken: "broken",
+	} {
+		if got := h.String(); got != want {
+			t.Errorf("Hold(%d).String() = %q, want %q", int(h), got, want)
+		}
+	}
+}
+
+// TestOutcomeRoute checks that every outcome of a routed notification names
+// its route, and that RouteOf names the same one.
+func TestOutcomeRoute(t *testing.T) {
+	router := routerFunc(func(n *heraldv1.Notification) route.Decision {
+		return route.Decision{Route: "team-" + n.GetLabels()["team"], Chain: []route.Step{{Sink: "rc"}}}
+	})
+	labelled := func(id, team string) *fakeMsg {
+		m := msg(id, "g-"+id)
+		m.n.Labels = map[string]string{"team": team}
+		return m
+	}
+	tests := []struct {
+		name  string
+		rc    error
+		ctx   func(context.Context) context.Context
+		team  string
+		want  Action
+		twice bool // handled a second time: already delivered
+	}{
+		{name: "ack", team: "db", want: Ack},
+		{name: "already delivered", team: "db", want: Ack, twice: true},
+		{name: "retry", rc: err503, team: "web", want: Retry},
+		{name: "dead letter", rc: err400, team: "web", want: DeadLetter},
+		{name: "release", team: "ops", want: Release, ctx: func(ctx context.Context) context.Context {
+			ctx, cancel := context.WithCancel(ctx)
+			cancel()
+			return ctx
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := &fakeSink{name: "rc", send: always(tt.rc)}
+			d, err := New(Options{
+				Router: router,
+				Sinks:  map[string]sinks.Sink{"rc": rc},
+				State:  NewMemoryState(),
+				Config: Config{QuickRetries: 0, QuickBackoff: time.Nanosecond},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if tt.ctx != nil {
+				ctx = tt.ctx(ctx)
+			}
+			m := labelled("n1", tt.team)
+			out := d.Handle(ctx, m)
+			if tt.twice {
+				out = d.Handle(ctx, m)
+			}
+			if out.Action != tt.want || out.Route != "team-"+tt.team {
+				t.Errorf("outcome %v route %q, want %v route %q", out.Action, out.Route, tt.want, "team-"+tt.team)
+			}
+			if got := d.RouteOf(m.n); got != "team-"+tt.team {
+				t.Errorf("RouteOf = %q, want %q", got, "team-"+tt.team)
+			}
+		})
+	}
+	t.Run("no notification", func(t *testing.T) {
+		r := newRig(t, testConfig())
+		if out := r.d.Handle(t.Context(), &fakeMsg{}); out.Route != "" {
+			t.Errorf("route %q for a message without a notification", out.Route)
+		}
+	})
 }
