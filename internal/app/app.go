@@ -76,7 +76,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	if err != nil {
 		return fail(err)
 	}
-	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport, cfg.Queue.Concurrency)
+	if cfg.Queue.Concurrency != 0 {
+		logger.Warn("queue.concurrency is no longer used; attempts in flight are bounded by dispatch.max_in_flight and dispatch.max_in_flight_per_sink")
+	}
+	perSink := cfg.Dispatch.MaxInFlightPerSink
+	if perSink == 0 {
+		perSink = dispatch.DefaultConfig().MaxInFlightPerSink
+	}
+	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport, perSink)
 	if err != nil {
 		return fail(err)
 	}
@@ -129,7 +136,7 @@ func (a *App) ServeListener(ctx context.Context, l net.Listener) error {
 	var wg sync.WaitGroup
 	var consumeErr error
 	wg.Go(func() {
-		consumeErr = a.queue.Consume(consumeCtx, a.dispatcher.Handle)
+		consumeErr = a.queue.Consume(consumeCtx, a.dispatcher.Handle, queue.WithRouteOf(a.dispatcher.RouteOf))
 		if consumeErr != nil {
 			a.logger.Error("dispatcher stopped", "err", consumeErr)
 		}

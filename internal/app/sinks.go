@@ -20,7 +20,7 @@ import (
 // run at once.
 func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper, concurrency int) (map[string]sinks.Sink, error) {
 	if base == nil {
-		// The dispatcher runs up to queue.concurrency deliveries at once,
+		// The dispatcher runs up to max_in_flight_per_sink requests to a sink at once,
 		// mostly to one chat server: keep that many connections idle, or
 		// most requests dial (and close) a new one.
 		t := http.DefaultTransport.(*http.Transport).Clone()

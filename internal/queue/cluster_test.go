@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -32,14 +31,17 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	replica := 0
 	open := func() *Queue {
+		replica++
+		i := replica
 		var q *Queue
 		// Stream creation can race the cluster's first elections.
 		waitFor(t, func() bool {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			var err error
-			q, err = Open(ctx, cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+			q, err = Open(ctx, cfg, Options{Logger: testLogger().With("replica", i)})
 			return err == nil
 		})
 		t.Cleanup(func() { q.Close() })

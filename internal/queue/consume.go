@@ -165,11 +165,21 @@ type part struct {
 	// (again) took over the partition.
 	pin    string
 	served bool
-	// holding defers new groups after a takeover while the previous
-	// herald's deliveries may still be in flight.
-	holding bool
+	// unsettled are, after a takeover, the partition's notifications that
+	// were handed out before and not acknowledged as far as this herald
+	// knows, by group: a group whose head comes after one of its own
+	// unsettled notifications waits until that one is back in hand or
+	// acknowledged (see takeover).
+	unsettled map[string][]uint64
+	// settleBy ends the wait for unsettled notifications.
+	settleBy time.Time
 	// releasing are handed back at shutdown, after the iterator stopped.
 	releasing []jetstream.Msg
+	// runCtx is the runners' context: Consume's, cancelled early when the
+	// partition moves to another herald.
+	runCtx     context.Context
+	runCancel  context.CancelFunc
+	consumeCtx context.Context
 }
 
 // group is an active group: its notifications in hand, in order.
@@ -203,14 +213,15 @@ type parkedGroup struct {
 
 func (q *Queue) newPart(p int, handle Handler, o consumeOpts) *part {
 	return &part{
-		q:      q,
-		p:      p,
-		handle: handle,
-		opts:   o,
-		log:    q.log.With("partition", p),
-		active: map[string]*group{},
-		parked: map[string]*parkedGroup{},
-		alive:  map[uint64]jetstream.Msg{},
+		q:         q,
+		p:         p,
+		handle:    handle,
+		opts:      o,
+		log:       q.log.With("partition", p),
+		active:    map[string]*group{},
+		unsettled: map[string][]uint64{},
+		parked:    map[string]*parkedGroup{},
+		alive:     map[uint64]jetstream.Msg{},
 	}
 }
 
@@ -218,10 +229,15 @@ func (q *Queue) newPart(p int, handle Handler, o consumeOpts) *part {
 // what it holds and waits for its runners.
 func (pt *part) consume(ctx context.Context) {
 	q := pt.q
+	pt.consumeCtx = ctx
+	pt.runCtx, pt.runCancel = context.WithCancel(ctx)
+	defer func() { pt.runCancel() }()
 	cons := q.consumers[pt.p]
 	stopAlive := pt.keepAlive()
 	defer stopAlive()
 	defer pt.handBack()
+	stopWatch := pt.watchPin(ctx)
+	defer stopWatch()
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			// The iterator ended without shutdown: the consumer may have
@@ -296,6 +312,86 @@ func (pt *part) handBack() {
 	}
 }
 
+// pinCheck is how often a herald asks whether it still serves a
+// partition.
+const pinCheck = 2 * time.Second
+
+// watchPin notices that the partition was pinned to another herald (after
+// a pause longer than the pin's TTL, or a consumer leader change): it then
+// hands back every notification in hand that is not being attempted, so
+// the new herald gets them at once, and lets the attempts under way end.
+func (pt *part) watchPin(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for sleepCtx(ctx, pinCheck) {
+			pt.mu.Lock()
+			served, pin := pt.served, pt.pin
+			pt.mu.Unlock()
+			if !served {
+				continue
+			}
+			info, err := pt.q.consumers[pt.p].Info(ctx)
+			if err != nil {
+				continue
+			}
+			for _, g := range info.PriorityGroups {
+				if g.Group == priorityGroup && g.PinnedClientID != "" && g.PinnedClientID != pin {
+					pt.lost(pin)
+				}
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// lost gives up a partition whose pin moved on.
+func (pt *part) lost(pin string) {
+	pt.mu.Lock()
+	if !pt.served || pt.pin != pin {
+		pt.mu.Unlock()
+		return
+	}
+	pt.served, pt.pin = false, ""
+	var back []jetstream.Msg
+	for key, g := range pt.active {
+		keep := 0
+		if g.running || g.parking {
+			keep = 1
+		}
+		for _, h := range g.msgs[keep:] {
+			back = append(back, h.msg)
+			delete(pt.alive, h.seq)
+		}
+		g.msgs = g.msgs[:keep]
+		if len(g.msgs) == 0 {
+			delete(pt.active, key)
+		}
+	}
+	for key, pg := range pt.parked {
+		if !pg.running {
+			delete(pt.parked, key)
+		}
+	}
+	clear(pt.unsettled)
+	// Attempts under way are cut short (the dispatcher records them and
+	// releases the message), so the new herald gets them within its hold.
+	pt.runCancel()
+	pt.runCtx, pt.runCancel = context.WithCancel(pt.consumeCtx)
+	pt.mu.Unlock()
+	pt.log.Warn("the partition moved to another herald; handing everything back", "handed_back", len(back))
+	for _, m := range back {
+		_ = m.Nak()
+	}
+}
+
+// serving reports whether this herald still serves the partition.
+func (pt *part) serving() bool {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.served
+}
+
 // keepAlive tells JetStream every third of ack_wait that the messages in
 // hand are still being worked on, so none is handed to another herald
 // meanwhile (which would break its group's order).
@@ -334,7 +430,7 @@ func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
-	pt.takeover(ctx, msg)
+	pt.takeover(ctx, msg, md)
 	if isWake(msg.Subject()) {
 		pt.wake(ctx, msg, md)
 		return
@@ -351,6 +447,8 @@ func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
 		h.order = src
 	}
 	key := groupHash(n)
+	pt.log.Debug("received", "id", n.GetId(), "group_key", n.GetGroupKey(), "seq", md.Sequence.Stream,
+		"cseq", md.Sequence.Consumer, "delivered", md.NumDelivered, "pin", msg.Headers().Get("Nats-Pin-Id"))
 
 	pt.mu.Lock()
 	if pg := pt.parked[key]; pg != nil {
@@ -371,18 +469,23 @@ func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
 	}
 	g.insert(h, g.parking)
 	pt.alive[h.seq] = msg
-	start := !g.running && !g.parking && !pt.holding
+	pt.settleLocked(g.key, h.seq)
+	start := !g.running && !g.parking && pt.mayRunLocked(g)
 	if start {
 		g.running = true
 	}
+	rctx := pt.runCtx
 	pt.mu.Unlock()
 	if start {
-		pt.runners.Go(func() { pt.run(ctx, g) })
+		pt.runners.Go(func() { pt.run(rctx, g) })
 	}
 }
 
-// insert queues h in order (at the end when last, as while the group is
-// being parked); a redelivered copy replaces the one in hand.
+// insert queues h in order of stream sequence (or of the dead-lettered
+// copy, for a replay): a notification the previous herald of the partition
+// had in hand comes back after later ones of its group and goes before
+// them. At the end when last, as while the group is being parked. A
+// redelivered copy replaces the one in hand.
 func (g *group) insert(h *inHand, last bool) {
 	for i, x := range g.msgs {
 		if x.seq == h.seq {
@@ -395,8 +498,11 @@ func (g *group) insert(h *inHand, last bool) {
 		g.msgs = append(g.msgs, h)
 		return
 	}
-	for i > 1 && g.msgs[i-1].order > h.order {
-		// Never before the head, which may be running.
+	first := 0
+	if g.running {
+		first = 1 // never before a head being attempted
+	}
+	for i > first && g.msgs[i-1].order > h.order {
 		i--
 	}
 	g.msgs = slices.Insert(g.msgs, i, h)
@@ -413,8 +519,9 @@ func (pt *part) run(ctx context.Context, g *group) {
 			return
 		}
 		h := g.msgs[0]
+		served := pt.served
 		pt.mu.Unlock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !served {
 			pt.release(g)
 			return
 		}
@@ -469,15 +576,19 @@ func (pt *part) call(ctx context.Context, m *Message, h nats.Header) dispatch.Ou
 	return q.call(q.extract(ctx, h), pt.handle, m)
 }
 
-// release hands g's messages back for redelivery (shutdown). They are
-// Nak'ed once the partition's iterator has stopped, so that they are not
-// handed straight back to this herald.
+// release hands g's messages back for redelivery: at shutdown once the
+// partition's iterator has stopped, so that they are not handed straight
+// back to this herald; at once when the partition moved to another herald.
 func (pt *part) release(g *group) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for _, h := range g.msgs {
 		delete(pt.alive, h.seq)
-		pt.releasing = append(pt.releasing, h.msg)
+		if pt.served {
+			pt.releasing = append(pt.releasing, h.msg)
+		} else {
+			_ = h.msg.Nak()
+		}
 	}
 	g.msgs = nil
 	g.running = false
@@ -650,8 +761,9 @@ func (pt *part) wake(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMe
 	}
 	pg.running, pg.wake = true, msg
 	pt.alive[md.Sequence.Stream] = msg
+	rctx := pt.runCtx
 	pt.mu.Unlock()
-	pt.runners.Go(func() { pt.runParked(ctx, pg) })
+	pt.runners.Go(func() { pt.runParked(rctx, pg) })
 }
 
 func sameSeq(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
@@ -664,7 +776,7 @@ func sameSeq(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
 func (pt *part) runParked(ctx context.Context, pg *parkedGroup) {
 	q := pt.q
 	for {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !pt.serving() {
 			pt.stopParked(pg, 0)
 			return
 		}
@@ -856,11 +968,14 @@ func seqOf(m jetstream.Msg) uint64 {
 // carries a pin id it has not seen. It loads the partition's parked groups
 // and stores a wake-up for each (one too many is harmless; one lost with
 // the previous herald would leave its group parked). When JetStream
-// counts more messages in hand than this herald holds, the previous
+// counts messages in hand that are not this herald's, the previous
 // herald's deliveries may still be in flight; new groups are then held
-// until those come back or ack_wait has passed, so that no group's later
-// notification overtakes one the previous herald was delivering.
-func (pt *part) takeover(ctx context.Context, msg jetstream.Msg) {
+// for ack_wait (and a second), by when each of those is acknowledged or
+// back in this herald's hand (the previous herald hands back what it holds
+// once it sees the pin moved, and a dead one's come back after ack_wait),
+// so that no group's later notification overtakes one the previous herald
+// was delivering.
+func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) {
 	pin := msg.Headers().Get("Nats-Pin-Id")
 	pt.mu.Lock()
 	if pt.served && pin == pt.pin {
@@ -876,7 +991,6 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		pt.log.Warn("cannot list the partition's parked groups", "err", err)
 	}
-	loaded := 0
 	for _, key := range keys {
 		_, gk, _ := strings.Cut(key, ".")
 		e, rev, err := q.readPark(ctx, key)
@@ -896,60 +1010,165 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg) {
 		if err := q.publishWake(ctx, pt.p, gk); err != nil {
 			pt.log.Warn("cannot store a parked group's wake-up", "group", gk, "err", err)
 		}
-		loaded++
 	}
-	foreign := pt.foreign(ctx)
-	pt.log.Info("serving partition", "parked_groups", loaded, "in_flight_elsewhere", foreign, "first", first)
-	if foreign <= 0 {
+	n := pt.unsettle(ctx)
+	pt.log.Info("serving partition", "parked_groups", len(keys), "unsettled", n, "first", first)
+	if n == 0 {
 		return
 	}
-	pt.mu.Lock()
-	pt.holding = true
-	pt.mu.Unlock()
 	start := time.Now()
-	deadline := start.Add(q.cfg.AckWait + time.Second)
 	pt.runners.Go(func() {
-		for time.Now().Before(deadline) && pt.foreign(ctx) > 0 {
-			if !sleepCtx(ctx, 250*time.Millisecond) {
-				break
+		defer func() {
+			pt.mu.Lock()
+			clear(pt.unsettled)
+			pt.mu.Unlock()
+			pt.startWaiting()
+			waited := time.Since(start)
+			q.m.takeoverWait.Observe(waited.Seconds())
+			pt.log.Info("took over the partition; every group flows", "waited", waited.Round(time.Millisecond))
+		}()
+		for sleepCtx(ctx, 250*time.Millisecond) {
+			pt.mu.Lock()
+			left := len(pt.unsettled)
+			late := time.Now().After(pt.settleBy)
+			pt.mu.Unlock()
+			if left == 0 || late {
+				return
 			}
-		}
-		waited := time.Since(start)
-		q.m.takeoverWait.Observe(waited.Seconds())
-		pt.log.Info("took over the partition; new groups flow", "waited", waited.Round(time.Millisecond))
-		pt.mu.Lock()
-		pt.holding = false
-		var start []*group
-		for _, g := range pt.active {
-			if !g.running && !g.parking && len(g.msgs) > 0 {
-				g.running = true
-				start = append(start, g)
+			info, err := q.consumers[pt.p].Info(ctx)
+			if err != nil {
+				continue
 			}
-		}
-		pt.mu.Unlock()
-		for _, g := range start {
-			pt.runners.Go(func() { pt.run(ctx, g) })
+			pt.mu.Lock()
+			for key, seqs := range pt.unsettled {
+				seqs = slices.DeleteFunc(seqs, func(s uint64) bool { return s <= info.AckFloor.Stream })
+				if len(seqs) == 0 {
+					delete(pt.unsettled, key)
+				} else {
+					pt.unsettled[key] = seqs
+				}
+			}
+			pt.mu.Unlock()
+			pt.startWaiting()
 		}
 	})
 }
 
-// foreign estimates how many of the partition's messages are in hand
-// elsewhere: JetStream's count, less what this herald holds, less one
-// waiting wake-up per parked group.
-func (pt *part) foreign(ctx context.Context) int {
-	info, err := pt.q.consumers[pt.p].Info(ctx)
+// maxUnsettledReads bounds the stream reads of a takeover; past it the
+// whole partition waits for ack_wait instead of the groups concerned.
+const maxUnsettledReads = 4096
+
+// unsettle lists, by group, the partition's notifications between the
+// consumer's ack floor and its last delivery: handed out before this
+// herald took over and perhaps not acknowledged. They come back (after the
+// previous herald handed them back, or after ack_wait), possibly after
+// later ones of their group and in any order; until each is back in hand
+// or acknowledged, its group waits, at most ack_wait and a second. It
+// returns how many it listed.
+func (pt *part) unsettle(ctx context.Context) int {
+	q := pt.q
+	info, err := q.consumers[pt.p].Info(ctx)
+	settleBy := time.Now().Add(q.cfg.AckWait + time.Second)
+	un := map[string][]uint64{}
+	count := 0
 	if err != nil {
-		return 1
+		un[wholePartition] = []uint64{0}
+	} else {
+		reads := 0
+		for _, subj := range partitionFilters(pt.p) {
+			for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream; seq++ {
+				if reads++; reads > maxUnsettledReads {
+					un = map[string][]uint64{wholePartition: {0}}
+					break
+				}
+				raw, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					break
+				}
+				if err != nil {
+					un = map[string][]uint64{wholePartition: {0}}
+					break
+				}
+				if raw.Sequence > info.Delivered.Stream {
+					break
+				}
+				seq = raw.Sequence
+				n, err := decodeNotification(raw.Header, raw.Data)
+				if err != nil {
+					continue
+				}
+				key := groupHash(n)
+				un[key] = append(un[key], seq)
+				count++
+			}
+			if _, ok := un[wholePartition]; ok {
+				break
+			}
+		}
 	}
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	mine := len(pt.alive) + 1 // the message being received
-	for _, pg := range pt.parked {
-		if !pg.running {
-			mine++
+	// What this herald holds is settled.
+	for key, seqs := range un {
+		seqs = slices.DeleteFunc(seqs, func(s uint64) bool { _, ok := pt.alive[s]; return ok })
+		if len(seqs) == 0 {
+			delete(un, key)
+		} else {
+			un[key] = seqs
 		}
 	}
-	return info.NumAckPending - mine
+	pt.unsettled, pt.settleBy = un, settleBy
+	if _, ok := un[wholePartition]; ok {
+		return -1
+	}
+	return count
+}
+
+// wholePartition in unsettled holds every group of the partition.
+const wholePartition = "*"
+
+// settleLocked notes that seq of group key is in hand.
+func (pt *part) settleLocked(key string, seq uint64) {
+	seqs, ok := pt.unsettled[key]
+	if !ok {
+		return
+	}
+	seqs = slices.DeleteFunc(seqs, func(s uint64) bool { return s == seq })
+	if len(seqs) == 0 {
+		delete(pt.unsettled, key)
+	} else {
+		pt.unsettled[key] = seqs
+	}
+}
+
+// mayRunLocked reports whether g's head may be attempted: no notification
+// of g before it is still unsettled.
+func (pt *part) mayRunLocked(g *group) bool {
+	if len(pt.unsettled) == 0 {
+		return true
+	}
+	if _, ok := pt.unsettled[wholePartition]; ok {
+		return false
+	}
+	seqs := pt.unsettled[g.key]
+	return len(seqs) == 0 || len(g.msgs) > 0 && slices.Min(seqs) > g.msgs[0].seq
+}
+
+// startWaiting starts the groups a takeover held back that may run now.
+func (pt *part) startWaiting() {
+	pt.mu.Lock()
+	var start []*group
+	for _, g := range pt.active {
+		if !g.running && !g.parking && len(g.msgs) > 0 && pt.mayRunLocked(g) {
+			g.running = true
+			start = append(start, g)
+		}
+	}
+	ctx := pt.runCtx
+	pt.mu.Unlock()
+	for _, g := range start {
+		pt.runners.Go(func() { pt.run(ctx, g) })
+	}
 }
 
 // receivedAt is when a notification was received, or else when it was

@@ -380,6 +380,11 @@ func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, 
 		// Keep what cannot change (where it started); update the rest.
 		old := existing.CachedInfo().Config
 		cfg.DeliverPolicy, cfg.OptStartSeq = old.DeliverPolicy, old.OptStartSeq
+		if sameConsumer(old, cfg) {
+			// An update would end the partition's pin, and with it the
+			// work of the herald that serves it (several start together).
+			return existing, nil
+		}
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		legacy, lerr := q.stream.Consumer(ctx, legacyConsumerName(p))
 		if lerr == nil {
@@ -412,6 +417,17 @@ func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, 
 		return nil, fmt.Errorf("consumer %s: delete: %w", legacyConsumerName(p), err)
 	}
 	return c, nil
+}
+
+// sameConsumer reports whether a consumer's configuration already is want
+// in everything herald sets.
+func sameConsumer(have, want jetstream.ConsumerConfig) bool {
+	return have.Durable == want.Durable && have.Description == want.Description &&
+		slices.Equal(have.FilterSubjects, want.FilterSubjects) &&
+		have.AckWait == want.AckWait && have.MaxAckPending == want.MaxAckPending &&
+		have.MaxDeliver == want.MaxDeliver && have.PriorityPolicy == want.PriorityPolicy &&
+		slices.Equal(have.PriorityGroups, want.PriorityGroups) && have.PinnedTTL == want.PinnedTTL &&
+		(have.Replicas == want.Replicas || have.Replicas == 0 && want.Replicas == 1)
 }
 
 // checkStrandedPartitions refuses a smaller partition count while a
