@@ -31,14 +31,14 @@ import (
 
 // Names of herald's JetStream objects.
 const (
-	StreamName      = "HERALD_NOTIFICATIONS"
-	DeadLetterName  = "HERALD_DEADLETTERS"
-	RecordsBucket   = "herald_records"
-	ThreadsBucket   = "herald_threads"
-	GroupsBucket    = "herald_groups"
-	subjectPrefix   = "herald.n."
-	wakePrefix      = "herald.w."
-	dlqPrefix       = "herald.dlq."
+	StreamName     = "HERALD_NOTIFICATIONS"
+	DeadLetterName = "HERALD_DEADLETTERS"
+	RecordsBucket  = "herald_records"
+	ThreadsBucket  = "herald_threads"
+	GroupsBucket   = "herald_groups"
+	subjectPrefix  = "herald.n."
+	wakePrefix     = "herald.w."
+	dlqPrefix      = "herald.dlq."
 	// consumerPrefix names the partitions' consumers; legacyPrefix those
 	// of the herald that held one notification per partition at a time,
 	// replaced at start (see ensureConsumer).
@@ -46,7 +46,7 @@ const (
 	legacyPrefix   = "herald-p"
 	// priorityGroup is the consumers' one priority group: JetStream pins
 	// each partition to one herald at a time.
-	priorityGroup = "herald"
+	priorityGroup   = "herald"
 	jetstreamSubdir = "jetstream"
 
 	embeddedMaxPayload = 8 << 20
