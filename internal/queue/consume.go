@@ -238,6 +238,7 @@ func (pt *part) consume(ctx context.Context) {
 	defer pt.handBack()
 	stopWatch := pt.watchPin(ctx)
 	defer stopWatch()
+	pt.wakeParked(ctx)
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
 			// The iterator ended without shutdown: the consumer may have
@@ -288,6 +289,23 @@ func (pt *part) consume(ctx context.Context) {
 		}
 		if ctx.Err() == nil {
 			sleepCtx(ctx, 100*time.Millisecond)
+		}
+	}
+}
+
+// wakeParked stores a wake-up for each parked group of the partition: one
+// lost when the herald that parked it stopped would leave it parked while
+// the partition is idle. One too many is harmless.
+func (pt *part) wakeParked(ctx context.Context) {
+	keys, err := pt.q.parkedKeys(ctx, pt.p)
+	if err != nil {
+		pt.log.Warn("cannot list the partition's parked groups", "err", err)
+		return
+	}
+	for _, key := range keys {
+		_, gk, _ := strings.Cut(key, ".")
+		if err := pt.q.publishWake(ctx, pt.p, gk); err != nil {
+			pt.log.Warn("cannot store a parked group's wake-up", "group", gk, "err", err)
 		}
 	}
 }
@@ -441,7 +459,7 @@ func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	h := &inHand{msg: msg, n: n, md: md, seq: md.Sequence.Stream, order: md.Sequence.Stream}
-	if src, err := strconv.ParseUint(msg.Headers().Get(hdrSourceSeq), 10, 64); err == nil && src > 0 && src < h.order {
+	if src, err := strconv.ParseUint(msg.Headers().Get(hdrOrder), 10, 64); err == nil && src > 0 && src < h.order {
 		// A replayed dead letter takes its place among what of its
 		// group still waits.
 		h.order = src
@@ -715,6 +733,11 @@ func (pt *part) addParkedLocked(ctx context.Context, pg *parkedGroup, h *inHand)
 	next.Items = slices.Clone(pg.e.Items)
 	if !next.insert(parkItem{Seq: h.seq, Order: h.order}) {
 		return nil
+	}
+	if next.Items[0].Seq == h.seq && !pg.running {
+		// A replay went to the front: the head's count starts afresh.
+		next.Attempts = 0
+		next.Since = receivedAt(h.n, h.md.Timestamp)
 	}
 	rev, err := pt.q.writePark(ctx, parkKey(pt.p, pg.key), next, pg.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {

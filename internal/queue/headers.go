@@ -21,6 +21,9 @@ const (
 	// hdrReplay counts how often a notification was replayed from the dead
 	// letters; the current copy's budget starts at its stream timestamp.
 	hdrReplay = "Herald-Replay"
+	// hdrOrder is a replayed notification's place in its group's order:
+	// the stream sequence of the copy first dead-lettered.
+	hdrOrder = "Herald-Order"
 	// hdrUndecodable marks a dead letter whose payload is not a Notification.
 	hdrUndecodable = "Herald-Undecodable"
 )

@@ -719,8 +719,9 @@ func TestParkedGroupFreesTheHand(t *testing.T) {
 	}
 }
 
-// A parked group survives a restart: the herald that serves the partition
-// next finds it in the groups bucket and delivers its list in order.
+// A parked group survives a restart, even without its wake-up: the herald
+// that serves the partition next finds it in the groups bucket and delivers
+// its list in order.
 func TestParkedGroupSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(func(c *Config) { c.Partitions = 1 })
@@ -737,6 +738,11 @@ func TestParkedGroupSurvivesRestart(t *testing.T) {
 	recv(t, parked)
 	waitFor(t, func() bool { return testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")) == 1 })
 	stop()
+	// Lose its wake-up, as when the herald that parked it stopped before
+	// storing it: nothing else is in the partition to wake it.
+	if err := e.q.stream.Purge(t.Context(), jetstream.WithPurgeSubject(wakeSubject(0))); err != nil {
+		t.Fatal(err)
+	}
 	e.q.Close()
 
 	e2 := openTest(t, dir, cfg)

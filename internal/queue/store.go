@@ -675,6 +675,10 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 	// A dead letter of an older version has no id header.
 	msg.Header.Set(hdrID, id)
 	msg.Header.Set(hdrReplay, strconv.Itoa(count))
+	if msg.Header.Get(hdrOrder) == "" && source != 0 {
+		// Its group's later notifications that still wait go after it.
+		msg.Header.Set(hdrOrder, strconv.FormatUint(source, 10))
+	}
 	msg.Header.Set(jetstream.MsgIDHeader, id+"/replay/"+strconv.Itoa(count))
 	ack, err := q.publish(ctx, msg)
 	if err != nil {
