@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,26 +29,39 @@ func bareHandler() http.Handler {
 	})
 }
 
-// serveBare is the hidden `heraldload bare-server ADDR` mode: the baseline
-// runs in its own process, like herald, so that neither shares a Go
-// runtime with the load generator.
-func serveBare(addr string) error {
+// nullHandler does nothing with a webhook but read it and answer 200: what
+// the load generator reaches against it is the generator's own ceiling on
+// this machine.
+func nullHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	})
+}
+
+// serveChild is the hidden `heraldload bare-server ADDR` (the baseline) and
+// `heraldload null-server ADDR` (the generator's ceiling) mode: each runs
+// in its own process, like herald, so that none shares a Go runtime with
+// the load generator.
+func serveChild(h http.Handler, addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: bareHandler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	return srv.Serve(l)
 }
 
-// bareProc is the baseline server child process.
+// bareProc is a bare-server or null-server child process.
 type bareProc struct {
 	cmd    *exec.Cmd
 	addr   string
 	exited chan error
 }
 
-func startBare() (*bareProc, error) {
+// startBare starts `heraldload mode ADDR` (bare-server or null-server) and
+// waits until it answers.
+func startBare(mode string) (*bareProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -58,7 +71,7 @@ func startBare() (*bareProc, error) {
 		return nil, err
 	}
 	b := &bareProc{addr: addr, exited: make(chan error, 1)}
-	b.cmd = exec.Command(self, "bare-server", addr)
+	b.cmd = exec.Command(self, mode, addr)
 	b.cmd.Stderr = os.Stderr
 	if err := b.cmd.Start(); err != nil {
 		return nil, err
@@ -68,7 +81,7 @@ func startBare() (*bareProc, error) {
 	for range 2500 { // about 5s
 		select {
 		case err := <-b.exited:
-			return nil, fmt.Errorf("bare server exited: %v", err)
+			return nil, fmt.Errorf("%s exited: %v", mode, err)
 		default:
 		}
 		resp, err := client.Get("http://" + addr + "/")
@@ -79,7 +92,7 @@ func startBare() (*bareProc, error) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	b.stop()
-	return nil, errors.New("bare server did not start within 5s")
+	return nil, fmt.Errorf("%s did not start within 5s", mode)
 }
 
 func (b *bareProc) stop() {

@@ -18,6 +18,10 @@
 // The ingest scenario also runs a bare decode-only HTTP handler (in its own
 // process) with the same generator and prints herald's ingest as a ratio of
 // it: absolute numbers on a shared machine are noisy, the ratio less so.
+// Every scenario also drives a server that does nothing (in its own
+// process) at -c for a few seconds: the load generator's own ceiling on
+// this machine, printed beside every ratio, since a ratio near it measures
+// the generator and not herald.
 //
 // Scenarios (-scenario, comma-separated, default all):
 //
@@ -27,8 +31,15 @@
 //	             ingest without its own deliveries competing for the CPUs
 //	e2e          fixed rate -rate (1000/s) for -e2e-duration (30s)
 //	slow         the fake answers every chat.sendMessage after -slow-delay
-//	             (200ms); -slow-rate for -slow-duration: ingest must not wait
-//	             on the sink, delivery runs at most queue concurrency / delay
+//	             (200ms); -slow-rate for -slow-duration, every webhook its
+//	             own group: ingest must not wait on the sink, delivery runs
+//	             at most dispatch.max_in_flight_per_sink / delay
+//	broken       two routes, each with its own fake and no fallback:
+//	             severity="critical" to one that answers 503 to everything,
+//	             the rest to a healthy one; -broken-rate for
+//	             -broken-duration, every fourth webhook critical, each its
+//	             own group: the healthy route's receipt→chat while the
+//	             broken one retries, and what herald holds back
 //
 // Run it from the repository root (it runs `go build ./cmd/herald`) or pass
 // -herald. All traffic stays on 127.0.0.1.
@@ -63,6 +74,8 @@ type options struct {
 	slowRate     float64
 	slowDur      time.Duration
 	slowDelay    time.Duration
+	brokenRate   float64
+	brokenDur    time.Duration
 	partitions   int
 	deliveryConc int
 	maxAlerts    int
@@ -84,9 +97,13 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) == 3 && os.Args[1] == "bare-server" {
-		if err := serveBare(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, "bare-server:", err)
+	if len(os.Args) == 3 && (os.Args[1] == "bare-server" || os.Args[1] == "null-server") {
+		h := bareHandler()
+		if os.Args[1] == "null-server" {
+			h = nullHandler()
+		}
+		if err := serveChild(h, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
 		}
 		return
@@ -103,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("heraldload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, ingest-only, e2e, slow, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, ingest-only, e2e, slow, broken, or all")
 	fs.StringVar(&o.heraldBin, "herald", "", "herald binary (default: go build ./cmd/herald into a temp dir)")
 	fs.IntVar(&o.concurrency, "c", 32, "ingest: concurrent senders")
 	fs.DurationVar(&o.ingestDur, "ingest-duration", 10*time.Second, "ingest: how long to send")
@@ -112,8 +129,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.slowRate, "slow-rate", 200, "slow: webhooks per second")
 	fs.DurationVar(&o.slowDur, "slow-duration", 10*time.Second, "slow: how long to send")
 	fs.DurationVar(&o.slowDelay, "slow-delay", 200*time.Millisecond, "slow: the fake's delay per chat.sendMessage")
+	fs.Float64Var(&o.brokenRate, "broken-rate", 20, "broken: webhooks per second")
+	fs.DurationVar(&o.brokenDur, "broken-duration", 10*time.Second, "broken: how long to send")
 	fs.IntVar(&o.partitions, "partitions", 0, "herald queue.partitions (0: herald's default)")
-	fs.IntVar(&o.deliveryConc, "delivery-concurrency", 0, "herald queue.concurrency (0: herald's default, = partitions)")
+	fs.IntVar(&o.deliveryConc, "delivery-concurrency", 0, "herald dispatch.max_in_flight_per_sink, with dispatch.max_in_flight this times the scenario's sinks (0: herald's defaults)")
 	fs.IntVar(&o.maxAlerts, "max-alerts", 20, "alerts per webhook: 1 to this many, uniformly")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 120*time.Second, "how long to wait for deliveries after the load")
 	fs.IntVar(&o.restarts, "restarts", 3, "times to restart herald on the used data dir to time ready-to-serve")
@@ -141,22 +160,25 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	for _, s := range strings.Split(*scen, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "all":
-			o.scenarios = append(o.scenarios, "ingest", "ingest-only", "e2e", "slow")
-		case "ingest", "ingest-only", "e2e", "slow":
+			o.scenarios = append(o.scenarios, "ingest", "ingest-only", "e2e", "slow", "broken")
+		case "ingest", "ingest-only", "e2e", "slow", "broken":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("-scenario: unknown %q (ingest, ingest-only, e2e, slow, all)", s)
+			return nil, fmt.Errorf("-scenario: unknown %q (ingest, ingest-only, e2e, slow, broken, all)", s)
 		}
 	}
 	switch {
 	case o.concurrency < 1 || o.concurrency > 1024:
 		return nil, errors.New("-c: between 1 and 1024")
-	case o.rate <= 0 || o.slowRate <= 0 || o.rate > 100000 || o.slowRate > 100000:
-		return nil, errors.New("-rate, -slow-rate: between 0 and 100000")
+	case o.rate <= 0 || o.slowRate <= 0 || o.brokenRate <= 0 || o.rate > 100000 || o.slowRate > 100000 || o.brokenRate > 100000:
+		return nil, errors.New("-rate, -slow-rate, -broken-rate: between 0 and 100000")
 	case o.maxAlerts < 1 || o.maxAlerts > 1000:
 		return nil, errors.New("-max-alerts: between 1 and 1000")
-	case o.ingestDur <= 0 || o.e2eDur <= 0 || o.slowDur <= 0 || o.ingestDur > time.Hour || o.e2eDur > time.Hour || o.slowDur > time.Hour:
+	case o.ingestDur <= 0 || o.e2eDur <= 0 || o.slowDur <= 0 || o.brokenDur <= 0 ||
+		o.ingestDur > time.Hour || o.e2eDur > time.Hour || o.slowDur > time.Hour || o.brokenDur > time.Hour:
 		return nil, errors.New("durations: between 0 and 1h")
+	case o.deliveryConc < 0 || o.deliveryConc > 5000:
+		return nil, errors.New("-delivery-concurrency: between 0 and 5000")
 	case o.restarts < 0 || o.restarts > 20:
 		return nil, errors.New("-restarts: between 0 and 20")
 	}
@@ -192,6 +214,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The same bodies with the severity set by brokenSeverity; 512 is a
+	// multiple of brokenEvery.
+	brokenTemplates, err := makeTemplatesWith(512, o.maxAlerts, o.seed, brokenSeverity)
+	if err != nil {
+		return err
+	}
 	printMachine(stdout)
 	fmt.Fprintf(stdout, "command: heraldload %s\n", strings.Join(args, " "))
 	var results []*scenarioResult
@@ -202,6 +230,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		sc := scenarioFor(name, o)
 		sc.dir = filepath.Join(tmp, fmt.Sprintf("%d-%s", i, name))
 		sc.templates = templates
+		if sc.broken {
+			sc.templates = brokenTemplates
+		}
 		fmt.Fprintf(stderr, "scenario %s ...\n", name)
 		r, err := runScenario(ctx, sc, stderr)
 		if err != nil {

@@ -86,12 +86,23 @@ var (
 // makeTemplates builds n webhook bodies with 1 to maxAlerts alerts each
 // (uniformly), deterministically from seed.
 func makeTemplates(n, maxAlerts int, seed uint64) ([]*template, error) {
+	return makeTemplatesWith(n, maxAlerts, seed, nil)
+}
+
+// makeTemplatesWith is makeTemplates with the severity of body i chosen by
+// sevOf from the one drawn at random; nil keeps the drawn one. The random
+// stream is the same either way, so everything else about the bodies is
+// too.
+func makeTemplatesWith(n, maxAlerts int, seed uint64, sevOf func(i int, drawn string) string) ([]*template, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	start := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	out := make([]*template, 0, n)
 	for i := range n {
 		name := alertNames[r.IntN(len(alertNames))]
 		sev := severities[r.IntN(len(severities))]
+		if sevOf != nil {
+			sev = sevOf(i, sev)
+		}
 		ns := namespaces[r.IntN(len(namespaces))]
 		lid := idPrefix + placeholder + idSuffix
 		w := amWebhook{
@@ -155,4 +166,28 @@ func makeTemplates(n, maxAlerts int, seed uint64) ([]*template, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// brokenEvery: in the broken scenario, every brokenEvery-th webhook (the
+// first, the fifth, ...) is critical and goes to the broken route; the
+// others go to the healthy one. The number of templates must be a
+// multiple of it, so that webhook i is critical whichever template it
+// stamps.
+const brokenEvery = 4
+
+// toBrokenRoute reports whether webhook i (counted from 0) of the broken
+// scenario is critical, and so routed to the broken sink.
+func toBrokenRoute(i int) bool { return i%brokenEvery == 0 }
+
+// brokenSeverity is the severity of template i of the broken scenario:
+// critical for the broken route, else the drawn one, with critical made
+// warning.
+func brokenSeverity(i int, drawn string) string {
+	switch {
+	case toBrokenRoute(i):
+		return "critical"
+	case drawn == "critical":
+		return "warning"
+	}
+	return drawn
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herald-notify/herald/internal/dispatch"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -26,9 +27,16 @@ type scenario struct {
 	templates []*template
 	load      loadSpec
 	// slowDelay > 0 makes the fake hold every chat.sendMessage that long.
-	slowDelay    time.Duration
-	partitions   int
+	slowDelay  time.Duration
+	partitions int
+	// deliveryConc > 0 sets dispatch.max_in_flight_per_sink to it and
+	// dispatch.max_in_flight to it times the number of sinks, so that each
+	// sink's bound is deliveryConc; 0 keeps herald's defaults.
 	deliveryConc int
+	// broken gives herald two routes, each with its own fake and no
+	// fallback: severity="critical" to one that answers 503 to every
+	// request, the rest to a healthy one (see brokenSeverity).
+	broken       bool
 	drainTimeout time.Duration
 	restarts     int
 	bare         bool // also measure the bare decode-only handler
@@ -38,23 +46,27 @@ type scenario struct {
 	// that shares its host.
 	bareAtRate bool
 	// holdSink makes the fake hold every chat post far longer than the
-	// sink's timeout: herald then only ingests (its 16 deliveries wait),
+	// sink's timeout: herald then only ingests (its deliveries wait),
 	// and deliveries are not counted.
 	holdSink bool
-	bin      string
-	profile  string // path prefix of herald's profiles, "" for none
-	env      []string
+	// ceilingConc is the concurrency the load generator's ceiling is
+	// measured at.
+	ceilingConc int
+	bin         string
+	profile     string // path prefix of herald's profiles, "" for none
+	env         []string
 }
 
 // firstSeqOf gives every scenario its own range of load ids.
 func firstSeqOf(name string) int {
-	return map[string]int{"ingest": 1_000_000, "e2e": 2_000_000, "slow": 3_000_000, "ingest-only": 4_000_000}[name]
+	return map[string]int{"ingest": 1_000_000, "e2e": 2_000_000, "slow": 3_000_000, "ingest-only": 4_000_000, "broken": 5_000_000}[name]
 }
 
 func scenarioFor(name string, o *options) *scenario {
 	sc := &scenario{
 		name: name, partitions: o.partitions, deliveryConc: o.deliveryConc,
 		drainTimeout: o.drainTimeout, restarts: o.restarts, bin: o.heraldBin, env: o.heraldEnv,
+		ceilingConc: o.concurrency,
 	}
 	if o.profileDir != "" {
 		sc.profile = filepath.Join(o.profileDir, name)
@@ -76,6 +88,10 @@ func scenarioFor(name string, o *options) *scenario {
 		spec.rate, spec.duration = o.slowRate, o.slowDur
 		spec.maxCount = min(int(math.Ceil(o.slowRate*o.slowDur.Seconds())), 999_999)
 		sc.slowDelay = o.slowDelay
+	case "broken":
+		spec.rate, spec.duration = o.brokenRate, o.brokenDur
+		spec.maxCount = min(int(math.Ceil(o.brokenRate*o.brokenDur.Seconds())), 999_999)
+		sc.broken = true
 	}
 	sc.load = spec
 	return sc
@@ -97,7 +113,14 @@ type scenarioResult struct {
 	selfCPU       time.Duration // this process (generator and fake) meanwhile
 	idleCPU       time.Duration // herald's CPU during idleSpan before the load
 	delivery      deliveryStats
-	deliveryConc  int
+	// deliveryConc is the bound on posts in flight to one sink:
+	// dispatch.max_in_flight_per_sink, or max_in_flight if lower.
+	deliveryConc int
+	// broken is what the broken scenario measured; delivery is then its
+	// healthy route's.
+	broken *brokenStats
+	// ceiling is the load generator against a server that does nothing.
+	ceiling *loadResult
 	// bareRef is the bare handler driven at the scenario's rate, and
 	// bareRefCPU its CPU meanwhile (bareAtRate).
 	bareRef    *loadResult
@@ -107,6 +130,27 @@ type scenarioResult struct {
 // bareRefSpan is how long the bare handler is driven at a scenario's rate.
 const bareRefSpan = 10 * time.Second
 
+// ceilingSpan is how long the load generator's ceiling is measured.
+const ceilingSpan = 3 * time.Second
+
+// deliveryBound is the bound on posts in flight to one sink that herald
+// runs with when heraldload sets dispatch.max_in_flight_per_sink to conc
+// (and max_in_flight to at least that): conc, or for 0 herald's defaults.
+func deliveryBound(conc int) int {
+	if conc > 0 {
+		return conc
+	}
+	d := dispatch.DefaultConfig()
+	return min(d.MaxInFlightPerSink, d.MaxInFlight)
+}
+
+// Names of the sinks in herald's config. brokenSink is the broken
+// scenario's sink that answers 503.
+const (
+	sinkName   = "rocketchat"
+	brokenSink = "rocketchat-broken"
+)
+
 // perThousand is cpu per 1,000 of the ok webhooks, 0 without any.
 func perThousand(cpu time.Duration, ok int) float64 {
 	if ok == 0 {
@@ -115,33 +159,42 @@ func perThousand(cpu time.Duration, ok int) float64 {
 	return cpu.Seconds() * 1000 / float64(ok)
 }
 
-func (sc *scenario) config(fakeURL string) string {
-	var q strings.Builder
+// config is herald's config file: fakeURL is the (healthy) fake, brokenURL
+// the broken scenario's other one.
+func (sc *scenario) config(fakeURL, brokenURL string) string {
+	var b strings.Builder
+	b.WriteString("# written by heraldload\nlog:\n  level: warn\n")
 	if sc.partitions > 0 {
-		fmt.Fprintf(&q, "\n  partitions: %d", sc.partitions)
+		fmt.Fprintf(&b, "queue:\n  partitions: %d\n", sc.partitions)
+	}
+	sinkCount := 1
+	if sc.broken {
+		sinkCount = 2
 	}
 	if sc.deliveryConc > 0 {
-		fmt.Fprintf(&q, "\n  concurrency: %d", sc.deliveryConc)
+		fmt.Fprintf(&b, "dispatch:\n  max_in_flight: %d\n  max_in_flight_per_sink: %d\n", sc.deliveryConc*sinkCount, sc.deliveryConc)
 	}
-	queue := ""
-	if q.Len() > 0 {
-		queue = "queue:" + q.String() + "\n"
-	}
-	return fmt.Sprintf(`# written by heraldload
-log:
-  level: warn
-%ssinks:
-  - name: rocketchat
+	sink := func(name, url string) {
+		fmt.Fprintf(&b, `  - name: %s
     rocketchat:
       url: %s
       mode: rest
       user_id: %s
       token: %s
       channel: "#alerts"
-routes:
-  - name: default
-    chain: [rocketchat]
-`, queue, fakeURL, rocketchattest.DefaultUserID, rocketchattest.DefaultToken)
+`, name, url, rocketchattest.DefaultUserID, rocketchattest.DefaultToken)
+	}
+	b.WriteString("sinks:\n")
+	sink(sinkName, fakeURL)
+	if sc.broken {
+		sink(brokenSink, brokenURL)
+	}
+	b.WriteString("routes:\n")
+	if sc.broken {
+		fmt.Fprintf(&b, "  - name: %s\n    matchers: ['severity=\"critical\"']\n    chain: [%s]\n", brokenRoute, brokenSink)
+	}
+	fmt.Fprintf(&b, "  - name: default\n    chain: [%s]\n", sinkName)
+	return b.String()
 }
 
 func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioResult, error) {
@@ -156,8 +209,16 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	if sc.holdSink {
 		fake.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Delay: time.Hour})
 	}
+	var brokenFake *rocketchattest.Server
+	brokenURL := ""
+	if sc.broken {
+		brokenFake = rocketchattest.NewServer(rocketchattest.WithRooms("alerts"), rocketchattest.WithBotRole(true))
+		defer brokenFake.Close()
+		brokenFake.SetDown(true)
+		brokenURL = brokenFake.URL
+	}
 	cfgPath := filepath.Join(sc.dir, "herald.yml")
-	if err := os.WriteFile(cfgPath, []byte(sc.config(fake.URL)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(sc.config(fake.URL, brokenURL)), 0o600); err != nil {
 		return nil, err
 	}
 	addr, err := freeAddr()
@@ -166,13 +227,7 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	}
 	h := &herald{bin: sc.bin, config: cfgPath, dataDir: filepath.Join(sc.dir, "data"),
 		logPath: filepath.Join(sc.dir, "herald.log"), addr: addr, profile: sc.profile, env: sc.env}
-	res := &scenarioResult{sc: sc, deliveryConc: sc.deliveryConc}
-	if res.deliveryConc == 0 {
-		res.deliveryConc = sc.partitions
-		if res.deliveryConc == 0 {
-			res.deliveryConc = 16 // queue.DefaultPartitions
-		}
-	}
+	res := &scenarioResult{sc: sc, deliveryConc: deliveryBound(sc.deliveryConc)}
 	if res.readyCold, err = h.start(30 * time.Second); err != nil {
 		return nil, err
 	}
@@ -204,7 +259,11 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	}
 	fmt.Fprintf(logw, "  sent %d, acknowledged %d in %v; waiting for deliveries ...\n", len(res.load.sent), res.load.ok, res.load.elapsed.Round(time.Millisecond))
 
-	if !sc.holdSink {
+	switch {
+	case sc.broken:
+		res.broken = watchBroken(ctx, fake, brokenFake, "http://"+addr, h.logPath, res.load, sc.drainTimeout)
+		res.delivery = res.broken.healthy
+	case !sc.holdSink:
 		res.delivery = waitDelivered(ctx, fake, res.load, sc.drainTimeout)
 	}
 	cpu1, err := cpuTime(h.pid())
@@ -234,7 +293,7 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 	}
 
 	if sc.bare {
-		if res.bare, _, err = runBare(ctx, spec); err != nil {
+		if res.bare, _, err = runBare(ctx, spec, "bare-server"); err != nil {
 			return nil, err
 		}
 	}
@@ -242,17 +301,24 @@ func runScenario(ctx context.Context, sc *scenario, logw io.Writer) (*scenarioRe
 		bspec := spec
 		bspec.duration = min(bspec.duration, bareRefSpan)
 		bspec.maxCount = min(bspec.maxCount, int(math.Ceil(bspec.rate*bspec.duration.Seconds())))
-		if res.bareRef, res.bareRefCPU, err = runBare(ctx, bspec); err != nil {
+		if res.bareRef, res.bareRefCPU, err = runBare(ctx, bspec, "bare-server"); err != nil {
 			return nil, err
 		}
+	}
+	cspec := loadSpec{concurrency: sc.ceilingConc, duration: ceilingSpan, maxCount: 999_999,
+		firstSeq: spec.firstSeq, templates: spec.templates, timeout: spec.timeout}
+	if res.ceiling, _, err = runBare(ctx, cspec, "null-server"); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
 
-// runBare drives a fresh bare decode-only handler with spec (its url
-// replaced) and returns the load's result and the handler's CPU meanwhile.
-func runBare(ctx context.Context, spec loadSpec) (*loadResult, time.Duration, error) {
-	b, err := startBare()
+// runBare drives a fresh `heraldload mode` child (bare-server: the bare
+// decode-only handler; null-server: a server that does nothing) with spec
+// (its url replaced) and returns the load's result and the child's CPU
+// meanwhile.
+func runBare(ctx context.Context, spec loadSpec, mode string) (*loadResult, time.Duration, error) {
+	b, err := startBare(mode)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -262,7 +328,7 @@ func runBare(ctx context.Context, spec loadSpec) (*loadResult, time.Duration, er
 	res := runLoad(ctx, spec)
 	c1, err1 := cpuTime(b.cmd.Process.Pid)
 	if err := errors.Join(err0, err1); err != nil {
-		return nil, 0, fmt.Errorf("bare handler's CPU: %w", err)
+		return nil, 0, fmt.Errorf("%s's CPU: %w", mode, err)
 	}
 	return res, c1 - c0, nil
 }
@@ -400,14 +466,24 @@ func (r *scenarioResult) print(w io.Writer) {
 	if len(l.errs) > 0 {
 		fmt.Fprintf(w, "refused:         %v\n", l.errs)
 	}
+	if c := r.ceiling; c != nil {
+		cl := c.latencies()
+		fmt.Fprintf(w, "load generator:  %.0f webhooks/s against a server that does nothing (%d senders, %v), p50 %s, p99 %s: its own ceiling\n",
+			c.throughput(), c.spec.concurrency, c.spec.duration, ms(percentile(cl, 50)), ms(percentile(cl, 99)))
+	}
 	if r.bare != nil {
 		bl := r.bare.latencies()
 		fmt.Fprintf(w, "bare decode:     %.0f webhooks/s, p50 %s, p99 %s\n", r.bare.throughput(), ms(percentile(bl, 50)), ms(percentile(bl, 99)))
 		if bt := r.bare.throughput(); bt > 0 {
-			fmt.Fprintf(w, "ingest ratio:    herald/bare = %.2f\n", l.throughput()/bt)
+			fmt.Fprintf(w, "ingest ratio:    herald/bare = %.2f%s\n", l.throughput()/bt, r.ceilingNote())
 		}
 	}
 	d := r.delivery
+	if r.broken != nil {
+		r.broken.print(w, r)
+		printCost(w, r)
+		return
+	}
 	if r.sc.holdSink {
 		fmt.Fprintf(w, "delivery:        held (the fake holds every post; herald only ingests)\n")
 		printCost(w, r)
@@ -419,11 +495,36 @@ func (r *scenarioResult) print(w io.Writer) {
 	fmt.Fprintf(w, "200→chat:        p50 %s, p99 %s\n", ms(percentile(d.fromAck, 50)), ms(percentile(d.fromAck, 99)))
 	fmt.Fprintf(w, "delivery rate:   %.0f messages/s (first to last message)", d.throughput())
 	if r.sc.slowDelay > 0 {
-		fmt.Fprintf(w, "; bound by concurrency %d / %v = %.0f/s; posts in flight on average %.1f",
-			r.deliveryConc, r.sc.slowDelay, float64(r.deliveryConc)/r.sc.slowDelay.Seconds(), d.throughput()*r.sc.slowDelay.Seconds())
+		bound := r.slowBound()
+		fmt.Fprintf(w, "; bound: concurrency %d (dispatch.max_in_flight_per_sink) / %v = %.0f/s, reached %.0f%%; posts in flight on average %.1f%s",
+			r.deliveryConc, r.sc.slowDelay, bound, 100*d.throughput()/bound, d.throughput()*r.sc.slowDelay.Seconds(), r.ceilingNote())
 	}
 	fmt.Fprintln(w)
 	printCost(w, r)
+}
+
+// slowBound is the delivery rate the slow scenario's bound allows:
+// deliveryConc posts in flight, each held slowDelay by the fake.
+func (r *scenarioResult) slowBound() float64 {
+	return float64(r.deliveryConc) / r.sc.slowDelay.Seconds()
+}
+
+// ceilingNote is the load generator's own ceiling, printed beside every
+// ratio: a ratio whose parts come near it measures the generator, not
+// herald.
+func (r *scenarioResult) ceilingNote() string {
+	if r.ceiling == nil {
+		return ""
+	}
+	return fmt.Sprintf(" [load generator's ceiling, against a server that does nothing: %.0f webhooks/s]", r.ceiling.throughput())
+}
+
+// ratioOf is n/of, 0 when of is 0.
+func ratioOf(n, of int) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
 }
 
 func printCost(w io.Writer, r *scenarioResult) {
@@ -438,8 +539,8 @@ func printCost(w io.Writer, r *scenarioResult) {
 	}
 	if b := r.bareRef; b != nil && b.ok > 0 && l.ok > 0 {
 		ref := perThousand(r.bareRefCPU, b.ok)
-		fmt.Fprintf(w, "machine now:     the bare decode-only handler at the same rate for %v: %.3f CPU-s per 1,000 webhooks; herald/bare = %.1f\n",
-			b.spec.duration, ref, perThousand(r.cpu, l.ok)/ref)
+		fmt.Fprintf(w, "machine now:     the bare decode-only handler at the same rate for %v: %.3f CPU-s per 1,000 webhooks; herald/bare = %.1f%s\n",
+			b.spec.duration, ref, perThousand(r.cpu, l.ok)/ref, r.ceilingNote())
 	}
 	fmt.Fprintf(w, "herald idle:     %.1f%% of a CPU before the load\n", 100*r.idleCPU.Seconds()/idleSpan.Seconds())
 	fmt.Fprintf(w, "herald RSS:      idle %s, peak %s\n", mb(r.idleRSS), mb(r.peakRSS))
@@ -472,7 +573,7 @@ func printTargets(w io.Writer, rs []*scenarioResult) {
 		case "ingest", "ingest-only":
 			if r.bare != nil && r.bare.throughput() > 0 {
 				ratio := l.throughput() / r.bare.throughput()
-				check(ratio >= 0.5, "%s c=%d at least 50%% of bare decode: %.0f%% (%.0f vs %.0f/s)", r.sc.name, l.spec.concurrency, 100*ratio, l.throughput(), r.bare.throughput())
+				check(ratio >= 0.5, "%s c=%d at least 50%% of bare decode: %.0f%% (%.0f vs %.0f/s)%s", r.sc.name, l.spec.concurrency, 100*ratio, l.throughput(), r.bare.throughput(), r.ceilingNote())
 			}
 			check(percentile(lat, 99) < 20*time.Millisecond, "%s c=%d p99 under 20 ms: %s", r.sc.name, l.spec.concurrency, ms(percentile(lat, 99)))
 		case "e2e":
@@ -484,9 +585,18 @@ func printTargets(w io.Writer, rs []*scenarioResult) {
 		case "slow":
 			check(percentile(lat, 99) < 20*time.Millisecond, "slow chat: ingest unaffected (p99 %s, p50 %s)", ms(percentile(lat, 99)), ms(percentile(lat, 50)))
 			if r.sc.slowDelay > 0 {
-				bound := float64(r.deliveryConc) / r.sc.slowDelay.Seconds()
-				check(r.delivery.throughput() >= 0.8*bound, "slow chat: delivery limited only by concurrency: %.0f/s of %.0f/s possible", r.delivery.throughput(), bound)
+				bound := r.slowBound()
+				check(r.delivery.throughput() >= 0.8*bound, "slow chat: delivery limited only by concurrency: %.0f/s of %.0f/s possible (%d / %v), %.0f%%%s",
+					r.delivery.throughput(), bound, r.deliveryConc, r.sc.slowDelay, 100*r.delivery.throughput()/bound, r.ceilingNote())
 			}
+		case "broken":
+			b := r.broken
+			check(percentile(lat, 99) < 20*time.Millisecond, "broken route: ingest unaffected (p99 %s, p50 %s)", ms(percentile(lat, 99)), ms(percentile(lat, 50)))
+			check(b.healthy.lost == 0 && b.healthy.dup == 0 && b.healthy.acked > 0, "broken route: healthy route delivered everything: %d of %d (%.0f%%), lost %d, duplicated %d%s",
+				b.healthy.delivered, b.healthy.acked, 100*ratioOf(b.healthy.delivered, b.healthy.acked), b.healthy.lost, b.healthy.dup, r.ceilingNote())
+			check(b.waited == 0, "broken route: no healthy notification waited for it: %d took %v or more or were not delivered (max of the delivered %s)",
+				b.waited, b.waitThreshold, ms(percentile(b.healthy.fromSend, 100)))
+			check(b.inChat == 0, "broken route: nothing posted to its sink: %d", b.inChat)
 		}
 		if l.ok > 0 {
 			per := r.cpu.Seconds() * 1000 / float64(l.ok)

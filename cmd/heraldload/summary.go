@@ -22,8 +22,22 @@ type summary struct {
 	Duplicated     *int     `json:"duplicated,omitempty"`
 	ChatP50Ms      *float64 `json:"receipt_to_chat_p50_ms,omitempty"`
 	ChatP99Ms      *float64 `json:"receipt_to_chat_p99_ms,omitempty"`
+	ChatMaxMs      *float64 `json:"receipt_to_chat_max_ms,omitempty"`
 	DeliveryPerSec *float64 `json:"delivery_per_sec,omitempty"`
-	CPUSecPer1000  float64  `json:"cpu_sec_per_1000"`
+	// DeliveryBoundPerSec is what the in-flight bound allows (slow only).
+	DeliveryBoundPerSec *float64 `json:"delivery_bound_per_sec,omitempty"`
+	// GeneratorCeilingPerSec is the load generator against a server that
+	// does nothing.
+	GeneratorCeilingPerSec *float64 `json:"generator_ceiling_per_sec,omitempty"`
+	// The broken scenario: Delivered and the latencies above are its
+	// healthy route's; these are its broken route's.
+	BrokenAcknowledged *int               `json:"broken_acknowledged,omitempty"`
+	BrokenRequests     *int               `json:"broken_requests,omitempty"`
+	BrokenRetries      int                `json:"broken_retries,omitempty"`
+	HealthyWaited      *int               `json:"healthy_waited,omitempty"`
+	HeldGroups         map[string]float64 `json:"held_groups,omitempty"`
+	HeldNotifications  *float64           `json:"held_notifications,omitempty"`
+	CPUSecPer1000      float64            `json:"cpu_sec_per_1000"`
 	// BareCPUSecPer1000 is the bare handler's CPU at the same rate, a
 	// reference for the machine's speed during the run (e2e only).
 	BareCPUSecPer1000 *float64 `json:"bare_cpu_sec_per_1000,omitempty"`
@@ -63,11 +77,26 @@ func (r *scenarioResult) summary() summary {
 			s.IngestRatio = &ratio
 		}
 	}
+	if c := r.ceiling; c != nil {
+		v := c.throughput()
+		s.GeneratorCeilingPerSec = &v
+	}
 	if !r.sc.holdSink {
 		d := r.delivery
-		p50, p99, rate := msf(percentile(d.fromSend, 50)), msf(percentile(d.fromSend, 99)), d.throughput()
+		p50, p99, pmax, rate := msf(percentile(d.fromSend, 50)), msf(percentile(d.fromSend, 99)), msf(percentile(d.fromSend, 100)), d.throughput()
 		s.Delivered, s.Lost, s.Duplicated = &d.delivered, &d.lost, &d.dup
-		s.ChatP50Ms, s.ChatP99Ms, s.DeliveryPerSec = &p50, &p99, &rate
+		s.ChatP50Ms, s.ChatP99Ms, s.ChatMaxMs, s.DeliveryPerSec = &p50, &p99, &pmax, &rate
+	}
+	if r.sc.slowDelay > 0 {
+		bound := r.slowBound()
+		s.DeliveryBoundPerSec = &bound
+	}
+	if b := r.broken; b != nil {
+		s.BrokenAcknowledged, s.BrokenRequests, s.HealthyWaited = &b.critical, &b.attempts.requests, &b.waited
+		s.BrokenRetries = sum(b.herald.retries)
+		if b.held != nil {
+			s.HeldGroups, s.HeldNotifications = b.held, &b.heldNotifs
+		}
 	}
 	return s
 }
