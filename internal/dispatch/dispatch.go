@@ -610,7 +610,10 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 			attribute.String("herald.fallback.reason", h.rec.FallbackReason),
 		))
 	}
-	d.putRecord(ctx, h)
+	// The group's message first, then the record that says delivered: a
+	// herald that dies between the two hands the notification out again,
+	// and its sink finds the message it posted; the other way round the
+	// group's next notification would post a second message.
 	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !sameMessage(rcpt.Parent, parent) {
 		sctx := ctx
 		if ctx.Err() != nil {
@@ -625,6 +628,7 @@ func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step r
 			log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
 		}
 	}
+	d.putRecord(ctx, h)
 	d.forgetGroup(context.WithoutCancel(ctx), h, log)
 	var latency time.Duration
 	if ra := h.n.GetReceivedAt(); ra != nil {

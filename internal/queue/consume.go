@@ -90,8 +90,8 @@ const deadLetterRetry = 5 * time.Second
 
 // Defaults of the partitions' pull requests and pins.
 const (
-	defaultPullExpiry = 2 * time.Second
-	defaultPinnedTTL  = 6 * time.Second
+	defaultPullExpiry = time.Second
+	defaultPinnedTTL  = 3 * time.Second
 )
 
 // ConsumeOption tunes Consume.
@@ -465,8 +465,6 @@ func (pt *part) receive(ctx context.Context, msg jetstream.Msg) {
 		h.order = src
 	}
 	key := groupHash(n)
-	pt.log.Debug("received", "id", n.GetId(), "group_key", n.GetGroupKey(), "seq", md.Sequence.Stream,
-		"cseq", md.Sequence.Consumer, "delivered", md.NumDelivered, "pin", msg.Headers().Get("Nats-Pin-Id"))
 
 	pt.mu.Lock()
 	if pg := pt.parked[key]; pg != nil {

@@ -36,9 +36,11 @@ const (
 	failPause = 100 * time.Millisecond
 	// downtime is how long herald stays dead before the restart.
 	downtime = 300 * time.Millisecond
-	// partitions is queue.partitions, and so the most notifications one
-	// herald handles at once.
+	// partitions is queue.partitions.
 	partitions = 16
+	// inFlight is dispatch.max_in_flight_per_sink: the most posts to the
+	// fake one herald has under way at once.
+	inFlight = 16
 	heraldTok  = "durability-test-token"
 )
 
@@ -103,6 +105,8 @@ queue:
   # A notification handed to the killed herald is handed out again this
   # long after its last progress signal.
   ack_wait: 2s
+dispatch:
+  max_in_flight_per_sink: %d
 sinks:
   - name: %s
     rocketchat:%s
@@ -110,7 +114,7 @@ routes:
   - name: all
     channels: {%s: "#%s"}
     chain: [%s]
-`, addr, filepath.Join(dir, "data"), heraldTok, partitions, sinkName, sinkYAML, sinkName, room, sinkName)
+`, addr, filepath.Join(dir, "data"), heraldTok, partitions, inFlight, sinkName, sinkYAML, sinkName, room, sinkName)
 	cfgPath := filepath.Join(dir, "herald.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -197,9 +201,9 @@ routes:
 		// A notification whose delivery record says delivered is acked
 		// without a second post, even when its ack was lost at the kill;
 		// only a post whose answer the kill cut off (before the record was
-		// written) is made again. At most one notification per partition
-		// is in flight (MaxAckPending 1), so at most that many.
-		o.maxDuplicates = partitions
+		// written) is made again. At most max_in_flight_per_sink posts
+		// are under way, so at most that many.
+		o.maxDuplicates = inFlight
 		o.explain = "each reached the fake through the incoming webhook before the kill, but herald died before it " +
 			"saw the answer and wrote the delivery record, so the restarted herald posted it again; a webhook " +
 			"post has no id to look up"
