@@ -40,8 +40,8 @@ const (
 	partitions = 16
 	// inFlight is dispatch.max_in_flight_per_sink: the most posts to the
 	// fake one herald has under way at once.
-	inFlight = 16
-	heraldTok  = "durability-test-token"
+	inFlight  = 16
+	heraldTok = "durability-test-token"
 )
 
 // TestCrashRestart runs `herald serve` as a separate process, publishes
