@@ -63,7 +63,7 @@ type Config struct {
 	// dispatch.max_in_flight and dispatch.max_in_flight_per_sink. It is
 	// still accepted so that older config files load; herald logs a
 	// warning when it is set.
-	Concurrency int `yaml:"concurrency"`
+	Concurrency int `yaml:"concurrency,omitempty"`
 
 	// Sync is the embedded server's fsync policy: "interval" (default) or
 	// "always"; see SyncAlways and SyncInterval for what each survives.
