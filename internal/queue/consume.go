@@ -151,6 +151,8 @@ type part struct {
 	opts   consumeOpts
 	log    *slog.Logger
 
+	// cons is the partition's consumer (recreated when it vanished).
+	cons jetstream.Consumer
 	// runners are the goroutines working off groups.
 	runners sync.WaitGroup
 
@@ -232,7 +234,10 @@ func (pt *part) consume(ctx context.Context) {
 	pt.consumeCtx = ctx
 	pt.runCtx, pt.runCancel = context.WithCancel(ctx)
 	defer func() { pt.runCancel() }()
-	cons := q.consumers[pt.p]
+	pt.mu.Lock()
+	pt.cons = q.consumers[pt.p]
+	cons := pt.cons
+	pt.mu.Unlock()
 	stopAlive := pt.keepAlive()
 	defer stopAlive()
 	defer pt.handBack()
@@ -250,7 +255,9 @@ func (pt *part) consume(ctx context.Context) {
 				continue
 			}
 			cons = c
-			q.consumers[pt.p] = c
+			pt.mu.Lock()
+			pt.cons = c
+			pt.mu.Unlock()
 		}
 		it, err := cons.Messages(
 			jetstream.PullMaxMessages(min(q.cfg.MaxInHand, 64)),
@@ -349,7 +356,7 @@ func (pt *part) watchPin(ctx context.Context) (stop func()) {
 			if !served {
 				continue
 			}
-			info, err := pt.q.consumers[pt.p].Info(ctx)
+			info, err := pt.consumer().Info(ctx)
 			if err != nil {
 				continue
 			}
@@ -401,6 +408,13 @@ func (pt *part) lost(pin string) {
 	for _, m := range back {
 		_ = m.Nak()
 	}
+}
+
+// consumer returns the partition's consumer.
+func (pt *part) consumer() jetstream.Consumer {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.cons
 }
 
 // serving reports whether this herald still serves the partition.
@@ -1056,7 +1070,7 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 			if left == 0 || late {
 				return
 			}
-			info, err := q.consumers[pt.p].Info(ctx)
+			info, err := pt.consumer().Info(ctx)
 			if err != nil {
 				continue
 			}
@@ -1088,7 +1102,7 @@ const maxUnsettledReads = 4096
 // returns how many it listed.
 func (pt *part) unsettle(ctx context.Context) int {
 	q := pt.q
-	info, err := q.consumers[pt.p].Info(ctx)
+	info, err := pt.consumer().Info(ctx)
 	settleBy := time.Now().Add(q.cfg.AckWait + time.Second)
 	un := map[string][]uint64{}
 	count := 0

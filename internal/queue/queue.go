@@ -460,6 +460,17 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 	if err := names.Err(); err != nil {
 		return fmt.Errorf("list consumers: %w", err)
 	}
+	keys, err := q.groups.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("list parked groups: %w", err)
+	}
+	for key := range keys.Keys() {
+		n, _, _ := strings.Cut(key, ".")
+		if p, err := strconv.Atoi(n); err == nil && p >= q.cfg.Partitions {
+			return fmt.Errorf("partitions: %d, but partition %d still holds a parked group; "+
+				"run with the previous partition count until the queue is empty", q.cfg.Partitions, p)
+		}
+	}
 	return nil
 }
 

@@ -1133,6 +1133,48 @@ func TestSmallerPartitionCountRefusedWhileBacklogged(t *testing.T) {
 	}
 }
 
+// A parked group is a backlog too: its notifications are acknowledged, but
+// it lives in a partition beyond the smaller count.
+func TestSmallerPartitionCountRefusedWhileParked(t *testing.T) {
+	dir := t.TempDir()
+	e := openTest(t, dir, testConfig(func(c *Config) { c.Partitions = 8 }))
+	var g string
+	for _, c := range groupsInPartitions(8, 8) {
+		if Partition(c, "", 8) >= 2 {
+			g = c
+			break
+		}
+	}
+	mustPut(t, e.q, notif(g, heraldv1.Severity_SEVERITY_INFO))
+	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		return dispatch.Outcome{Action: dispatch.Retry, Delay: time.Hour, Hold: dispatch.HoldRetrying}
+	})
+	waitFor(t, func() bool {
+		d, _, _, err := e.q.backlog(t.Context())
+		return err == nil && d == 1 && testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")) == 1
+	})
+	stop()
+	// Without its wake-up, only the groups bucket knows of it.
+	for p := range 8 {
+		if err := e.q.stream.Purge(t.Context(), jetstream.WithPurgeSubject(wakeSubject(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.q.Close()
+	cfg := testConfig(func(c *Config) { c.Partitions = 2 })
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(t.Context(), cfg, Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		q.Close()
+		t.Fatal("Open with fewer partitions and a parked group beyond them succeeded")
+	}
+	if !strings.Contains(err.Error(), "parked group") {
+		t.Errorf("error %q does not say why", err)
+	}
+}
+
 func TestEmbeddedListenWithToken(t *testing.T) {
 	e := newTest(t, func(c *Config) {
 		c.Listen = "127.0.0.1:0"
