@@ -72,6 +72,11 @@ type Config struct {
 	// SyncInterval is the fsync period of the "interval" policy (default 2m,
 	// as NATS).
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// MaxStorage bounds what the embedded server stores ("20GiB"); beyond
+	// it publishes get 503 until retention frees room. Default: the size
+	// of data_dir's disk, so that the disk itself is the limit and a
+	// grown disk counts after a restart. Only without url.
+	MaxStorage Size `yaml:"max_storage"`
 
 	// DuplicateWindow is how long an idempotency key is remembered
 	// (default 2m). It must cover the copies of one notification:
@@ -135,6 +140,9 @@ func (c *Config) Validate() error {
 		}
 		if c.Sync != "" || c.SyncInterval != 0 {
 			return errors.New("sync: only for the embedded server; with url the NATS servers' own sync_interval applies")
+		}
+		if c.MaxStorage != 0 {
+			return errors.New("max_storage: only for the embedded server; with url the NATS servers' own limits apply")
 		}
 		if c.CredentialsFile != "" && c.Token.IsSet() {
 			return errors.New("token: set either credentials_file or token, not both")

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +100,11 @@ type Queue struct {
 	// without a record (find).
 	findMaxReads int
 
+	// storeDir and maxStore are the embedded server's store and its limit.
+	storeDir string
+	maxStore int64
+	storage  storage
+
 	closeOnce sync.Once
 }
 
@@ -142,6 +146,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.m = newMetrics(q)
+	if q.srv != nil {
+		q.watchStorage()
+	}
 	if opts.Registerer != nil {
 		if err := q.m.register(opts.Registerer); err != nil {
 			q.Close()
@@ -155,9 +162,20 @@ func (q *Queue) startEmbedded(dataDir string) error {
 	if dataDir == "" {
 		return errors.New("queue: data_dir is required for the embedded server")
 	}
-	dir := filepath.Join(dataDir, jetstreamSubdir)
+	dir := storeDirOf(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("queue: %w", err)
+	}
+	q.storeDir = dir
+	q.maxStore = int64(q.cfg.MaxStorage)
+	if q.maxStore == 0 {
+		// The disk's size: JetStream's own default (75% of the room free
+		// at start) would stay fixed however the disk grows or empties.
+		total, err := diskBytes(dir)
+		if err != nil {
+			return fmt.Errorf("queue: size of the disk of %s: %w", dir, err)
+		}
+		q.maxStore = total
 	}
 	o := &server.Options{
 		ServerName: "herald",
@@ -169,6 +187,7 @@ func (q *Queue) startEmbedded(dataDir string) error {
 		// Alertmanager groups with many alerts can exceed NATS's default
 		// of 1 MiB.
 		MaxPayload: embeddedMaxPayload,
+		// JetStreamMaxStore is set below from the config or the disk.
 		// Keep the server's own HTTP monitoring, cluster and leafnode
 		// listeners closed.
 		HTTPPort: 0,
@@ -200,6 +219,7 @@ func (q *Queue) startEmbedded(dataDir string) error {
 			o.Authorization = q.cfg.Token.Value()
 		}
 	}
+	o.JetStreamMaxStore = q.maxStore
 	srv, err := server.NewServer(o)
 	if err != nil {
 		return fmt.Errorf("queue: embedded server: %w", err)
@@ -474,10 +494,14 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether JetStream answers, for /readyz.
+// Ready reports whether a publish can succeed now, for /readyz: JetStream
+// answers and, on the embedded server, the store takes writes.
 func (q *Queue) Ready(ctx context.Context) error {
 	if q.nc == nil || !q.nc.IsConnected() {
 		return fmt.Errorf("queue: not connected: %w", store.ErrUnavailable)
+	}
+	if q.storage.broken.Load() {
+		return fmt.Errorf("queue: %w: %w", store.ErrUnavailable, errStorageFull)
 	}
 	if _, err := q.stream.Info(ctx); err != nil {
 		return fmt.Errorf("queue: %w: %w", store.ErrUnavailable, err)
@@ -490,6 +514,9 @@ func (q *Queue) Ready(ctx context.Context) error {
 func (q *Queue) Close() error {
 	var err error
 	q.closeOnce.Do(func() {
+		if q.storage.stop != nil {
+			q.storage.stop()
+		}
 		if q.nc != nil {
 			closed := make(chan struct{})
 			q.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })

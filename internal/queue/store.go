@@ -61,6 +61,7 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 	}
 	if err != nil {
 		q.m.publishes.WithLabelValues("error").Inc()
+		q.suspectStorage()
 		return "", false, fmt.Errorf("queue: publish %s: %w: %w", id, store.ErrUnavailable, err)
 	}
 	dup := false
