@@ -104,6 +104,8 @@ type Queue struct {
 	storeDir string
 	maxStore int64
 	storage  storage
+	// stopMarks stops keeping the stream's mark (damage.go).
+	stopMarks func()
 
 	closeOnce sync.Once
 }
@@ -146,6 +148,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.m = newMetrics(q)
+	if err := q.checkDamage(ctx); err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: check the stream for damage: %w", err)
+	}
+	q.stopMarks = q.keepMarks()
 	if q.srv != nil {
 		q.watchStorage()
 	}
@@ -516,6 +523,9 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		if q.storage.stop != nil {
 			q.storage.stop()
+		}
+		if q.stopMarks != nil {
+			q.stopMarks()
 		}
 		if q.nc != nil {
 			closed := make(chan struct{})

@@ -298,6 +298,10 @@ func (q *Queue) Get(ctx context.Context, id string) (*heraldv1.NotificationSumma
 		raw, err = q.find(ctx, id)
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		if found && sr.rec.GetState() == heraldv1.DeliveryState_DELIVERY_STATE_LOST {
+			// Its stored copy is gone (see checkDamage): say so.
+			return &heraldv1.NotificationSummary{Notification: &heraldv1.Notification{Id: id}, Delivery: sr.rec}, nil
+		}
 		return nil, store.ErrNotFound
 	}
 	if err != nil {

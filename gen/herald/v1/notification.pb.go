@@ -140,6 +140,9 @@ const (
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 4
 	// Every sink failed for its whole retry budget; kept in the dead letters.
 	DeliveryState_DELIVERY_STATE_DEAD_LETTERED DeliveryState = 5
+	// Its stored copy is gone (a damaged data dir) before it was delivered;
+	// herald can no longer deliver it.
+	DeliveryState_DELIVERY_STATE_LOST DeliveryState = 6
 )
 
 // Enum value maps for DeliveryState.
@@ -151,6 +154,7 @@ var (
 		3: "DELIVERY_STATE_DELIVERED",
 		4: "DELIVERY_STATE_FAILED",
 		5: "DELIVERY_STATE_DEAD_LETTERED",
+		6: "DELIVERY_STATE_LOST",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED":   0,
@@ -159,6 +163,7 @@ var (
 		"DELIVERY_STATE_DELIVERED":     3,
 		"DELIVERY_STATE_FAILED":        4,
 		"DELIVERY_STATE_DEAD_LETTERED": 5,
+		"DELIVERY_STATE_LOST":          6,
 	}
 )
 
@@ -886,14 +891,15 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_FIRING\x10\x01\x12\x13\n" +
-	"\x0fSTATUS_RESOLVED\x10\x02*\xc3\x01\n" +
+	"\x0fSTATUS_RESOLVED\x10\x02*\xdc\x01\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DELIVERY_STATE_PENDING\x10\x01\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x02\x12\x1c\n" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x03\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x04\x12 \n" +
-	"\x1cDELIVERY_STATE_DEAD_LETTERED\x10\x05B\x9f\x01\n" +
+	"\x1cDELIVERY_STATE_DEAD_LETTERED\x10\x05\x12\x17\n" +
+	"\x13DELIVERY_STATE_LOST\x10\x06B\x9f\x01\n" +
 	"\rcom.herald.v1B\x11NotificationProtoP\x01Z6github.com/herald-notify/herald/gen/herald/v1;heraldv1\xa2\x02\x03HXX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xe2\x02\x15Herald\\V1\\GPBMetadata\xea\x02\n" +
 	"Herald::V1b\x06proto3"
 
