@@ -4,9 +4,12 @@ package secret
 
 import (
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Redacted is what a secret prints as, everywhere.
@@ -55,9 +58,15 @@ func (s String) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // LogValue keeps slog from revealing the value.
 func (s String) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
+// MaxFileSize bounds what Resolve reads: a token, a password or a URL is far
+// smaller, and a wrong path (a log file, /dev/zero) must not fill memory.
+const MaxFileSize = 64 << 10
+
 // Resolve fills *s from file when file is set. It is the single rule for the
 // "x" / "x_file" twins: at most one of them may be set. name is the YAML key of
 // the inline form, used in errors. The file's trailing newline is dropped.
+// Only a regular file of at most MaxFileSize bytes is read: a FIFO or a
+// device is refused at once, never waited on.
 func Resolve(s *String, file, name string) error {
 	if file == "" {
 		return nil
@@ -65,7 +74,7 @@ func Resolve(s *String, file, name string) error {
 	if s.IsSet() {
 		return fmt.Errorf("%s and %s_file are both set; use one", name, name)
 	}
-	b, err := os.ReadFile(file)
+	b, err := readFile(file)
 	if err != nil {
 		// The error names the file, never its content.
 		return fmt.Errorf("%s_file: %w", name, err)
@@ -76,4 +85,44 @@ func Resolve(s *String, file, name string) error {
 	}
 	*s = String(v)
 	return nil
+}
+
+// readFile reads a regular file of at most MaxFileSize bytes.
+func readFile(path string) ([]byte, error) {
+	// O_NONBLOCK keeps the open of a FIFO from waiting for a writer; the
+	// mode of what was opened is checked before anything is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file", path, kind(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d KiB", path, MaxFileSize>>10)
+	}
+	return b, nil
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
