@@ -3,6 +3,9 @@ package route
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/herald-notify/herald/internal/severity"
 )
 
 // Config is one route of the config file's `routes` list. Routes are tried
@@ -12,7 +15,9 @@ type Config struct {
 	Name string `yaml:"name"`
 	// Matchers in Alertmanager syntax, e.g. `severity="critical"`,
 	// `team=~"db|infra"`, or one `{a="b", c!="d"}` string. All must match.
-	// A route without matchers matches everything.
+	// A route without matchers matches everything. "severity" is matched
+	// by its normalised name (critical, warning, info); SeverityLabel is
+	// the label's own value. See Table.Route.
 	Matchers []string `yaml:"matchers"`
 	// Channels maps a sink name to the channel this route uses in it.
 	Channels map[string]string `yaml:"channels"`
@@ -63,8 +68,15 @@ func Validate(routes []Config, sinkNames map[string]bool) error {
 			}
 		}
 		for j, m := range r.Matchers {
-			if _, err := ParseMatchers(m); err != nil {
+			ms, err := ParseMatchers(m)
+			if err != nil {
 				errs = append(errs, fmt.Errorf("%s.matchers[%d]: %w", where, j, err))
+				continue
+			}
+			for _, m := range ms {
+				if err := checkSeverity(m); err != nil {
+					errs = append(errs, fmt.Errorf("%s.matchers[%d]: %w", where, j, err))
+				}
 			}
 		}
 	}
@@ -72,4 +84,74 @@ func Validate(routes []Config, sinkNames map[string]bool) error {
 		errs = append(errs, fmt.Errorf("routes[%d] (%q): the last route must have no matchers, so every notification has a route", len(routes)-1, last.Name))
 	}
 	return errors.Join(errs...)
+}
+
+// checkSeverity refuses a matcher on "severity" that no severity name
+// satisfies, such as severity="page": routes see the normalised name, so it
+// would never match.
+func checkSeverity(m *Matcher) error {
+	if m.Name != "severity" {
+		return nil
+	}
+	for _, name := range severity.Names() {
+		if m.Matches(name) {
+			return nil
+		}
+	}
+	hint := ""
+	if m.Type == MatchEqual {
+		hint = fmt.Sprintf(" (%q is %s)", m.Value, severity.Name(severity.Parse(m.Value)))
+	}
+	return fmt.Errorf("%s never matches: routes see severity as %s%s; match the label's own value with %s",
+		m, strings.Join(severity.Names(), ", "), hint, SeverityLabel)
+}
+
+// Warnings lists what in valid routes is probably a mistake but does not
+// stop herald: a route after one that matches every notification is never
+// reached.
+func Warnings(routes []Config) []string {
+	var warns []string
+	catchAll := -1
+	for i, r := range routes {
+		if catchAll >= 0 {
+			warns = append(warns, fmt.Sprintf("routes[%d] (%q): never reached: routes[%d] (%q) before it matches every notification",
+				i, r.Name, catchAll, routes[catchAll].Name))
+			continue
+		}
+		if matchesAll(r.Matchers) {
+			catchAll = i
+		}
+	}
+	return warns
+}
+
+// matchesAll reports whether matchers (of a validated route) match every
+// notification: there are none, or each matches any value (=~".*") or, on
+// severity, every severity name. Every routed notification has a severity:
+// the service refuses one without.
+func matchesAll(matchers []string) bool {
+	for _, s := range matchers {
+		ms, err := ParseMatchers(s)
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if !matchesAny(m) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func matchesAny(m *Matcher) bool {
+	if m.Name == "severity" {
+		for _, name := range severity.Names() {
+			if !m.Matches(name) {
+				return false
+			}
+		}
+		return true
+	}
+	return m.Type == MatchRegexp && (m.Value == ".*" || m.Value == "(?s).*")
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/severity"
 )
 
 func TestParseMatchers(t *testing.T) {
@@ -88,7 +89,8 @@ func TestTableRoute(t *testing.T) {
 	}{
 		{"label severity", &heraldv1.Notification{Labels: map[string]string{"severity": "critical"}}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
 		{"enum severity when no label", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
-		{"label wins over enum", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL, Labels: map[string]string{"severity": "page"}}, "default", "rc:#alerts-info,slack:#alerts-info"},
+		{"enum wins over label", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL, Labels: map[string]string{"severity": "page"}}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
+		{"label normalised when no enum", &heraldv1.Notification{Labels: map[string]string{"severity": "page"}}, "critical", "rc:#alerts-critical,slack:#alerts-critical"},
 		{"all matchers must match", &heraldv1.Notification{Labels: map[string]string{"severity": "warning", "team": "storage"}}, "db-warning", "rc:#db"},
 		{"first match wins", &heraldv1.Notification{Labels: map[string]string{"severity": "warning", "team": "web"}}, "warning", "rc:#alerts-warning,slack:"},
 		{"nothing matches: default", &heraldv1.Notification{}, "default", "rc:#alerts-info,slack:#alerts-info"},
@@ -121,6 +123,10 @@ func TestValidate(t *testing.T) {
 		{"channel for sink not in chain", []Config{{Name: "a", Chain: []string{"rc"}, Channels: map[string]string{"slack": "#x"}}}, `"slack" is not in the route's chain`},
 		{"last route not catch-all", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{"a=b"}}}, "last route must have no matchers"},
 		{"bad matcher", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{"a=~("}}, {Name: "b", Chain: []string{"rc"}}}, "routes[0].matchers[0]"},
+		{"severity matcher on a raw label value", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{`severity="page"`}}, {Name: "b", Chain: []string{"rc"}}},
+			`routes[0].matchers[0]: severity="page" never matches: routes see severity as critical, warning, info ("page" is critical); match the label's own value with severity_label`},
+		{"severity regexp matching no name", []Config{{Name: "a", Chain: []string{"rc"}, Matchers: []string{`{team="db", severity=~"P[0-9]"}`}}, {Name: "b", Chain: []string{"rc"}}},
+			`routes[0].matchers[0]: severity=~"P[0-9]" never matches`},
 		{"duplicate name", []Config{{Name: "a", Chain: []string{"rc"}}, {Name: "a", Chain: []string{"rc"}}}, `"a" is used twice`},
 		{"missing name", []Config{{Chain: []string{"rc"}}}, "routes[0].name: required"},
 	}
@@ -129,6 +135,87 @@ func TestValidate(t *testing.T) {
 			err := Validate(tt.routes, sinks)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Validate error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSeverityRoutesAsRendered: a route on severity sees the severity the
+// notification is rendered with, whatever word its label used. The
+// notifications are as the shim makes them: the label kept, the Severity
+// from severity.Parse of it.
+func TestSeverityRoutesAsRendered(t *testing.T) {
+	routes := append([]Config{
+		{Name: "pager-raw", Matchers: []string{`severity_label="P1"`}, Chain: []string{"rc"}, Channels: map[string]string{"rc": "#pager"}},
+	}, exampleRoutes...)
+	if err := Validate(routes, map[string]bool{"rc": true, "slack": true}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := New(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		label     string
+		wantRoute string
+	}{
+		{"critical", "critical"},
+		{"page", "critical"},
+		{"Critical", "critical"},
+		{" error ", "critical"},
+		{"P1", "pager-raw"},
+		{"p1", "critical"},
+		{"warning", "warning"},
+		{"warn", "warning"},
+		{"minor", "warning"},
+		{"info", "default"},
+		{"none", "default"},
+		{"", "default"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.label, func(t *testing.T) {
+			n := &heraldv1.Notification{
+				Severity: severity.Parse(tt.label),
+				Labels:   map[string]string{"alertname": "X", "severity": tt.label},
+			}
+			if got := table.Route(n).Route; got != tt.wantRoute {
+				t.Errorf("severity=%q (rendered %s) routed to %q, want %q", tt.label, severity.Name(n.Severity), got, tt.wantRoute)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name   string
+		routes []Config
+		want   []string
+	}{
+		{"none", exampleRoutes, nil},
+		{"route after a catch-all", []Config{
+			{Name: "crit", Matchers: []string{`severity="critical"`}},
+			{Name: "all"},
+			{Name: "db", Matchers: []string{`team="db"`}},
+			{Name: "default"},
+		}, []string{
+			`routes[2] ("db"): never reached: routes[1] ("all") before it matches every notification`,
+			`routes[3] ("default"): never reached: routes[1] ("all") before it matches every notification`,
+		}},
+		{"matchers that match everything", []Config{
+			{Name: "any", Matchers: []string{`team=~".*"`, `severity=~"critical|warning|info"`}},
+			{Name: "default"},
+		}, []string{`routes[1] ("default"): never reached: routes[0] ("any") before it matches every notification`}},
+		{"a matcher that can fail", []Config{
+			{Name: "some", Matchers: []string{`team=~".+"`}},
+			{Name: "not-info", Matchers: []string{`severity!="info"`}},
+			{Name: "default"},
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Warnings(tt.routes)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("Warnings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
 	}

@@ -1,9 +1,8 @@
 package route
 
 import (
-	"strings"
-
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/severity"
 )
 
 type compiled struct {
@@ -36,20 +35,29 @@ func New(routes []Config) (*Table, error) {
 	return t, nil
 }
 
+// SeverityLabel is the name under which matchers see the notification's own
+// "severity" label, unchanged ("page", "P1"), since "severity" itself is the
+// normalised severity. A real label of this name wins.
+const SeverityLabel = "severity_label"
+
 // Route returns the decision of the first route whose matchers all match
-// the notification's labels. The label "severity", when the notification has
-// none, is the severity field in lower case ("critical", "warning", "info");
-// "source" likewise defaults to the source field.
+// the notification's labels. "severity" is the severity the notification is
+// rendered with, by name: "critical", "warning" or "info" (severity.Name),
+// whatever word its label used; for a notification without one, its
+// severity label's value normalised by severity.Parse. SeverityLabel is the
+// label's own value. "source", when the notification has no such label, is
+// the source field.
 func (t *Table) Route(n *heraldv1.Notification) Decision {
 	lookup := func(name string) string {
+		if name == "severity" {
+			return severityName(n)
+		}
 		if v, ok := n.GetLabels()[name]; ok {
 			return v
 		}
 		switch name {
-		case "severity":
-			if s := n.GetSeverity(); s != heraldv1.Severity_SEVERITY_UNSPECIFIED {
-				return strings.ToLower(strings.TrimPrefix(s.String(), "SEVERITY_"))
-			}
+		case SeverityLabel:
+			return n.GetLabels()["severity"]
 		case "source":
 			return n.GetSource()
 		}
@@ -66,4 +74,15 @@ next:
 	}
 	// Unreachable for a validated config, whose last route matches all.
 	return t.routes[len(t.routes)-1].decision
+}
+
+// severityName is what a matcher on "severity" sees.
+func severityName(n *heraldv1.Notification) string {
+	if s := n.GetSeverity(); s != heraldv1.Severity_SEVERITY_UNSPECIFIED {
+		return severity.Name(s)
+	}
+	if v, ok := n.GetLabels()["severity"]; ok {
+		return severity.Name(severity.Parse(v))
+	}
+	return ""
 }
