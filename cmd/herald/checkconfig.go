@@ -10,9 +10,10 @@ import (
 	"github.com/herald-notify/herald/internal/config"
 )
 
-// checkConfig loads a config strictly and prints it with defaults applied
-// and secrets shown as <secret>.
-func checkConfig(args []string, stdout io.Writer) error {
+// checkConfig loads a config strictly and prints it with defaults applied,
+// secrets (URL credentials too) shown as <secret>. Warnings go to stderr
+// and do not fail the check.
+func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: herald check-config FILE")
 	}
@@ -23,6 +24,9 @@ func checkConfig(args []string, stdout io.Writer) error {
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "herald check-config: warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "# %s is valid; with defaults applied:\n%s", args[0], out)
 	return nil

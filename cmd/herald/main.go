@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
 	case "check-config":
-		err = checkConfig(args[1:], stdout)
+		err = checkConfig(args[1:], stdout, stderr)
 	case "send":
 		err = send(ctx, args[1:], stdout, stderr)
 	case "dlq":

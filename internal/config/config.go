@@ -4,18 +4,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/herald-notify/herald/internal/dispatch"
 	"github.com/herald-notify/herald/internal/queue"
@@ -44,6 +40,23 @@ type Config struct {
 	Dispatch dispatch.Config `yaml:"dispatch"`
 	Sinks    []SinkConfig    `yaml:"sinks"`
 	Routes   []route.Config  `yaml:"routes"`
+
+	// warnings are Validate's findings that do not stop herald, by key path.
+	warnings []string
+	// name and lines, set by Parse, place a key path in the file.
+	name  string
+	lines map[string]int
+}
+
+// Warnings lists what is probably a mistake but does not stop herald, such
+// as a route that is never reached, each with its file and line when the
+// config came from a file.
+func (c *Config) Warnings() []string {
+	out := make([]string, len(c.warnings))
+	for i, w := range c.warnings {
+		out[i] = c.where(w) + w
+	}
+	return out
 }
 
 // LogConfig chooses the log format and level.
@@ -160,110 +173,6 @@ func Default() *Config {
 	return c
 }
 
-// Load reads, expands and strictly parses the file at path, then validates it.
-func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, b)
-}
-
-// Parse is Load for bytes already read; name is used in error messages.
-func Parse(name string, b []byte) (*Config, error) {
-	expanded, err := expandEnv(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: the file is empty", name)
-		}
-		return nil, fmt.Errorf("%s: %s", name, describeYAMLError(err))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", name, extra.Line)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return c, nil
-}
-
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces ${NAME} with the environment variable's value. An unset
-// variable is an error: a missing token must not silently become "".
-// A bare $ is left alone, so regular expressions keep their anchors, and
-// comments are not expanded.
-func expandEnv(b []byte) ([]byte, error) {
-	var problems []string
-	lines := bytes.Split(b, []byte("\n"))
-	for i, line := range lines {
-		code, comment := splitComment(line)
-		expanded := envRef.ReplaceAllFunc(code, func(m []byte) []byte {
-			name := string(m[2 : len(m)-1])
-			v, ok := os.LookupEnv(name)
-			switch {
-			case !ok:
-				problems = append(problems, fmt.Sprintf("line %d: ${%s} is not set", i+1, name))
-			case strings.ContainsAny(v, "\r\n"):
-				problems = append(problems, fmt.Sprintf("line %d: ${%s} contains a newline", i+1, name))
-				return nil
-			}
-			return []byte(v)
-		})
-		lines[i] = append(expanded, comment...)
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return bytes.Join(lines, []byte("\n")), nil
-}
-
-// splitComment splits a YAML line before its comment: a # at the start or
-// after a blank, outside quotes.
-func splitComment(line []byte) (code, comment []byte) {
-	var quote byte
-	for i, c := range line {
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
-			return line[:i:i], line[i:]
-		}
-	}
-	return line, nil
-}
-
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (\S+)$`)
-
-// describeYAMLError rewrites the YAML library's messages into
-// "line N: unknown key "x" (in T)" lines.
-func describeYAMLError(err error) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return strings.TrimPrefix(err.Error(), "yaml: ")
-	}
-	msgs := make([]string, 0, len(te.Errors))
-	for _, e := range te.Errors {
-		if m := unknownField.FindStringSubmatch(e); m != nil {
-			msgs = append(msgs, fmt.Sprintf("line %s: unknown key %q (in %s)", m[1], m[2], m[3]))
-			continue
-		}
-		msgs = append(msgs, e)
-	}
-	return strings.Join(msgs, "; ")
-}
-
 // Validate applies defaults and checks every part, returning all problems.
 func (c *Config) Validate() error {
 	var errs []error
@@ -292,6 +201,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Dispatch.Validate(); err != nil {
 		add(fmt.Errorf("dispatch: %w", err))
+	}
+	add(checkQueueURL(c.Queue.URL))
+	if c.Dispatch == (dispatch.Config{}) {
+		// No dispatch section: what dispatch.New runs with, shown as such.
+		c.Dispatch = dispatch.DefaultConfig()
 	}
 	budget := c.Dispatch.RetryBudget
 	if budget == 0 {
@@ -324,6 +238,29 @@ func (c *Config) Validate() error {
 		add(errors.New("sinks: at least one sink is required"))
 	}
 	add(route.Validate(c.Routes, names))
+	c.warnings = route.Warnings(c.Routes)
+	return errors.Join(errs...)
+}
+
+// checkQueueURL checks that every server of queue.url parses as the NATS
+// client will parse it, so that no connect error ever quotes the URL with
+// its credentials. Its own errors say what is wrong, not what the URL is.
+func checkQueueURL(list string) error {
+	var errs []error
+	for i, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		// Not even the parser's reason: in "nats://u:p#ss@h" it would
+		// quote the password's tail as the port.
+		if _, err := url.Parse(u); err != nil {
+			errs = append(errs, fmt.Errorf("queue.url: server %d is not a valid URL (a user or password must percent-encode characters such as # / ? @)", i+1))
+		}
+	}
 	return errors.Join(errs...)
 }
 

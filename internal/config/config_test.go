@@ -3,10 +3,14 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/herald-notify/herald/internal/dispatch"
 )
 
 const minimal = `
@@ -30,6 +34,12 @@ func TestParseErrors(t *testing.T) {
 		{"wrong type", "listen: [1]\n" + minimal, "line 1"},
 		{"bad duration", "server:\n  read_timeout: soon\n" + minimal, "line 2"},
 		{"unset env", "listen: ${HERALD_TEST_UNSET_VAR}\n" + minimal, "line 1: ${HERALD_TEST_UNSET_VAR} is not set"},
+		{"unset env deeper", "auth:\n  clients:\n    - name: am\n      token: ${HERALD_TEST_UNSET_VAR}\n" + minimal, "herald.yml: line 4: ${HERALD_TEST_UNSET_VAR} is not set"},
+		{"unset env in a literal block", "auth:\n  clients:\n    - name: am\n      token: |\n        a\n        ${HERALD_TEST_UNSET_VAR}\n" + minimal, "herald.yml: line 6: ${HERALD_TEST_UNSET_VAR} is not set"},
+		{"unset env and unknown key together", "queue:\n  replicaz: 3\nlisten: ${HERALD_TEST_UNSET_VAR}\n" + minimal, `line 2: unknown key "replicaz" (in queue.Config); line 3: ${HERALD_TEST_UNSET_VAR} is not set`},
+		{"unknown key in dispatch", "dispatch:\n  quick_retriez: 1\n" + minimal, `herald.yml: line 2: unknown key "quick_retriez" (in dispatch.Config)`},
+		{"unquoted reference in a flow mapping", "auth:\n  clients: [{name: am, token: ${HERALD_TEST_UNSET_VAR}}]\n" + minimal, `quote a reference: "${NAME}"`},
+		{"unquoted reference in a flow mapping on line 1", "queue: {partitions: ${HERALD_TEST_UNSET_VAR}}\n" + minimal, `quote a reference: "${NAME}"`},
 		{"empty file", "", "the file is empty"},
 		{"two documents", minimal + "---\nlisten: x\n", "only one YAML document"},
 		{"bad listen", "listen: nonsense\n" + minimal, `listen: "nonsense" is not host:port`},
@@ -136,5 +146,240 @@ func TestEnvNotExpandedInComments(t *testing.T) {
 	}
 	if c.Log.Level != "debug" {
 		t.Errorf("log.level = %q", c.Log.Level)
+	}
+}
+
+// TestEnvValuesArriveByteForByte: a ${VAR} value is not YAML. Before, it
+// was pasted into the text: " #" started a comment, quotes and outer spaces
+// went, and inside double quotes \x41 became A.
+func TestEnvValuesArriveByteForByte(t *testing.T) {
+	values := []string{
+		"abc #def",     // the issue's token with " #"
+		`p\x41ss`,      // the issue's escape
+		`"quoted"`,     // quotes kept
+		`'single'`,     //
+		"  spaced  ",   // outer spaces kept
+		`back\slash\n`, //
+		"a: b, c",      // YAML syntax in the value
+		"- [x] {y} &z", //
+		"#starts-a-comment",
+		"null", "~", "true", "0x1F", "1e3", "2001-12-14",
+		"multi\nline",
+		"tab\there",
+		"ünïcødé ✓",
+	}
+	forms := []struct{ name, token string }{
+		{"plain", `${HERALD_TEST_TOKEN}`},
+		{"double-quoted", `"${HERALD_TEST_TOKEN}"`},
+		{"single-quoted", `'${HERALD_TEST_TOKEN}'`},
+	}
+	for _, f := range forms {
+		for _, v := range values {
+			t.Run(f.name+"/"+v, func(t *testing.T) {
+				t.Setenv("HERALD_TEST_TOKEN", v)
+				c, err := Parse("herald.yml", []byte("auth:\n  clients:\n    - name: am\n      token: "+f.token+"\n"+minimal))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := c.Auth.Clients[0].Token.Value(); got != v {
+					t.Errorf("token = %q, want %q", got, v)
+				}
+			})
+		}
+	}
+}
+
+func TestEnvExpansionRules(t *testing.T) {
+	t.Setenv("HERALD_TEST_NUM", "3")
+	t.Setenv("HERALD_TEST_PORT", "9999")
+	t.Setenv("HERALD_TEST_EMPTY", "")
+	t.Setenv("HERALD_TEST_KEY", "listen")
+	t.Setenv("HERALD_TEST_CHAN", "#db ops")
+	tests := []struct {
+		name    string
+		yaml    string
+		got     func(*Config) string
+		want    string
+		wantErr string
+	}{
+		{name: "a plain number stays a number", yaml: "queue:\n  partitions: ${HERALD_TEST_NUM}\n" + minimal,
+			got: func(c *Config) string { return strconv.Itoa(c.Queue.Partitions) }, want: "3"},
+		{name: "part of a value", yaml: "listen: 127.0.0.1:${HERALD_TEST_PORT}\n" + minimal,
+			got: func(c *Config) string { return c.Listen }, want: "127.0.0.1:9999"},
+		{name: "empty is the default", yaml: "server:\n  max_body_bytes: ${HERALD_TEST_EMPTY}\n" + minimal,
+			got: func(c *Config) string { return strconv.FormatInt(c.Server.MaxBodyBytes, 10) }, want: "4194304"},
+		{name: "list items", yaml: `
+sinks: [{name: log, log: {}}]
+routes:
+  - name: a
+    matchers:
+      - team="${HERALD_TEST_KEY}"
+    chain: [log]
+  - name: default
+    chain: [log]
+`, got: func(c *Config) string { return c.Routes[0].Matchers[0] }, want: `team="listen"`},
+		{name: "bare $ and $$ are left alone", yaml: `
+sinks: [{name: log, log: {}}]
+routes:
+  - name: a
+    matchers: ['team=~"^db$$|x$"', 'cost="$5"', 'x="${}"']
+    chain: [log]
+  - name: default
+    chain: [log]
+`, got: func(c *Config) string { return strings.Join(c.Routes[0].Matchers, " ") }, want: `team=~"^db$$|x$" cost="$5" x="${}"`},
+		{name: "an anchor is expanded for its aliases", yaml: `
+sinks: [{name: log, log: {}}]
+routes:
+  - name: default
+    chain: [log]
+    channels: {log: &c "${HERALD_TEST_CHAN}"}
+    templates: {log: *c}
+`, got: func(c *Config) string { return c.Routes[0].Channels["log"] + "|" + c.Routes[0].Templates["log"] }, want: "#db ops|#db ops"},
+		{name: "keys are not expanded", yaml: "${HERALD_TEST_KEY}: \":1\"\n" + minimal,
+			wantErr: `line 1: unknown key "${HERALD_TEST_KEY}"`},
+		{name: "map keys are not expanded", yaml: `
+sinks: [{name: log, log: {}}]
+routes:
+  - name: default
+    chain: [log]
+    channels:
+      ${HERALD_TEST_KEY}: "#x"
+`, wantErr: `routes[0].channels: "${HERALD_TEST_KEY}" is not in the route's chain`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("herald.yml", []byte(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.got(c); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestURLCredentialsNeverShown: a URL's password (or NATS token in its user
+// part) is a secret in the printed config and in every error.
+func TestURLCredentialsNeverShown(t *testing.T) {
+	c, err := Parse("herald.yml", []byte("queue:\n  url: nats://herald:PW-in-url@n1:4222,nats://tok-in-url@n2:4222\n"+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.URL != "nats://herald:PW-in-url@n1:4222,nats://tok-in-url@n2:4222" {
+		t.Fatalf("queue.url changed to %q", c.Queue.URL)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "url: nats://herald:<secret>@n1:4222,nats://<secret>@n2:4222\n") {
+		t.Errorf("queue.url not shown redacted:\n%s", out)
+	}
+
+	tests := []struct{ name, yaml, want string }{
+		{"queue.url that does not parse", "queue:\n  url: nats://herald:PW-in-url#x@n1:4222\n" + minimal,
+			"herald.yml: line 2: queue.url: server 1 is not a valid URL"},
+		{"sink url with credentials", "sinks:\n  - name: rc\n    rocketchat: {url: 'ftp://bob:PW-in-url@chat', user_id: u, token: t}\nroutes: [{name: d, chain: [rc]}]\n",
+			`herald.yml: line 3: sinks[0] (rc): url: "ftp://bob:<secret>@chat" is not an http(s) URL`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("herald.yml", []byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "PW-in-url") {
+				t.Errorf("Parse error = %v\nwant it to contain %q and no password", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDispatchDefaultsApplied(t *testing.T) {
+	c, err := Parse("herald.yml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dispatch != dispatch.DefaultConfig() {
+		t.Errorf("without a dispatch section, dispatch = %+v\nwant the defaults %+v", c.Dispatch, dispatch.DefaultConfig())
+	}
+	c, err = Parse("herald.yml", []byte("dispatch:\n  quick_retries: 0\n"+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dispatch.DefaultConfig()
+	want.QuickRetries = 0
+	if c.Dispatch != want {
+		t.Errorf("with quick_retries: 0, dispatch = %+v", c.Dispatch)
+	}
+}
+
+// TestProblemsNameTheirLine: a validation problem names the file and the
+// line of the key it is about, or of the closest enclosing one.
+func TestProblemsNameTheirLine(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"top-level key", "listen: nonsense\n" + minimal, `herald.yml: line 1: listen: "nonsense" is not host:port`},
+		{"route list item", "sinks: [{name: a, log: {}}]\nroutes:\n  - name: x\n    chain: [a]\n  - name: d\n    chain:\n      - a\n      - b\n",
+			`herald.yml: line 8: routes[1].chain[1]: no sink is named "b"`},
+		{"section key after its name", "queue:\n  ack_wait: 1s\n  replicas: 9\n" + minimal, "herald.yml: line 3: queue: replicas: 9 is not between 1 and 5"},
+		{"key in a sink's type section", "sinks:\n  - name: rc\n    rocketchat:\n      url: http://x\n      user_id: u\n      token: t\n      max_message_size: 3\nroutes: [{name: d, chain: [rc]}]\n",
+			"herald.yml: line 7: sinks[0] (rc): max_message_size: must be at least 500"},
+		{"key left out: its section", "sinks:\n  - name: rc\n    rocketchat:\n      url: http://x\n      token: t\nroutes: [{name: d, chain: [rc]}]\n",
+			"herald.yml: line 2: sinks[0] (rc): user_id: required in rest mode"},
+		{"several problems, one a line each", "listen: nonsense\nlog: {level: loud}\n" + minimal,
+			"missing port in address\nherald.yml: line 2: log.level: \"loud\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("herald.yml", []byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse error =\n%v\nwant it to contain\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	c, err := Parse("herald.yml", []byte(`
+sinks: [{name: log, log: {}}]
+routes:
+  - name: all
+    chain: [log]
+  - name: db
+    matchers: ['team="db"']
+    chain: [log]
+  - name: default
+    chain: [log]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`herald.yml: line 6: routes[1] ("db"): never reached: routes[0] ("all") before it matches every notification`,
+		`herald.yml: line 9: routes[2] ("default"): never reached: routes[0] ("all") before it matches every notification`,
+	}
+	if got := c.Warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Warnings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if c, _ := Parse("herald.yml", []byte(minimal)); len(c.Warnings()) != 0 {
+		t.Errorf("minimal config warns: %q", c.Warnings())
+	}
+}
+
+func TestSecretFileNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{fifo, "/dev/zero"} {
+		_, err := Parse("herald.yml", []byte("auth:\n  clients:\n    - name: am\n      token_file: "+f+"\n"+minimal))
+		want := "herald.yml: line 4: auth.clients[0]: token_file: " + f + " is a "
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse error = %v\nwant it to contain %q", err, want)
+		}
 	}
 }

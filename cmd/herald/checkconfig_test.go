@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// TestCheckConfigGolden pins what check-config prints for the files in
+// testdata/checkconfig: the defaults herald runs with (dispatch's too), URL
+// credentials as <secret> in the output and in errors, and warnings on
+// stderr that do not fail the check.
+func TestCheckConfigGolden(t *testing.T) {
+	tests := []struct {
+		name     string
+		wantCode int
+	}{
+		{"defaults", 0},
+		{"url-credentials", 0},
+		{"bad-url-credentials", 1},
+		{"unreachable-route", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := filepath.Join("testdata", "checkconfig", tt.name+".yml")
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), []string{"check-config", in}, &out, &errOut)
+			got := fmt.Sprintf("exit %d\n-- stdout --\n%s-- stderr --\n%s", code, out.String(), errOut.String())
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d", code, tt.wantCode)
+			}
+			for _, s := range []string{"PW-", "TOKEN-"} {
+				if strings.Contains(got, s) {
+					t.Errorf("check-config printed a secret (%s...):\n%s", s, got)
+				}
+			}
+			golden := filepath.Join("testdata", "checkconfig", tt.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("check-config %s printed\n%s\nwant (%s; -update rewrites it)\n%s", in, got, golden, want)
+			}
+		})
+	}
+}
