@@ -22,10 +22,10 @@ import (
 // or an operator) loses stored notifications, and JetStream recovers
 // without them. herald notices at start: JetStream reports what it found
 // corrupt (StreamState.Lost), and herald compares the stream with a mark
-// of it kept every markEvery (first and last sequence, interior deletions):
+// of it kept every markEvery (its last sequence, its first notification):
 // notifications never leave the stream except by age, so a stream that
-// ends earlier, starts later than age explains, or has more holes than
-// the mark, lost them. Those that were not yet delivered (after the lowest
+// ends earlier, or whose first notification is later than age explains,
+// lost them. The count is of stored messages, wake-ups among them. Those that were not yet delivered (after the lowest
 // ack floor of the partitions) are reported: an error log with their
 // sequences and, where a delivery record names them, their ids;
 // herald_queue_lost_total; and their records set to LOST. Parked
@@ -40,11 +40,12 @@ const markEvery = 10 * time.Second
 
 // streamMark is what herald last saw of the notification stream.
 type streamMark struct {
-	FirstSeq   uint64    `json:"first_seq"`
-	FirstTime  time.Time `json:"first_time"`
-	LastSeq    uint64    `json:"last_seq"`
-	NumDeleted int       `json:"num_deleted"`
-	At         time.Time `json:"at"`
+	// FirstSeq and FirstTime are the first notification's (wake-ups and
+	// schedules come and go; notifications leave only by age).
+	FirstSeq  uint64    `json:"first_seq"`
+	FirstTime time.Time `json:"first_time"`
+	LastSeq   uint64    `json:"last_seq"`
+	At        time.Time `json:"at"`
 }
 
 // keepMarks writes the stream's mark every markEvery until stop, and once
@@ -74,11 +75,11 @@ func (q *Queue) writeMark(ctx context.Context) error {
 		return err
 	}
 	st := info.State
-	m := streamMark{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, NumDeleted: st.NumDeleted, At: time.Now()}
-	if st.Msgs > 0 {
-		if raw, err := q.stream.GetMsg(ctx, st.FirstSeq); err == nil {
-			m.FirstTime = raw.Time
-		}
+	m := streamMark{LastSeq: st.LastSeq, At: time.Now()}
+	if raw, err := q.firstNotification(ctx); err == nil {
+		m.FirstSeq, m.FirstTime = raw.Sequence, raw.Time
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return err
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -86,6 +87,11 @@ func (q *Queue) writeMark(ctx context.Context) error {
 	}
 	_, err = q.groups.Put(ctx, markKey, b)
 	return err
+}
+
+// firstNotification is the stream's first notification.
+func (q *Queue) firstNotification(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	return q.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subjectPrefix+">"))
 }
 
 // checkDamage reports the notifications the stream lost since herald last
@@ -97,7 +103,6 @@ func (q *Queue) checkDamage(ctx context.Context) error {
 	}
 	st := info.State
 	var lost []uint64
-	extraHoles := 0
 	if st.Lost != nil {
 		lost = append(lost, st.Lost.Msgs...)
 	}
@@ -109,16 +114,16 @@ func (q *Queue) checkDamage(ctx context.Context) error {
 					lost = append(lost, s)
 				}
 			}
-			// Age removes the oldest first; a stream whose first message
-			// was younger than retention at the mark cannot have aged
-			// out past it since.
-			if st.FirstSeq > m.FirstSeq && !m.FirstTime.IsZero() && time.Since(m.FirstTime) < q.cfg.Retention {
-				for s := m.FirstSeq; s < st.FirstSeq && s <= m.LastSeq; s++ {
+			// Age removes the oldest first; a first notification younger
+			// than retention at the mark cannot have aged out since.
+			first := st.LastSeq + 1
+			if raw, err := q.firstNotification(ctx); err == nil {
+				first = raw.Sequence
+			}
+			if m.FirstSeq > 0 && first > m.FirstSeq && time.Since(m.FirstTime) < q.cfg.Retention {
+				for s := m.FirstSeq; s < first && s <= m.LastSeq; s++ {
 					lost = append(lost, s)
 				}
-			}
-			if st.NumDeleted > m.NumDeleted {
-				extraHoles = st.NumDeleted - m.NumDeleted
 			}
 		}
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -137,14 +142,13 @@ func (q *Queue) checkDamage(ctx context.Context) error {
 		floor = min(floor, ci.AckFloor.Stream)
 	}
 	lost = slices.DeleteFunc(lost, func(s uint64) bool { return s <= floor })
-	if len(lost) == 0 && extraHoles == 0 {
+	if len(lost) == 0 {
 		return nil
 	}
 	ids := q.markLost(ctx, lost)
-	q.m.lost.Add(float64(len(lost) + extraHoles))
+	q.m.lost.Add(float64(len(lost)))
 	q.log.Error("the data dir lost stored notifications that were not delivered yet; herald cannot deliver them",
-		"count", len(lost)+extraHoles, "seqs", seqRanges(lost), "holes_without_seqs", extraHoles,
-		"ids", ids, "store_dir", q.storeDir)
+		"count", len(lost), "seqs", seqRanges(lost), "ids", ids, "store_dir", q.storeDir)
 	return nil
 }
 

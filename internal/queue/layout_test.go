@@ -321,7 +321,7 @@ func testOpensSubjectPerID(t *testing.T, cfg Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"herald.n.*", "herald.n.*.*", "herald.w.*"}; !slices.Equal(info.Config.Subjects, want) {
+	if want := []string{"herald.n.*", "herald.n.*.*", "herald.w.*", "herald.s.*.*"}; !slices.Equal(info.Config.Subjects, want) {
 		t.Errorf("stream subjects = %v, want %v", info.Config.Subjects, want)
 	}
 	for p := range cfg.Partitions {

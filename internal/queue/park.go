@@ -26,13 +26,15 @@ import (
 // notifications are listed, by stream sequence, in the groups bucket under
 // "<partition>.<group hash>", and their JetStream messages are acknowledged,
 // so they neither occupy max_in_hand nor hold anything else back. The
-// notifications themselves stay where they are in the stream. A wake-up
-// message on herald.w.<partition> stands for the group's timer: it is
-// handed out (NakWithDelay) when the group is due, to whichever herald
-// serves the partition then. Notifications of the group that arrive while
-// it is parked are added to its list. The group's list is then worked off
-// from its head, in order, and once it is empty the group is deleted from
-// the bucket and flows through the partition again.
+// notifications themselves stay where they are in the stream. The group's
+// timer is a JetStream message schedule (herald.s.<partition>.<group>, one
+// per group, a new one replacing the last): when it is due JetStream
+// stores a wake-up on herald.w.<partition>, which reaches whichever herald
+// serves the partition then, and nothing waits in hand meanwhile.
+// Notifications of the group that arrive while it is parked are added to
+// its list. The group's list is then worked off from its head, in order,
+// and once it is empty the group is deleted from the bucket and flows
+// through the partition again.
 
 // hdrGroup names the parked group a wake-up message is for.
 const hdrGroup = "Herald-Group"
@@ -103,6 +105,10 @@ func parkKey(p int, group string) string { return strconv.Itoa(p) + "." + group 
 
 func wakeSubject(p int) string { return wakePrefix + strconv.Itoa(p) }
 
+func scheduleSubject(p int, group string) string {
+	return schedulePrefix + strconv.Itoa(p) + "." + group
+}
+
 func isWake(subject string) bool { return strings.HasPrefix(subject, wakePrefix) }
 
 // readPark returns a parked group's entry and revision; revision 0 when the
@@ -167,21 +173,30 @@ func (q *Queue) parkedKeys(ctx context.Context, p int) ([]string, error) {
 	return keys, nil
 }
 
-// publishWake stores the wake-up message of a parked group of partition p.
-func (q *Queue) publishWake(ctx context.Context, p int, group string) error {
-	m := &nats.Msg{Subject: wakeSubject(p), Header: nats.Header{}}
+// scheduleWake has JetStream store a wake-up for a parked group of
+// partition p at due (to the second; at once when it has passed). It
+// replaces the group's earlier schedule.
+func (q *Queue) scheduleWake(ctx context.Context, p int, group string, due time.Time) error {
+	m := &nats.Msg{Subject: scheduleSubject(p, group), Header: nats.Header{}}
 	m.Header.Set(hdrGroup, group)
-	// Unique per call: a wake-up too many is harmless (see part.wake),
-	// one too few would leave the group parked until the partition's
-	// next takeover.
-	m.Header.Set(jetstream.MsgIDHeader, "w:"+group+":"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	// Schedules are to the second: round up, never early.
+	at := due.Truncate(time.Second)
+	if at.Before(due) {
+		at = at.Add(time.Second)
+	}
+	if now := time.Now(); at.Before(now) {
+		at = now.Truncate(time.Second)
+	}
+	m.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339))
+	m.Header.Set(jetstream.ScheduleTargetHeader, wakeSubject(p))
+	m.Header.Set(jetstream.MsgIDHeader, "s:"+group+":"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	_, err := q.publish(ctx, m)
 	return err
 }
 
-// wakeParked stores a wake-up for each parked group of the partition: one
-// lost when the herald that parked it stopped would leave it parked while
-// the partition is idle. One too many is harmless.
+// wakeParked schedules a wake-up for each parked group of the partition
+// at its due time: one lost when the herald that parked it stopped would
+// leave it parked. One too many is harmless.
 func (pt *part) wakeParked(ctx context.Context) {
 	keys, err := pt.q.parkedKeys(ctx, pt.p)
 	if err != nil {
@@ -190,8 +205,12 @@ func (pt *part) wakeParked(ctx context.Context) {
 	}
 	for _, key := range keys {
 		_, gk, _ := strings.Cut(key, ".")
-		if err := pt.q.publishWake(ctx, pt.p, gk); err != nil {
-			pt.log.Warn("cannot store a parked group's wake-up", "group", gk, "err", err)
+		e, rev, err := pt.q.readPark(ctx, key)
+		if err != nil || rev == 0 {
+			continue
+		}
+		if err := pt.q.scheduleWake(ctx, pt.p, gk, e.Due); err != nil {
+			pt.log.Warn("cannot schedule a parked group's wake-up", "group", gk, "err", err)
 		}
 	}
 }
@@ -275,7 +294,7 @@ func (pt *part) park(ctx context.Context, g *group, m *Message, out dispatch.Out
 	}
 	// Parked before its wake-up is stored, so that the wake-up finds it.
 	for ctx.Err() == nil {
-		if err := q.publishWake(ctx, pt.p, g.key); err == nil {
+		if err := q.scheduleWake(ctx, pt.p, g.key, e.Due); err == nil {
 			break
 		} else {
 			pt.log.Warn("cannot store a parked group's wake-up; retrying", "group", g.key, "err", err)
@@ -338,7 +357,7 @@ func (pt *part) addParkedLocked(ctx context.Context, pg *parkedGroup, h *inHand)
 }
 
 // wake takes a parked group's wake-up: it runs the group if it is due, or
-// hands the wake-up back until it is.
+// schedules another for when it is.
 func (pt *part) wake(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata) {
 	key := msg.Headers().Get(hdrGroup)
 	pt.mu.Lock()
@@ -360,9 +379,14 @@ func (pt *part) wake(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMe
 		_ = msg.Ack()
 		return
 	}
-	if wait := time.Until(pg.e.Due); wait > 0 {
+	if due := pg.e.Due; time.Until(due) > 0 {
+		// Early: the group's due time moved after this was scheduled.
 		pt.mu.Unlock()
-		_ = msg.NakWithDelay(wait)
+		if err := pt.q.scheduleWake(ctx, pt.p, key, due); err != nil {
+			_ = msg.NakWithDelay(time.Until(due))
+			return
+		}
+		_ = msg.Ack()
 		return
 	}
 	pg.running, pg.wake = true, msg
@@ -521,7 +545,7 @@ func (pt *part) nextSince(ctx context.Context, seq uint64) (time.Time, bool) {
 }
 
 // retryParked records that a parked group's head must wait again and
-// hands its wake-up back until then.
+// schedules its next wake-up.
 func (pt *part) retryParked(ctx context.Context, pg *parkedGroup, m *Message, out dispatch.Outcome) {
 	pt.mu.Lock()
 	next := pg.e
@@ -539,22 +563,31 @@ func (pt *part) retryParked(ctx context.Context, pg *parkedGroup, m *Message, ou
 		pt.log.Warn("cannot update a parked group", "group", pg.key, "err", err)
 	}
 	pt.mu.Unlock()
-	pt.stopParked(pg, out.Delay)
+	if err := pt.q.scheduleWake(context.WithoutCancel(ctx), pt.p, pg.key, next.Due); err != nil {
+		// The wake-up in hand is handed back instead, due after the delay.
+		pt.log.Warn("cannot schedule a parked group's wake-up", "group", pg.key, "err", err)
+		pt.stopParked(pg, out.Delay)
+		return
+	}
+	pt.stopParked(pg, -1)
 }
 
-// stopParked hands a parked group's wake-up back, due after delay.
+// stopParked ends a parked group's run: its wake-up in hand is handed back
+// due after delay (at once for 0), or acknowledged for a negative delay (a
+// new one is scheduled).
 func (pt *part) stopParked(pg *parkedGroup, delay time.Duration) {
 	pt.mu.Lock()
 	wake := pg.wake
 	delete(pt.alive, seqOf(wake))
 	pg.wake, pg.running = nil, false
 	pt.mu.Unlock()
-	if wake == nil {
-		return
-	}
-	if delay > 0 {
+	switch {
+	case wake == nil:
+	case delay < 0:
+		_ = wake.Ack()
+	case delay > 0:
 		_ = wake.NakWithDelay(delay)
-	} else {
+	default:
 		_ = wake.Nak()
 	}
 }

@@ -37,6 +37,7 @@ const (
 	GroupsBucket   = "herald_groups"
 	subjectPrefix  = "herald.n."
 	wakePrefix     = "herald.w."
+	schedulePrefix = "herald.s."
 	dlqPrefix      = "herald.dlq."
 	// consumerPrefix names the partitions' consumers; legacyPrefix those
 	// of the herald that held one notification per partition at a time,
@@ -295,15 +296,17 @@ func (q *Queue) setup(ctx context.Context) error {
 		Description: "herald notifications, partitioned by group key",
 		// herald.n.<p>; herald.n.<p>.<id> holds what was stored before
 		// the id moved to a header, until it ages out; herald.w.<p> holds
-		// the wake-ups of parked groups.
-		Subjects:    []string{subjectPrefix + "*", subjectPrefix + "*.*", wakePrefix + "*"},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      q.cfg.Retention,
-		Duplicates:  q.cfg.DuplicateWindow,
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-		Discard:     jetstream.DiscardOld,
-		AllowDirect: true,
+		// the wake-ups of parked groups, herald.s.<p>.<group> their
+		// schedules.
+		Subjects:          []string{subjectPrefix + "*", subjectPrefix + "*.*", wakePrefix + "*", schedulePrefix + "*.*"},
+		AllowMsgSchedules: true,
+		Retention:         jetstream.LimitsPolicy,
+		MaxAge:            q.cfg.Retention,
+		Duplicates:        q.cfg.DuplicateWindow,
+		Storage:           jetstream.FileStorage,
+		Replicas:          r,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", StreamName, err)

@@ -99,8 +99,9 @@ func (pt *part) lost(pin string) {
 
 // takeover notices that this herald (again) serves the partition: msg
 // carries a pin id it has not seen. It loads the partition's parked groups
-// and stores a wake-up for each (one too many is harmless; one lost with
-// the previous herald would leave its group parked). When JetStream
+// and schedules a wake-up for each at its due time (replacing the one the
+// previous herald scheduled; one lost with it would leave its group
+// parked). When JetStream
 // counts messages in hand that are not this herald's, the previous
 // herald's deliveries may still be in flight; new groups are then held
 // for ack_wait (and a second), by when each of those is acknowledged or
@@ -140,8 +141,8 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 			pg.e, pg.rev = e, rev
 		}
 		pt.mu.Unlock()
-		if err := q.publishWake(ctx, pt.p, gk); err != nil {
-			pt.log.Warn("cannot store a parked group's wake-up", "group", gk, "err", err)
+		if err := q.scheduleWake(ctx, pt.p, gk, e.Due); err != nil {
+			pt.log.Warn("cannot schedule a parked group's wake-up", "group", gk, "err", err)
 		}
 	}
 	n := pt.unsettle(ctx)
