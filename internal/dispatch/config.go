@@ -40,10 +40,12 @@ type Config struct {
 	Breaker     BreakerConfig `yaml:"breaker"`
 	// ThrottleHold is how long a notification may wait for the last sink
 	// of its chain when that sink paces itself and merges digests
-	// (sinks.Pacer and sinks.Batcher): it waits in the channel's lane and
-	// goes out in the next digest. A longer wait, or one at a sink that
-	// has a fallback after it, is bounded by QuickRetryBudget instead and
-	// then takes the usual way (fallback, or Retry after the throttle).
+	// (sinks.Pacer and sinks.Batcher): it waits in the channel's lane, in
+	// hand (it counts against queue.max_in_hand), and goes out in the next
+	// digest. A longer wait, or one at a sink that has a fallback after
+	// it, is bounded by QuickRetryBudget instead and then takes the usual
+	// way: fallback, or its group is parked until the throttle ends and
+	// then joins the lane with the others that waited as long.
 	ThrottleHold time.Duration `yaml:"throttle_hold"`
 	// FallbackHold bounds how long a group that started in a later sink of
 	// its chain (while the primary was down) keeps its lifecycle there:
@@ -74,7 +76,7 @@ type BreakerConfig struct {
 
 // DefaultConfig returns the defaults: 2 quick retries within 5s, 10s per
 // attempt, redelivery backoff from 5s to 5m, a 24h retry budget, and a
-// breaker that opens after 3 consecutive failures for 30s, up to 2m
+// breaker that opens after 3 consecutive failures for 30s, up to 2s
 // waiting for a digest at the last sink of a chain, a group kept in its
 // fallback sink for up to 24h, and at most 64 requests to sinks under way
 // at once, 32 to any one sink.

@@ -196,6 +196,9 @@ type delivery struct {
 	fallbackFrom string
 	// allPermanent stays true while every sink failed permanently.
 	allPermanent bool
+	// transient is set once a sink failed in a way worth retrying other
+	// than a rate limit (or was skipped with its breaker open).
+	transient bool
 	// longestThrottle is the longest rate-limit wait any sink asked for.
 	longestThrottle time.Duration
 	// attempted is set once a sink of the chain was tried (a Send or a
@@ -308,6 +311,10 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	switch {
 	case !h.attempted:
 		hold = HoldBroken
+	case h.longestThrottle > 0 && !h.transient:
+		// Only rate limits stood in the way: retry when they end, not
+		// after a backoff that grows with every window the group waits.
+		delay, hold = h.longestThrottle, HoldThrottled
 	case h.longestThrottle > 0 && h.longestThrottle >= backoff:
 		hold = HoldThrottled
 	}
@@ -388,6 +395,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 		sd.UpdatedAt = timestamppb.Now()
 		d.putRecord(ctx, h)
 		d.m.deliveries.WithLabelValues(step.Sink, "skipped").Inc()
+		h.transient = true
 		d.fail(h, step.Sink, "circuit open", false)
 		return sinkSkipped
 	}
@@ -485,6 +493,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 				wait = 0
 			}
 		default:
+			h.transient = true
 			open := br.current() != BreakerClosed
 			if !res.shared() {
 				open = br.failure(ctx, probe, err.Error())
