@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/internal/store"
 )
 
@@ -270,7 +271,8 @@ func (q *Queue) connect() error {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			q.log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
+			// ConnectedUrlRedacted hides a password but not a token.
+			q.log.Info("reconnected to NATS", "server", secret.RedactURLs(nc.ConnectedUrl()))
 		}),
 	}
 	if q.cfg.CredentialsFile != "" {
@@ -282,7 +284,7 @@ func (q *Queue) connect() error {
 	nc, err := nats.Connect(q.cfg.URL, copts...)
 	if err != nil {
 		// nats errors name the server, never the token.
-		return fmt.Errorf("queue: connect: %w", err)
+		return fmt.Errorf("queue: connect: %s", secret.RedactURLs(err.Error()))
 	}
 	q.nc = nc
 	return nil
