@@ -130,8 +130,12 @@ func (c *Config) Validate() error {
 			return errors.New("token: needs url or listen; the in-process connection needs no token")
 		}
 		if c.Listen != "" {
-			if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			host, _, err := net.SplitHostPort(c.Listen)
+			if err != nil {
 				return fmt.Errorf("listen: %w", err)
+			}
+			if !c.Token.IsSet() && !loopback(host) {
+				return fmt.Errorf("listen: %s is reachable from other hosts and would give anyone there the whole JetStream API; set token (or token_file), or listen on 127.0.0.1", c.Listen)
 			}
 		}
 	} else {
@@ -220,4 +224,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ack_wait: %v is shorter than 1s", c.AckWait)
 	}
 	return nil
+}
+
+// loopback reports whether host (a listen address's host) is reached only
+// from this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -105,6 +105,8 @@ func TestConfigErrors(t *testing.T) {
 		{"dedup longer than retention", Config{Retention: time.Hour, DuplicateWindow: 2 * time.Hour}, "duplicate_window"},
 		{"negative retention", Config{Retention: -time.Hour}, "retention"},
 		{"ack_wait short", Config{AckWait: time.Millisecond}, "ack_wait"},
+		{"listen on all addresses without a token", Config{Listen: ":4222"}, "listen"},
+		{"listen on a LAN address without a token", Config{Listen: "10.0.0.5:4222"}, "listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.c.Validate()
