@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/datadir"
 	"github.com/herald-notify/herald/internal/dispatch"
 	"github.com/herald-notify/herald/internal/queue"
 	"github.com/herald-notify/herald/internal/route"
@@ -34,6 +35,9 @@ type Options struct {
 	SinkTransport http.RoundTripper
 	// Registry receives every metric; nil means a new one.
 	Registry *prometheus.Registry
+	// Listener is served instead of a listener New opens on the config's
+	// listen address. App owns it from New on.
+	Listener net.Listener
 }
 
 // App is a wired herald, ready to serve.
@@ -44,13 +48,27 @@ type App struct {
 	dispatcher *dispatch.Dispatcher
 	server     *server.Server
 	registry   *prometheus.Registry
+	listener   net.Listener
+	// lock keeps data_dir to this process until Close; nil with an
+	// external NATS cluster.
+	lock *datadir.Lock
 }
 
-// New builds every part from cfg: it opens the queue (starting the embedded
-// NATS server unless queue.url is set) but delivers nothing and listens
-// nowhere until Serve.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (*App, error) {
-	a := &App{cfg: cfg, logger: logger, registry: opts.Registry}
+// New builds every part from cfg. In this order, so that a herald that
+// cannot run changes nothing on disk: it locks data_dir (an *InUseError
+// from package datadir when another process holds it), binds the listen
+// address, then opens the queue (starting the embedded NATS server unless
+// queue.url is set). It delivers nothing and answers nothing until Serve.
+//
+// With queue.url set data_dir holds nothing and is not locked: replicas
+// sharing one config, or a read-only file system, must not stop herald.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (_ *App, err error) {
+	a := &App{cfg: cfg, logger: logger, registry: opts.Registry, listener: opts.Listener}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
 	if a.registry == nil {
 		a.registry = prometheus.NewRegistry()
 		a.registry.MustRegister(
@@ -58,23 +76,30 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
 	}
+	if cfg.Queue.URL == "" {
+		if a.lock, err = datadir.Acquire(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if a.listener == nil {
+		if a.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, err
+		}
+	}
+	// queue.Open names its logger's component itself.
 	q, err := queue.Open(ctx, cfg.Queue, queue.Options{
 		DataDir:    cfg.DataDir,
-		Logger:     logger.With("component", "queue"),
+		Logger:     logger,
 		Registerer: a.registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	a.queue = q
-	fail := func(err error) (*App, error) {
-		q.Close()
-		return nil, err
-	}
 
 	router, err := route.New(cfg.Routes)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	if cfg.Queue.Concurrency != 0 {
 		logger.Warn("queue.concurrency is no longer used; attempts in flight are bounded by dispatch.max_in_flight and dispatch.max_in_flight_per_sink")
@@ -85,7 +110,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	}
 	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport, perSink)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	a.dispatcher, err = dispatch.New(dispatch.Options{
 		Router:     router,
@@ -96,7 +121,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Config:     cfg.Dispatch,
 	})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 
 	svc := service.New(q, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
@@ -113,25 +138,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Logger:   logger.With("component", "server"),
 	})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	return a, nil
 }
 
-// Serve listens on the configured address and serves until ctx is done.
+// Serve serves on the listener New bound and delivers from the queue until
+// ctx is done. Then it stops accepting, lets in-flight requests finish,
+// stops the dispatcher (a delivery cut short is left for redelivery, never
+// acked) and returns. Call Close afterwards.
 func (a *App) Serve(ctx context.Context) error {
-	l, err := a.server.Listen()
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	return a.ServeListener(ctx, l)
-}
-
-// ServeListener serves on l and delivers from the queue until ctx is done.
-// Then it stops accepting, lets in-flight requests finish, stops the
-// dispatcher (a delivery cut short is left for redelivery, never acked) and
-// returns. Call Close afterwards.
-func (a *App) ServeListener(ctx context.Context, l net.Listener) error {
 	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	var consumeErr error
@@ -141,15 +157,25 @@ func (a *App) ServeListener(ctx context.Context, l net.Listener) error {
 			a.logger.Error("dispatcher stopped", "err", consumeErr)
 		}
 	})
-	serveErr := a.server.Serve(ctx, l)
+	serveErr := a.server.Serve(ctx, a.listener)
 	stopConsuming()
 	wg.Wait()
 	return errors.Join(serveErr, consumeErr)
 }
 
-// Close shuts the queue down (and the embedded NATS server with it).
+// Close shuts the queue down (and the embedded NATS server with it), closes
+// the listener if Serve never ran, and only then releases data_dir.
 func (a *App) Close() error {
-	return a.queue.Close()
+	var err error
+	if a.queue != nil {
+		err = a.queue.Close()
+	}
+	if a.listener != nil {
+		// Serve's shutdown closed it already; the second close's error
+		// says nothing.
+		_ = a.listener.Close()
+	}
+	return errors.Join(err, a.lock.Close())
 }
 
 // Registry is where every herald metric is registered.

@@ -61,20 +61,18 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 	if logger == nil {
 		logger = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logger, app.Options{SinkTransport: opts.SinkTransport})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, logger, app.Options{SinkTransport: opts.SinkTransport, Listener: l})
+	if err != nil {
 		cancel()
-		a.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.ServeListener(ctx, l) }()
+	go func() { done <- a.Serve(ctx) }()
 	h := &Herald{URL: "http://" + l.Addr().String(), Registry: a.Registry(), Config: cfg}
 	if len(cfg.Auth.Clients) > 0 {
 		h.Token = cfg.Auth.Clients[0].Token.Value()
