@@ -9,7 +9,12 @@ import (
 	"strings"
 
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/telemetry"
 )
+
+// maxLoggedValue bounds what a log line takes from a request anyone can
+// send, such as its path.
+const maxLoggedValue = 256
 
 // authenticator checks bearer tokens and basic credentials against the
 // configured clients. Comparisons are of SHA-256 digests in constant time,
@@ -85,7 +90,7 @@ func (a *authenticator) wrap(next http.Handler) http.Handler {
 		name, ok := a.identify(r)
 		if !ok {
 			a.logger.InfoContext(r.Context(), "request refused: missing or wrong credentials",
-				"path", r.URL.Path, "remote", r.RemoteAddr)
+				"path", telemetry.Clip(r.URL.Path, maxLoggedValue), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 			http.Error(w, "unauthenticated: missing or wrong credentials", http.StatusUnauthorized)
 			return

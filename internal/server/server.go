@@ -1,7 +1,7 @@
 // Package server owns herald's one HTTP listener: the Connect service (with
 // gRPC and gRPC-Web), gRPC health and reflection, the Alertmanager webhook,
-// /metrics, /healthz and /readyz, with auth, body limits, timeouts, TLS and a
-// graceful shutdown.
+// /metrics, /healthz and /readyz, with auth, body limits, bounds on requests
+// in flight and on list answers, timeouts, TLS and a graceful shutdown.
 package server
 
 import (
@@ -44,6 +44,16 @@ type Options struct {
 	// there.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// MaxInFlight bounds the webhook and Publish requests handled at once;
+	// one more waits up to InFlightWait for a slot and then gets 503 with
+	// Retry-After. Zero means DefaultMaxInFlight and DefaultInFlightWait.
+	MaxInFlight  int
+	InFlightWait time.Duration
+	// MaxAnswerBytes bounds a page of ListNotifications or ListDeadLetters
+	// (binary protobuf size): a page that would be larger holds fewer
+	// notifications and a token for the rest. Zero means
+	// DefaultMaxAnswerBytes.
+	MaxAnswerBytes int
 }
 
 // Server is a configured, not yet listening, herald HTTP server.
@@ -60,6 +70,15 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) error { return nil }
+	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.InFlightWait == 0 {
+		opts.InFlightWait = DefaultInFlightWait
+	}
+	if opts.MaxAnswerBytes == 0 {
+		opts.MaxAnswerBytes = DefaultMaxAnswerBytes
 	}
 	h, err := handler(opts)
 	if err != nil {
@@ -107,21 +126,31 @@ func handler(opts Options) (http.Handler, error) {
 	}
 	metrics := newHTTPMetrics(opts.Registry)
 
+	// Webhooks and publishes are the requests whose bodies a storm makes
+	// many of: at most MaxInFlight are read and handled at once.
+	limit := newLimiter(opts.MaxInFlight, opts.InFlightWait, metrics.shed)
+
 	mux := http.NewServeMux()
 	path, svc := heraldv1connect.NewNotificationServiceHandler(opts.Service,
-		connect.WithInterceptors(otelInterceptor),
+		connect.WithInterceptors(otelInterceptor, boundPages(opts.MaxAnswerBytes)),
 		connect.WithReadMaxBytes(int(cfg.Server.MaxBodyBytes)),
 	)
-	mux.Handle(path, metrics.wrap("api", auth.wrap(http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024))))
+	api := http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024)
+	mux.Handle(path, metrics.wrap("api", auth.wrap(api)))
+	mux.Handle(heraldv1connect.NotificationServicePublishProcedure,
+		metrics.wrap("api", auth.wrap(limit.wrap("api", api, connectBusy))))
 
+	// Health answers load balancers' and Kubernetes' probes, which carry no
+	// credentials; reflection describes the API to those who may call it.
 	checker := &healthChecker{ready: opts.Ready}
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(heraldv1connect.NotificationServiceName, grpchealth.HealthV1ServiceName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	authed := func(path string, h http.Handler) (string, http.Handler) { return path, auth.wrap(h) }
+	mux.Handle(authed(grpcreflect.NewHandlerV1(reflector)))
+	mux.Handle(authed(grpcreflect.NewHandlerV1Alpha(reflector)))
 
 	if opts.Webhook != nil {
-		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook", auth.wrap(opts.Webhook)))
+		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook", auth.wrap(limit.wrap("webhook", opts.Webhook, httpBusy))))
 		mux.Handle(WebhookPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "method not allowed: POST an Alertmanager webhook here", http.StatusMethodNotAllowed)
@@ -189,11 +218,6 @@ func tlsConfig(c config.TLSConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// Listen opens the configured address.
-func (s *Server) Listen() (net.Listener, error) {
-	return net.Listen("tcp", s.opts.Config.Listen)
-}
-
 // Serve serves on l until ctx is cancelled, then stops accepting, lets
 // in-flight requests finish within the shutdown timeout, and returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
@@ -229,6 +253,7 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
+	shed     *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -247,6 +272,10 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		inflight: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_http_requests_in_flight",
 			Help: "HTTP requests being served, by handler.",
+		}, []string{"handler"}),
+		shed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_http_requests_shed_total",
+			Help: "Webhook and Publish requests answered 503 (Retry-After) because the in-flight bound was reached, by handler.",
 		}, []string{"handler"}),
 	}
 }

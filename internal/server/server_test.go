@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
@@ -28,15 +30,42 @@ import (
 const token = "test-token-0123456789"
 
 type harness struct {
-	url    string
-	store  *store.Memory
-	cancel context.CancelFunc
-	done   chan error
+	url      string
+	store    *store.Memory
+	registry *prometheus.Registry
+	log      *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// syncBuffer collects the server's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // start runs a real server on a free loopback port with one bearer client
 // and one basic-auth client.
 func start(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandler) heraldv1connect.NotificationServiceHandler) *harness {
+	return startWith(t, wrap, nil)
+}
+
+// startWith is start with server options changed by edit.
+func startWith(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandler) heraldv1connect.NotificationServiceHandler,
+	edit func(*server.Options),
+) *harness {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
@@ -53,12 +82,18 @@ func start(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandler) h
 	if wrap != nil {
 		svc = wrap(svc)
 	}
-	srv, err := server.New(server.Options{
+	logs := &syncBuffer{}
+	opts := server.Options{
 		Config:   cfg,
 		Service:  svc,
 		Webhook:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hooked")) }),
 		Registry: prometheus.NewRegistry(),
-	})
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +102,7 @@ func start(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandler) h
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{url: "http://" + l.Addr().String(), store: st, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{url: "http://" + l.Addr().String(), store: st, registry: opts.Registry, log: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
@@ -214,6 +249,8 @@ func TestAuth(t *testing.T) {
 		{"healthz open", "GET", "/healthz", nil, 200},
 		{"readyz open", "GET", "/readyz", nil, 200},
 		{"metrics open", "GET", "/metrics", nil, 200},
+		{"reflection v1 without credentials", "POST", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", nil, 401},
+		{"reflection v1alpha without credentials", "POST", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", nil, 401},
 	}
 	for _, c := range checks {
 		if got := do(c.method, c.path, c.auth); got != c.want {
@@ -293,17 +330,31 @@ func TestUnavailableWhenStoreFails(t *testing.T) {
 	}
 }
 
+// TestHealthAndReflection: health answers probes without credentials;
+// reflection, which describes the whole API, wants them like the API.
 func TestHealthAndReflection(t *testing.T) {
 	h := start(t, nil)
 	hc := grpchealth.NewClient(h2c(), h.url, connect.WithGRPC())
 	res, err := hc.Check(t.Context(), &grpchealth.CheckRequest{Service: heraldv1connect.NotificationServiceName})
 	if err != nil || res.Status != grpchealth.StatusServing {
-		t.Errorf("health Check = %v, %v", res, err)
+		t.Errorf("health Check without credentials = %v, %v", res, err)
 	}
-	rc := grpcreflect.NewClient(h2c(), h.url)
-	stream := rc.NewStream(t.Context())
-	defer stream.Close()
-	names, err := stream.ListServices()
+
+	list := func(tok string) ([]protoreflect.FullName, error) {
+		c := h2c()
+		if tok != "" {
+			c.Transport = bearerTransport{tok: tok, next: c.Transport}
+		}
+		stream := grpcreflect.NewClient(c, h.url).NewStream(t.Context())
+		defer stream.Close()
+		return stream.ListServices()
+	}
+	for name, tok := range map[string]string{"missing": "", "wrong": "not-the-token"} {
+		if names, err := list(tok); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("reflection with %s token = %v, %v; want Unauthenticated", name, names, err)
+		}
+	}
+	names, err := list(token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +365,17 @@ func TestHealthAndReflection(t *testing.T) {
 	if !found {
 		t.Errorf("reflection lists %v, not %s", names, heraldv1connect.NotificationServiceName)
 	}
+}
+
+type bearerTransport struct {
+	tok  string
+	next http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return b.next.RoundTrip(r)
 }
 
 // blockingService holds Publish until released, to test shutdown.
