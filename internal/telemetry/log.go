@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -17,12 +19,19 @@ const (
 	LogSpanID  = "span_id"
 )
 
+// MaxLogValue bounds the bytes of a string or error attribute NewLogger's
+// loggers write: values from outside (a group key, a path) must not make
+// a line as long as a request's body.
+const MaxLogValue = 1 << 10
+
 // NewLogger returns a logger writing to w in format (text or json) from
 // level (debug, info, warn or error) up, with trace and span ids on every
-// record logged with a context that holds a valid span. The config has
-// validated both values; anything else means text and info.
+// record logged with a context that holds a valid span. Durations are
+// written as Go duration strings ("1.5s") in both formats, and string and
+// error values are clipped to MaxLogValue bytes. The config has validated
+// format and level; anything else means text and info.
 func NewLogger(format, level string, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: parseLevel(level)}
+	opts := &slog.HandlerOptions{Level: parseLevel(level), ReplaceAttr: replaceAttr}
 	var h slog.Handler
 	if strings.EqualFold(format, "json") {
 		h = slog.NewJSONHandler(w, opts)
@@ -30,6 +39,53 @@ func NewLogger(format, level string, w io.Writer) *slog.Logger {
 		h = slog.NewTextHandler(w, opts)
 	}
 	return slog.New(NewLogHandler(h))
+}
+
+func replaceAttr(groups []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
+		// slog's JSON handler writes nanoseconds.
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindString:
+		if len(groups) == 0 && a.Key == slog.MessageKey {
+			break // herald's own words, or a panic's stack from net/http
+		}
+		if s := a.Value.String(); len(s) > MaxLogValue {
+			a.Value = slog.StringValue(Clip(s, MaxLogValue))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			if s, ok := errorText(err); ok && len(s) > MaxLogValue {
+				a.Value = slog.StringValue(Clip(s, MaxLogValue))
+			}
+		}
+	}
+	return a
+}
+
+// errorText is err.Error(), or false when that panics (a nil pointer in
+// an error interface), which slog's handlers then write as <nil>.
+func errorText(err error) (s string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return err.Error(), true
+}
+
+// Clip returns s if it has at most n bytes, and otherwise its first n
+// bytes or fewer (whole UTF-8 sequences) followed by "…(N bytes)", N
+// being the length of s.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && cut > n-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func parseLevel(s string) slog.Level {

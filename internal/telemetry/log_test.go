@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"testing/slogtest"
@@ -178,4 +180,101 @@ func BenchmarkLoggerWith(b *testing.B) {
 		l := log.With("notification_id", "01KB7Z3Q8W5Q3YQ0M8ZJ9X4T2C", "group", "3f1a9c0d2b7e4f60", "route", "critical")
 		l.With("sink", "rocketchat").Debug("not logged")
 	}
+}
+
+// TestNewLoggerDurations: durations are Go duration strings in JSON as in
+// text, at the top level and in groups.
+func TestNewLoggerDurations(t *testing.T) {
+	for _, tt := range []struct{ format, want string }{
+		{"json", `{"level":"INFO","msg":"group flows again","waited":"1m30s","g":{"backoff":"1.5s","none":"0s"}}`},
+		{"text", `level=INFO msg="group flows again" waited=1m30s g.backoff=1.5s g.none=0s`},
+	} {
+		t.Run(tt.format, func(t *testing.T) {
+			var buf bytes.Buffer
+			NewLogger(tt.format, "info", &buf).Info("group flows again", "waited", 90*time.Second,
+				slog.Group("g", "backoff", 1500*time.Millisecond, "none", time.Duration(0)))
+			if got := withoutTime(buf.String()); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// withoutTime drops the time attribute of one log line.
+func withoutTime(line string) string {
+	line = strings.TrimSpace(line)
+	if strings.HasPrefix(line, "{") {
+		_, rest, _ := strings.Cut(line, `"level"`)
+		return `{"level"` + rest
+	}
+	_, rest, _ := strings.Cut(line, " level=")
+	return "level=" + rest
+}
+
+// TestNewLoggerClipsValues: a string or error from outside (a group key, a
+// path) is clipped to MaxLogValue bytes with its length said; short values
+// and the message are not.
+func TestNewLoggerClipsValues(t *testing.T) {
+	long := strings.Repeat("k", 3<<20)
+	var buf bytes.Buffer
+	NewLogger("json", "info", &buf).Warn("alertmanager webhook: publish failed", slog.Group("", "group_key", long),
+		"err", errors.New("bad group "+long), "receiver", "team-a", "alerts", 3)
+	line := buf.String()
+	if len(line) > 3*MaxLogValue {
+		t.Errorf("log line of %d bytes", len(line))
+	}
+	m := decode(t, &buf)[0]
+	wantKey := strings.Repeat("k", MaxLogValue) + "…(3145728 bytes)"
+	if m["group_key"] != wantKey {
+		t.Errorf("group_key = %.80q…, want %d bytes of it and its length", m["group_key"], MaxLogValue)
+	}
+	if err, _ := m["err"].(string); !strings.HasPrefix(err, "bad group kkk") || !strings.HasSuffix(err, "…(3145738 bytes)") {
+		t.Errorf("err = %.80q…", err)
+	}
+	if m["receiver"] != "team-a" || m["alerts"] != 3.0 || m["msg"] != "alertmanager webhook: publish failed" {
+		t.Errorf("short values changed: %v %v %v", m["receiver"], m["alerts"], m["msg"])
+	}
+
+	// An error interface holding a nil pointer is still written as
+	// slog writes it, not a panic.
+	buf.Reset()
+	var nilErr *os.PathError
+	NewLogger("json", "info", &buf).Info("m", "err", error(nilErr))
+	if m := decode(t, &buf)[0]; m["err"] != "<nil>" {
+		t.Errorf("nil pointer error logged as %v", m["err"])
+	}
+}
+
+func TestClip(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 5, "short"},
+		{"abcdef", 3, "abc…(6 bytes)"},
+		{"aé", 2, "a…(3 bytes)"}, // é is 2 bytes; never half of it
+		{"日本語", 4, "日…(9 bytes)"},
+		{"", 0, ""},
+	} {
+		if got := Clip(tt.s, tt.n); got != tt.want {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestNewLoggerConformance runs the standard library's handler checks on
+// the handler NewLogger builds.
+func TestNewLoggerConformance(t *testing.T) {
+	var buf bytes.Buffer
+	slogtest.Run(t, func(*testing.T) slog.Handler {
+		buf.Reset()
+		return NewLogger("json", "info", &buf).Handler()
+	}, func(t *testing.T) map[string]any {
+		lines := decode(t, &buf)
+		if len(lines) != 1 {
+			t.Fatalf("%d lines", len(lines))
+		}
+		return lines[0]
+	})
 }
