@@ -39,6 +39,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := app.NewLogger(cfg.Log)
 	logger.Info("starting", "version", version.String(), "config", *path)
+	for _, w := range cfg.Warnings() {
+		logger.Warn("config: " + w)
+	}
 	// Under a container's or systemd unit's memory limit (cgroup), keep the
 	// Go heap within 90% of it, as Prometheus does: near the limit the GC
 	// works harder instead of letting a burst grow the heap into an OOM
