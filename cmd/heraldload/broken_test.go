@@ -107,7 +107,7 @@ func TestSlowConfigSetsInFlightBounds(t *testing.T) {
 	}{
 		{scenario{name: "slow", deliveryConc: 8}, 8, 8, 8},
 		{scenario{name: "broken", broken: true, deliveryConc: 8}, 16, 8, 8},
-		{scenario{name: "slow"}, 0, 0, 32},
+		{scenario{name: "slow"}, 64, 32, 32}, // dispatch's defaults, applied by the config
 	} {
 		cfg, err := config.Parse("slow.yml", []byte(c.sc.config("http://127.0.0.1:1", "http://127.0.0.1:2")))
 		if err != nil {
