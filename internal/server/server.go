@@ -27,6 +27,7 @@ import (
 
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/service"
 )
 
 // WebhookPath is where Alertmanager's webhook_configs point.
@@ -131,10 +132,12 @@ func handler(opts Options) (http.Handler, error) {
 	limit := newLimiter(opts.MaxInFlight, opts.InFlightWait, metrics.shed)
 
 	mux := http.NewServeMux()
-	path, svc := heraldv1connect.NewNotificationServiceHandler(opts.Service,
+	// service.HandlerOptions: a JSON decoder that names an unknown enum
+	// value instead of reading it as unset ("required").
+	path, svc := heraldv1connect.NewNotificationServiceHandler(opts.Service, append(service.HandlerOptions(),
 		connect.WithInterceptors(otelInterceptor, boundPages(opts.MaxAnswerBytes)),
 		connect.WithReadMaxBytes(int(cfg.Server.MaxBodyBytes)),
-	)
+	)...)
 	api := http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024)
 	mux.Handle(path, metrics.wrap("api", auth.wrap(api)))
 	mux.Handle(heraldv1connect.NotificationServicePublishProcedure,

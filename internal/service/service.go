@@ -108,6 +108,9 @@ func (s *Service) GetNotification(ctx context.Context, req *connect.Request[hera
 
 // ListNotifications returns notifications newest first.
 func (s *Service) ListNotifications(ctx context.Context, req *connect.Request[heraldv1.ListNotificationsRequest]) (*connect.Response[heraldv1.ListNotificationsResponse], error) {
+	if err := validateList(req.Msg); err != nil {
+		return nil, invalidArgument(err)
+	}
 	page, err := s.store.List(ctx, store.Query{
 		PageSize:  pageSize(req.Msg.GetPageSize()),
 		PageToken: req.Msg.GetPageToken(),
@@ -168,6 +171,22 @@ func sourceKind(source string) string {
 	return "api"
 }
 
+// TooLargeHeader is set on the error Publish returns for a notification
+// larger than the store can hold, so that a caller across the network (the
+// Alertmanager shim in front of a remote herald) can tell it from other
+// InvalidArgument errors and send a smaller notification.
+const TooLargeHeader = "Herald-Too-Large"
+
+// IsTooLarge reports whether err, from Publish in process or over Connect,
+// says the notification is larger than the store can hold.
+func IsTooLarge(err error) bool {
+	if errors.Is(err, store.ErrTooLarge) {
+		return true
+	}
+	var ce *connect.Error
+	return errors.As(err, &ce) && connect.CodeOf(err) == connect.CodeInvalidArgument && ce.Meta().Get(TooLargeHeader) != ""
+}
+
 // storeError maps store errors to Connect codes. Anything unrecognised is
 // Unavailable: a caller must retry rather than drop the notification.
 func storeError(err error) error {
@@ -175,7 +194,9 @@ func storeError(err error) error {
 	case errors.Is(err, store.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, store.ErrTooLarge):
-		return connect.NewError(connect.CodeInvalidArgument, invalid("notification", "too large to store"))
+		ce := connect.NewError(connect.CodeInvalidArgument, &fieldError{field: "notification", reason: "too large to store", err: store.ErrTooLarge})
+		ce.Meta().Set(TooLargeHeader, "true")
+		return ce
 	case errors.Is(err, store.ErrBadPageToken):
 		return connect.NewError(connect.CodeInvalidArgument, invalid("page_token", "not from a previous response"))
 	case errors.Is(err, context.Canceled):

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/severity"
 )
 
 // Source is the Notification source of everything the shim publishes.
@@ -29,17 +29,27 @@ const Source = "alertmanager"
 // an error, never both; an error means m is not a valid webhook (Decode never
 // returns such a message).
 //
+// Whatever Alertmanager sends fits the service's limits: parts over them are
+// shortened, alerts beyond service.MaxAlerts or DefaultMaxNotificationBytes
+// are left out and counted in TruncatedAlerts, and the text says what was
+// cut (see fitted.fit).
+//
 // Text and labels are carried verbatim: a label such as "@all" is data here,
 // and escaping mentions is the job of each sink's renderer.
 func Convert(m *Message) ([]*heraldv1.Notification, error) {
-	return convert(m, false)
+	f, err := convert(m, false, DefaultMaxNotificationBytes)
+	if err != nil {
+		return nil, err
+	}
+	return []*heraldv1.Notification{f.n}, nil
 }
 
-// convert is Convert; with own set the notifications take m's label and
-// annotation maps instead of copies, for a caller that discards m (the
-// handler, whose message came from Decode). It saves a third of the
-// conversion's allocations.
-func convert(m *Message, own bool) ([]*heraldv1.Notification, error) {
+// convert is Convert of at most maxBytes, returning the notification with
+// what it takes to shrink it further. With own set the notification takes
+// m's label and annotation maps instead of copies (and may change them),
+// for a caller that discards m (the handler, whose message came from
+// Decode). It saves a third of the conversion's allocations.
+func convert(m *Message, own bool, maxBytes int) (*fitted, error) {
 	if err := validate(m); err != nil {
 		return nil, err
 	}
@@ -48,20 +58,18 @@ func convert(m *Message, own bool) ([]*heraldv1.Notification, error) {
 		copyMap = shareMap
 	}
 	n := &heraldv1.Notification{
-		IdempotencyKey:  IdempotencyKey(m),
-		Source:          Source,
-		Severity:        severity(m),
-		Status:          status(m.Status),
-		Title:           title(m),
-		Text:            text(m),
-		Labels:          groupLabels(m),
-		Annotations:     copyMap(m.CommonAnnotations),
-		GroupKey:        m.GroupKey,
-		Alerts:          make([]*heraldv1.Alert, len(m.Alerts)),
-		Links:           links(m),
-		ExternalUrl:     m.ExternalURL,
-		Receiver:        m.Receiver,
-		TruncatedAlerts: uint32(min(m.TruncatedAlerts, math.MaxUint32)),
+		IdempotencyKey: IdempotencyKey(m),
+		Source:         Source,
+		Severity:       groupSeverity(m),
+		Status:         status(m.Status),
+		Title:          title(m),
+		Labels:         groupLabels(m),
+		Annotations:    copyMap(m.CommonAnnotations),
+		GroupKey:       m.GroupKey,
+		Alerts:         make([]*heraldv1.Alert, len(m.Alerts)),
+		Links:          links(m),
+		ExternalUrl:    m.ExternalURL,
+		Receiver:       m.Receiver,
 	}
 	for i, a := range m.Alerts {
 		n.Alerts[i] = &heraldv1.Alert{
@@ -74,7 +82,9 @@ func convert(m *Message, own bool) ([]*heraldv1.Notification, error) {
 			GeneratorUrl: a.GeneratorURL,
 		}
 	}
-	return []*heraldv1.Notification{n}, nil
+	f := &fitted{n: n, amTruncated: m.TruncatedAlerts}
+	f.fit(maxBytes)
+	return f, nil
 }
 
 // validate repeats Decode's checks for messages built by hand.
@@ -133,27 +143,12 @@ func timestamp(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-// ParseSeverity maps a severity label value to a Severity. Matching ignores
-// case and surrounding space; unknown and empty values are info.
-//
-//	critical: critical crit fatal emergency emerg alert page error err high major p1
-//	warning:  warning warn medium minor p2
-//	info:     everything else
-func ParseSeverity(v string) heraldv1.Severity {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "critical", "crit", "fatal", "emergency", "emerg", "alert", "page", "error", "err", "high", "major", "p1":
-		return heraldv1.Severity_SEVERITY_CRITICAL
-	case "warning", "warn", "medium", "minor", "p2":
-		return heraldv1.Severity_SEVERITY_WARNING
-	}
-	return heraldv1.Severity_SEVERITY_INFO
-}
-
-// severity is the group's severity label when all its alerts share one, else
-// the most urgent among the alerts, else info.
-func severity(m *Message) heraldv1.Severity {
+// groupSeverity is the group's severity label when all its alerts share
+// one, else the most urgent among the alerts, else info; the words are
+// internal/severity's, the ones routing matches on.
+func groupSeverity(m *Message) heraldv1.Severity {
 	if v, ok := m.CommonLabels["severity"]; ok {
-		return ParseSeverity(v)
+		return severity.Parse(v)
 	}
 	best := heraldv1.Severity_SEVERITY_INFO
 	for _, a := range m.Alerts {
@@ -162,7 +157,7 @@ func severity(m *Message) heraldv1.Severity {
 			continue
 		}
 		// Lower enum values are more urgent (CRITICAL=1 < WARNING=2 < INFO=3).
-		if s := ParseSeverity(v); s < best {
+		if s := severity.Parse(v); s < best {
 			best = s
 		}
 	}
@@ -182,7 +177,11 @@ func title(m *Message) string {
 		}
 		fmt.Fprintf(&b, " %s=%s", k, m.GroupLabels[k])
 	}
-	return oneLine(b.String())
+	t := oneLine(b.String())
+	if strings.TrimSpace(t) == "" {
+		return "alerts"
+	}
+	return t
 }
 
 // oneLine replaces line breaks and other control characters with spaces, so
@@ -219,52 +218,6 @@ func alertName(m *Message) string {
 		return strings.Join(names[:maxNames], ", ") + fmt.Sprintf(" and %d more", len(names)-maxNames)
 	}
 	return strings.Join(names, ", ")
-}
-
-// textAnnotations are the annotations that explain an alert, in the order
-// they are shown.
-var textAnnotations = []string{"summary", "description", "message"}
-
-// text explains the group from its annotations: the common
-// summary/description/message when the alerts share them, else one line per
-// alert; then how many alerts Alertmanager left out.
-func text(m *Message) string {
-	var lines []string
-	for _, k := range textAnnotations {
-		if v := strings.TrimSpace(m.CommonAnnotations[k]); v != "" {
-			lines = append(lines, v)
-		}
-	}
-	if len(lines) == 0 {
-		for _, a := range m.Alerts {
-			if line := alertLine(a); line != "" {
-				lines = append(lines, "- "+line)
-			}
-		}
-	}
-	if m.TruncatedAlerts > 0 {
-		lines = append(lines, fmt.Sprintf("(%d more alerts not shown: Alertmanager's max_alerts)", m.TruncatedAlerts))
-	}
-	return strings.Join(lines, "\n")
-}
-
-// alertLine is one alert's first explaining annotation, prefixed with its
-// status when it differs from firing.
-func alertLine(a Alert) string {
-	var s string
-	for _, k := range textAnnotations {
-		if v := strings.TrimSpace(a.Annotations[k]); v != "" {
-			s = v
-			break
-		}
-	}
-	if s == "" {
-		return ""
-	}
-	if a.Status == StatusResolved {
-		s = "[resolved] " + s
-	}
-	return s
 }
 
 // groupLabels are the labels every alert of the group shares: the common

@@ -26,11 +26,11 @@ func TestConvertOwnedMapsGiveTheSameNotifications(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		owned, err := convert(m2, true)
+		owned, err := convert(m2, true, DefaultMaxNotificationBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !proto.Equal(copied[0], owned[0]) {
+		if !proto.Equal(copied[0], owned.n) {
 			t.Errorf("alerts=%d: owned conversion differs from Convert", n)
 		}
 		m1.Alerts[0].Labels["pod"] = "changed"

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 )
@@ -287,4 +289,98 @@ func mustDecode(t *testing.T, body string) *Message {
 		t.Fatal(err)
 	}
 	return m
+}
+
+func gzipped(t testing.TB, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestHandlerContentEncoding: a gzip body is decoded (Alertmanager drops a
+// webhook answered 4xx), bounded by the body limit after decoding so a
+// small bomb cannot exhaust memory; bad gzip data is a 400, and any other
+// encoding a 415 naming the one herald decodes.
+func TestHandlerContentEncoding(t *testing.T) {
+	valid := mustRead(t, "../../deploy/examples/firing.json")
+	zipped := gzipped(t, valid)
+	bomb := gzipped(t, `{"version":"4","status":"firing","alerts":[{"status":"firing","annotations":{"x":"`+strings.Repeat("a", 10<<20)+`"}}]}`)
+	cases := []struct {
+		name       string
+		encoding   []string
+		body       string
+		maxBody    int64
+		wantStatus int
+		wantError  string
+	}{
+		{name: "gzip", encoding: []string{"gzip"}, body: zipped, wantStatus: 200},
+		{name: "x-gzip", encoding: []string{"x-gzip"}, body: zipped, wantStatus: 200},
+		{name: "case and space", encoding: []string{" GZip "}, body: zipped, wantStatus: 200},
+		{name: "identity", encoding: []string{"identity"}, body: valid, wantStatus: 200},
+		{name: "identity then gzip", encoding: []string{"identity", "gzip"}, body: zipped, wantStatus: 200},
+		{name: "gzip at the limit after decoding", encoding: []string{"gzip"}, body: zipped, maxBody: int64(len(valid)), wantStatus: 200},
+		{name: "gzip over the limit after decoding", encoding: []string{"gzip"}, body: zipped, maxBody: int64(len(valid)) - 1, wantStatus: 413, wantError: "body after gzip decoding larger than"},
+		{name: "gzip bomb", encoding: []string{"gzip"}, body: bomb, wantStatus: 413, wantError: "larger than 4194304 bytes"},
+		{name: "not gzip", encoding: []string{"gzip"}, body: valid, wantStatus: 400, wantError: "body is not valid gzip"},
+		{name: "empty gzip", encoding: []string{"gzip"}, body: "", wantStatus: 400, wantError: "body is not valid gzip"},
+		{name: "truncated gzip", encoding: []string{"gzip"}, body: zipped[:len(zipped)/2], wantStatus: 400, wantError: "body is not valid gzip: unexpected end"},
+		{name: "bad checksum", encoding: []string{"gzip"}, body: zipped[:len(zipped)-8] + "\x00\x00\x00\x00" + zipped[len(zipped)-4:], wantStatus: 400, wantError: "body is not valid gzip"},
+		{name: "gzip of bad JSON", encoding: []string{"gzip"}, body: gzipped(t, `{"version":`), wantStatus: 400, wantError: "invalid JSON"},
+		{name: "brotli", encoding: []string{"br"}, body: valid, wantStatus: 415, wantError: `content encoding "br": herald decodes gzip only`},
+		{name: "deflate", encoding: []string{"deflate"}, body: valid, wantStatus: 415},
+		{name: "gzip then br", encoding: []string{"gzip, br"}, body: zipped, wantStatus: 415},
+		{name: "gzip twice", encoding: []string{"gzip", "gzip"}, body: gzipped(t, zipped), wantStatus: 415},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &fakePublisher{}
+			req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			for _, e := range tc.encoding {
+				req.Header.Add("Content-Encoding", e)
+			}
+			rec := httptest.NewRecorder()
+			NewHandler(pub, Options{MaxBodyBytes: tc.maxBody}).ServeHTTP(rec, req)
+			if rec.Code != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.wantStatus, rec.Body)
+			}
+			if tc.wantStatus == 200 {
+				want, _ := Convert(mustDecode(t, valid))
+				if len(pub.stored) != 1 || !proto.Equal(pub.stored[0], want[0]) {
+					t.Errorf("stored %d notifications, want the plain body's", len(pub.stored))
+				}
+				return
+			}
+			if msg := errorOf(t, rec); !strings.Contains(msg, tc.wantError) {
+				t.Errorf("error %q does not contain %q", msg, tc.wantError)
+			}
+			if len(pub.stored) != 0 {
+				t.Errorf("stored %d notifications on a failure", len(pub.stored))
+			}
+			if tc.wantStatus == 415 && rec.Header().Get("Accept-Encoding") != "gzip" {
+				t.Errorf("415 with Accept-Encoding %q, want gzip", rec.Header().Get("Accept-Encoding"))
+			}
+		})
+	}
+}
+
+// TestHandlerGzipBodyCutShortIsRetryable: a gzip body whose connection
+// fails part-way is a 503, like a plain one, not a 400 for bad gzip.
+func TestHandlerGzipBodyCutShortIsRetryable(t *testing.T) {
+	zipped := gzipped(t, mustRead(t, "../../deploy/examples/firing.json"))
+	body := io.MultiReader(strings.NewReader(zipped[:len(zipped)/2]), failingReader{io.ErrUnexpectedEOF})
+	req := httptest.NewRequest(http.MethodPost, Path, body)
+	req.Header.Set("Content-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	NewHandler(&fakePublisher{}, Options{}).ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503: %s", rec.Code, rec.Body)
+	}
 }
