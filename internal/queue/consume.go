@@ -172,6 +172,9 @@ type part struct {
 	// unsettled notifications waits until that one is back in hand or
 	// acknowledged (see takeover).
 	unsettled map[string][]uint64
+	// pendingAtStart is how many messages the consumer had in hand
+	// before this herald first pulled: a herald before it died.
+	pendingAtStart int
 	// settleBy ends the wait for unsettled notifications.
 	settleBy time.Time
 	// releasing are handed back at shutdown, after the iterator stopped.
@@ -237,6 +240,12 @@ func (pt *part) consume(ctx context.Context) {
 	pt.cons = q.consumers[pt.p]
 	cons := pt.cons
 	pt.mu.Unlock()
+	// Before the first pull: what a herald before this one left in hand.
+	if ci, err := cons.Info(ctx); err == nil {
+		pt.mu.Lock()
+		pt.pendingAtStart = ci.NumAckPending
+		pt.mu.Unlock()
+	}
 	stopAlive := pt.keepAlive()
 	defer stopAlive()
 	defer pt.handBack()

@@ -175,6 +175,9 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 			}
 			pt.mu.Lock()
 			for key, seqs := range pt.unsettled {
+				if key == wholePartition {
+					continue // ends with settleBy only
+				}
 				seqs = slices.DeleteFunc(seqs, func(s uint64) bool { return s <= info.AckFloor.Stream })
 				if len(seqs) == 0 {
 					delete(pt.unsettled, key)
@@ -198,10 +201,21 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 func (pt *part) unsettle(ctx context.Context) int {
 	q := pt.q
 	info, err := pt.consumer().Info(ctx)
-	settleBy := time.Now().Add(q.cfg.AckWait + time.Second)
+	// What a herald held comes back ack_wait after its last progress
+	// signal, which JetStream may only notice one ack_wait later.
+	settleBy := time.Now().Add(2*q.cfg.AckWait + 2*time.Second)
 	un := map[string][]uint64{}
 	count := 0
-	if err != nil {
+	pt.mu.Lock()
+	crashed := pt.pendingAtStart > 0
+	pt.pendingAtStart = 0
+	pt.mu.Unlock()
+	if err != nil || crashed {
+		// Unknown; or this herald starts where one that died (kill -9, a
+		// crash) left messages in hand. After such a restart the
+		// consumer's record of its deliveries may lag what it did, and
+		// what it held comes back, in any order, up to two ack_waits
+		// later: the whole partition waits that long.
 		un[wholePartition] = []uint64{0}
 	} else {
 		reads := 0
