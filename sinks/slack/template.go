@@ -3,7 +3,6 @@ package slack
 import (
 	_ "embed"
 	"fmt"
-	"os"
 	"strings"
 	"text/template"
 	"unicode/utf16"
@@ -146,15 +145,12 @@ func pairs(ls []Label, keyLen, valueLen int) []Pair {
 }
 
 // ParseTemplateFile reads a file of template definitions that override the
-// defaults ("title", "summary", "alert", "text"), and tries them on a
-// sample notification so that a template naming a field that does not
-// exist fails now rather than at 3 a.m.
+// defaults: it must redefine one or more of "title", "summary", "alert"
+// and "text" (see sinks.ParseTemplateFile). It tries them on a sample
+// notification so that a template naming a field that does not exist fails
+// now rather than at 3 a.m. Its errors name the file and the line.
 func ParseTemplateFile(path string) (*template.Template, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := template.Must(defaultTemplates.Clone()).Parse(string(b))
+	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "title", "summary", "alert", "text")
 	if err != nil {
 		return nil, err
 	}

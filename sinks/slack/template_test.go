@@ -83,3 +83,28 @@ func TestClipEscaped(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateFileErrors: a template file's problems are reported against
+// the user's file and line, and a file that overrides nothing is refused.
+func TestTemplateFileErrors(t *testing.T) {
+	cases := []struct{ name, file, want string }{
+		{"unknown field", "{{define \"title\"}}\n{{.Nope}}{{end}}", "bad.tmpl:2:"},
+		{"unknown field in alert", "{{define \"alert\"}}{{.Nope}}{{end}}", "bad.tmpl:1:"},
+		{"syntax error", "{{define \"summary\"}}\n{{end}", "bad.tmpl:2:"},
+		{"empty", "", `defines none of the templates "title", "summary", "alert", "text"`},
+		{"misnamed", "{{define \"header\"}}x{{end}}", "defines none"},
+		{"no define", "{{.Title}}", "text outside {{define}}"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Token: testToken, Template: writeFile(t, "bad.tmpl", c.file)}
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to say %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "slack:") {
+				t.Errorf("err = %v names the defaults, not the file", err)
+			}
+		})
+	}
+}
