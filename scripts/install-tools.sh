@@ -3,10 +3,14 @@
 #   - the real Alertmanager (built from the Go module proxy) for test/alertmanager
 #   - promtool (Debian's prometheus package) to check deploy/ alerting rules,
 #     when apt-get is usable; the rules test skips without it.
+#   - node and npm (Debian's nodejs and npm packages when missing) and
+#     Rocket.Chat's message parser, pinned by a lock file, for the Rocket.Chat
+#     sink's escaping tests (scripts/install-mdparser.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 "$root/scripts/install-alertmanager.sh"
+"$root/scripts/install-mdparser.sh"
 
 if ! command -v promtool >/dev/null 2>&1; then
 	if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then

@@ -8,12 +8,18 @@ import (
 )
 
 // Text from alert labels and annotations is written by whoever can change a
-// Prometheus rule or a service's call, and is read by Rocket.Chat's markdown
-// parser and its mention detection. The functions here make such text
-// inert: it can never mention @all, @here or a user, never form a link, an
-// image, a heading, a quote or emphasis. They keep the text readable by
-// replacing the few active characters with look-alikes, or by breaking a
-// construct with an invisible zero-width space.
+// Prometheus rule or a service's call, and is read by Rocket.Chat's message
+// parser (the npm package @rocket.chat/message-parser) and by its server's
+// mention detection. The functions here make such text inert: it can never
+// mention @all, @here, a user or a room, never form a link (markdown,
+// <url|title>, or an autolinked URL, domain, e-mail address or phone
+// number), an image, an emoji, a heading, a list, a quote, a table, a code
+// block, a timestamp, a formula, a colour or emphasis, and never pair with a
+// character of the template or of another field to form one. They keep the
+// text readable by replacing the few active characters with look-alikes, or
+// by breaking a construct with an invisible zero-width space, which clean
+// removes from the input so that every one in the output is herald's.
+// mdparser_test.go holds them to the real parser's output.
 
 const zwsp = "\u200b"
 
@@ -26,7 +32,16 @@ const (
 	backtick   = 'ˋ' // U+02CB: no `code` and no way out of a code span
 	underscore = '＿' // U+FF3F: no _italic_
 	pipe       = 'ǀ' // U+01C0: no ||spoiler||
+	dollar     = '＄' // U+FF04: no $formula$
+	openSquare = '［' // U+FF3B: no [title](url) nor ![image](url)
+	shutSquare = '］' // U+FF3D
+	lessThan   = '＜' // U+FF1C: no <url|title>, <t:timestamp> nor <3
 )
+
+// lineHead are the characters that start a block (heading, quote, list,
+// table, rule, formula) when they open a line; escapeText puts a zero-width
+// space before them there.
+const lineHead = "#>-+=|\\"
 
 // escapeText makes prose (a title, a summary, a description) inert. With
 // multiline false every line break becomes a space. Text with nothing to
@@ -35,62 +50,124 @@ func escapeText(s string, multiline bool) string {
 	if plainText(s, multiline) {
 		return s
 	}
-	s = clean(s, multiline)
+	return escapeClean(clean(s, multiline))
+}
+
+// escapeClean is escapeText of a string that clean returns unchanged.
+func escapeClean(s string) string {
 	var b strings.Builder // written from the first change on
 	changed := false
 	var prev rune // the previous rune of the input; 0 at a line start
-	lineStart := true
-	r, size := utf8.DecodeRuneInString(s)
+	head := true  // only spaces since the line started
+	ipEnd := -1   // the end of the digits and dots that look like an IPv4 address
+	split := -1   // where a zero-width space splits "localhost"
 	for i := 0; i < len(s); {
-		next, nextSize := rune(0), 0
-		if i+size < len(s) {
-			next, nextSize = utf8.DecodeRuneInString(s[i+size:])
+		r, size := utf8.DecodeRuneInString(s[i:])
+		rest := s[i+size:]
+		next, _ := utf8.DecodeRuneInString(rest)
+		if rest == "" {
+			next = 0
 		}
-		var rep string // what r becomes; "" keeps it
+		if isDigit(r) && !isDigit(prev) && prev != '.' {
+			ipEnd = ipv4End(s, i)
+		}
+		if (r == 'l' || r == 'L') && localhostAt(s, i) {
+			// Rocket.Chat links "localhost" as a host of its own.
+			split = i + len("local")
+		}
+		var rep, pre, post string // r becomes pre+rep+post; rep "" keeps r
 		switch {
-		case r == '@' && !isWordRune(prev):
+		case r == '@':
+			// Even after a letter: "a.b@here" is a link to the top-level
+			// domain "here", and a construct that ends before the letter
+			// leaves "@name" to start a mention.
 			rep = string(atSign)
-		case r == '#' && !isWordRune(prev) && isNameRune(next):
+		case r == '#' && !isWordRune(prev) && next != ' ' && next != '\n':
+			// Before any name character, and before the look-alikes of
+			// "|" and "`", which are letters, and at the end, where the
+			// template's next character may be one.
 			rep = string(hashSign)
-		case lineStart && (r == '#' || r == '>'):
-			// A heading or a quote starts at a line start.
-			rep = zwsp + string(r)
 		case r == '*':
 			rep = string(asterisk)
 		case r == '~':
 			rep = string(tilde)
 		case r == '`':
 			rep = string(backtick)
-		case r == '_' && !isWordRune(prev):
+		case r == '$':
+			rep = string(dollar)
+		case r == '[':
+			rep = string(openSquare)
+		case r == ']':
+			rep = string(shutSquare)
+		case r == '_':
+			// Even inside a word: "a_b" closes an _italic_ that the
+			// template opened.
 			rep = string(underscore)
 		case r == '|' && (next == '|' || prev == '|'):
 			rep = string(pipe)
-		case r == '(' && prev == ']':
-			// "[title](url)" and "![](url)" need "](".
-			rep = zwsp + "("
-		case r == '<' && next != ' ' && next != 0:
-			// "<url|title>" and "<t:...>" need "<" right before the URL.
-			rep = "<" + zwsp
+		case r == '<' && next != ' ' && next != '\n':
+			rep = string(lessThan)
+		case r == '\\' && (next == 0 || strings.ContainsRune("()[]#.", next)):
+			// \( and \[ open formulas; \# and \. escape a character, and
+			// so would a \ at the end escape the template's next one.
+			post = zwsp
+		case r == ':' && (strings.HasPrefix(rest, "//") || shortcodeNext(rest)):
+			// "scheme://" starts a URL, ":name:" is an emoji.
+			post = zwsp
+		case r == '.' && unicode.IsLetter(next):
+			// "host.example" is autolinked when its last label is a
+			// top-level domain, and so is an e-mail address. (A
+			// zero-width space is a letter of a domain name too: one put
+			// before ".com" makes it one.)
+			post = zwsp
+		case r == '.' && i < ipEnd && isDigit(next):
+			post = zwsp
+		case r == '+' && isDigit(next):
+			// "+15551234567" is a phone number.
+			post = zwsp
 		}
-		switch {
-		case rep != "":
+		if rep == "" {
+			if head && (strings.ContainsRune(lineHead, r) || isDigit(r) && listNumber(s[i:])) || i == split {
+				pre = zwsp
+			}
+			// The template's characters next to the text must not pair
+			// with its first or last one: "*" and ")" make "*)", ":"
+			// and "*" make ":*", emoticons both.
+			if i == 0 && isASCIIPunct(r) {
+				pre = zwsp
+			}
+			if rest == "" && isASCIIPunct(r) && !strings.ContainsRune(".,!?)'\"", r) {
+				post = zwsp
+			}
+			if post == "" && wordStart(prev) && next != '@' && emoticonLike(s[i:]) {
+				// ":)", "8)", "(y)", "<3" and their kind are emoji when
+				// they stand alone or follow an emoji.
+				post = zwsp
+			}
+		}
+		if rep != "" || pre != "" || post != "" {
 			if !changed {
 				changed = true
-				b.Grow(len(s) + 2*len(zwsp))
+				b.Grow(len(s) + 16)
 				b.WriteString(s[:i])
 			}
-			b.WriteString(rep)
-		case changed:
+			b.WriteString(pre)
+			if rep != "" {
+				b.WriteString(rep)
+			} else {
+				b.WriteString(s[i : i+size])
+			}
+			b.WriteString(post)
+		} else if changed {
 			b.WriteString(s[i : i+size])
 		}
-		lineStart = r == '\n'
-		if lineStart {
+		head = head && r == ' ' || r == '\n'
+		if r == '\n' {
 			prev = 0
 		} else {
 			prev = r
 		}
 		i += size
-		r, size = next, nextSize
 	}
 	if !changed {
 		return s
@@ -98,15 +175,111 @@ func escapeText(s string, multiline bool) string {
 	return b.String()
 }
 
+// wordStart reports whether a word starts after prev, as the parser sees
+// it for emoticons: at a line start, after a space, or after a character
+// that is neither ASCII nor a letter or a digit, such as an emoji.
+func wordStart(prev rune) bool {
+	return prev == 0 || prev == ' ' || prev >= utf8.RuneSelf && !unicode.IsLetter(prev) && !unicode.IsDigit(prev)
+}
+
+// localhostAt reports whether s has "localhost", in any case, at i.
+func localhostAt(s string, i int) bool {
+	return len(s)-i >= len("localhost") && strings.EqualFold(s[i:i+len("localhost")], "localhost")
+}
+
+// shortcodeNext reports whether s starts with the name and the closing
+// colon of an emoji shortcode (":name:" after its opening colon).
+func shortcodeNext(s string) bool {
+	n := 0
+	for n < len(s) && (isASCIIAlnum(s[n]) || strings.IndexByte("_+.-", s[n]) >= 0) {
+		n++
+	}
+	return n > 0 && n < len(s) && s[n] == ':'
+}
+
+// listNumber reports whether s starts with digits followed by "." or ")",
+// as an ordered list item does.
+func listNumber(s string) bool {
+	n := 0
+	for n < len(s) && isDigit(rune(s[n])) {
+		n++
+	}
+	return n > 0 && n < len(s) && (s[n] == '.' || s[n] == ')')
+}
+
+// ipv4End returns the end of the run of digits and dots that starts at i
+// when it has at least three dots (it may be an IPv4 address, which is
+// autolinked), and -1 otherwise.
+func ipv4End(s string, i int) int {
+	dots, j := 0, i
+	for ; j < len(s) && (isDigit(rune(s[j])) || s[j] == '.'); j++ {
+		if s[j] == '.' {
+			dots++
+		}
+	}
+	if dots < 3 {
+		return -1
+	}
+	return j
+}
+
+// numberStart is where the run of digits and dots that i is in starts.
+func numberStart(s string, i int) int {
+	for i > 0 && (isDigit(rune(s[i-1])) || s[i-1] == '.') {
+		i--
+	}
+	return i
+}
+
+// emoticonLike reports whether the word that s starts with (up to a space
+// or a line break) may be an ASCII emoticon such as ":)", ";-)", "8)",
+// "(y)", "D:" or "-_-": two to six characters, ASCII punctuation and
+// the letters and digits emoticons are drawn with, one or more of them
+// punctuation and at most two not.
+func emoticonLike(s string) bool {
+	n, punct, other := 0, 0, 0
+	var last rune
+	for _, r := range s {
+		if r == ' ' || r == '\n' {
+			break
+		}
+		n++
+		switch {
+		case n > 6:
+			return false
+		case r < utf8.RuneSelf && (unicode.IsPunct(r) || unicode.IsSymbol(r)):
+			punct++
+		case strings.ContainsRune(emoticonLetters, r):
+			other++
+		default:
+			return false
+		}
+		last = r
+	}
+	if punct == 1 && other > 0 && strings.ContainsRune(",.!?", last) {
+		// A letter before a comma or a full stop ("B.") is a word.
+		return false
+	}
+	return n >= 2 && punct > 0 && other <= 2
+}
+
+// emoticonLetters are the letters and digits of ASCII emoticons.
+const emoticonLetters = "0389BDLOPXbyÞ"
+
 // escapeCode makes a value safe inside a single-backtick code span: it
-// cannot close the span, break the line, or mention anyone (Rocket.Chat's
-// server finds mentions in code spans too). A value with nothing to escape
-// is returned as it is.
+// cannot close the span, break the line, mention anyone (Rocket.Chat's
+// server finds mentions in code spans too), or end a link title that
+// something before the span opened. A value with nothing to escape is
+// returned as it is.
 func escapeCode(s string) string {
 	if plainCode(s) {
 		return s
 	}
-	s = clean(s, false)
+	return escapeCodeClean(clean(s, false))
+}
+
+// escapeCodeClean is escapeCode of a string that clean returns unchanged.
+func escapeCodeClean(s string) string {
 	var b strings.Builder
 	changed := false
 	prev := rune(0)
@@ -117,6 +290,8 @@ func escapeCode(s string) string {
 			rep = string(backtick)
 		case r == '@' && !isWordRune(prev):
 			rep = string(atSign)
+		case r == '(' && prev == ']':
+			rep = zwsp + "("
 		}
 		switch {
 		case rep != "":
@@ -138,33 +313,66 @@ func escapeCode(s string) string {
 }
 
 // plainText reports, cheaply, that escapeText(s, multiline) is s: s is
-// printable ASCII (and line feeds, when multiline) with no character that
-// escapeText may change, but for "@" and "_" after a letter or a digit,
-// which it keeps. It may report false for some such strings.
+// printable ASCII (and line feeds, when multiline) in which no character
+// is one escapeText may change or precede with a zero-width space. It may
+// report false for some such strings.
 func plainText(s string, multiline bool) bool {
+	head := true
+	word := 0 // where the current word started
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '@' || c == '_':
-			if i == 0 || !isASCIIAlnum(s[i-1]) {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\n':
+			if c == '\n' && !multiline || emoticonLike(s[word:i]) {
 				return false
 			}
-		case c == '\n':
-			if !multiline {
-				return false
-			}
+			head = head && c == ' ' || c == '\n'
+			word = i + 1
+			continue
 		case c < 0x20 || c >= 0x7f || textSpecial[c]:
 			return false
+		case head && !isASCIILetter(c):
+			// A digit or a sign may open a list, a rule or a quote.
+			return false
+		}
+		head = false
+		var next byte
+		if i+1 < len(s) {
+			next = s[i+1]
+		}
+		if (c == 'l' || c == 'L') && localhostAt(s, i) {
+			return false
+		}
+		switch c {
+		case ':':
+			if next != 0 && next != ' ' && next != '\n' {
+				return false
+			}
+		case '.':
+			if isASCIILetter(next) || isDigit(rune(next)) && ipv4End(s, numberStart(s, i)) >= 0 {
+				return false
+			}
+		case '+':
+			if isDigit(rune(next)) {
+				return false
+			}
 		}
 	}
-	return true
+	if n := len(s); n > 0 && isASCIIPunct(rune(s[n-1])) && strings.IndexByte(".,!?)'\"", s[n-1]) < 0 {
+		return false
+	}
+	return !emoticonLike(s[word:])
 }
 
-// textSpecial are the ASCII characters that make escapeText look closer:
-// those it may replace, and "]", which changes a "(" after it.
-var textSpecial = [128]bool{'#': true, '>': true, '*': true, '~': true, '`': true, '|': true, '<': true, ']': true}
+// textSpecial are the ASCII characters that make plainText give up.
+var textSpecial = [128]bool{
+	'#': true, '>': true, '*': true, '~': true, '`': true, '|': true, '<': true,
+	'[': true, ']': true, '$': true, '\\': true, '@': true, '_': true,
+}
 
 // plainCode reports, cheaply, that escapeCode(s) is s: s is printable
-// ASCII with no backtick, and every "@" follows a letter or a digit.
+// ASCII with no backtick and no "](", and every "@" follows a letter or a
+// digit.
 func plainCode(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -172,11 +380,23 @@ func plainCode(s string) bool {
 			if i == 0 || !isASCIIAlnum(s[i-1]) {
 				return false
 			}
+		case c == '(':
+			if i > 0 && s[i-1] == ']' {
+				return false
+			}
 		case c < 0x20 || c >= 0x7f || c == '`':
 			return false
 		}
 	}
 	return true
+}
+
+func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+func isDigit(r rune) bool { return '0' <= r && r <= '9' }
+
+func isASCIIPunct(r rune) bool {
+	return r < utf8.RuneSelf && unicode.IsPunct(r) || r < utf8.RuneSelf && unicode.IsSymbol(r)
 }
 
 func isASCIIAlnum(c byte) bool {

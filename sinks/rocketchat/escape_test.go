@@ -14,22 +14,31 @@ func TestEscapeText(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{"plain text 100% ok", "plain text 100% ok"},
 		{"@here now", "＠here now"},
-		{"hi @all, and @john.doe", "hi ＠all, and ＠john.doe"},
-		{"mail ops@example.com", "mail ops@example.com"},
-		{"(@here)", "(＠here)"},
+		{"hi @all, and @john.doe", "hi ＠all, and ＠john.\u200bdoe"},
+		{"mail ops@example.com", "mail ops＠example.\u200bcom"},
+		{"(@here)", "\u200b(＠here)"},
 		{"@@all", "＠＠all"},
-		{"*bold* _it_ ~st~ `code`", "∗bold∗ ＿it_ ∼st∼ ˋcodeˋ"},
-		{"node_exporter job_name", "node_exporter job_name"},
-		{"[x](http://evil)", "[x]\u200b(http://evil)"},
-		{"![i](http://evil/x.png)", "![i]\u200b(http://evil/x.png)"},
-		{"<http://evil|docs>", "<\u200bhttp://evil|docs>"},
+		{"*bold* _it_ ~st~ `code`", "∗bold∗ ＿it＿ ∼st∼ ˋcodeˋ"},
+		{"node_exporter job_name", "node＿exporter job＿name"},
+		{"[x](http://evil)", "［x］(http:\u200b//evil)"},
+		{"![i](http://evil/x.png)", "\u200b!［i］(http:\u200b//evil/x.\u200bpng)"},
+		{"<http://evil|docs>", "＜http:\u200b//evil|docs>\u200b"},
+		{"x [a `](http://evil.example/login)`", "x ［a ˋ］(http:\u200b//evil.\u200bexample/login)ˋ"},
 		{"a < b", "a < b"},
+		{"<t:1700000000:R> <3", "＜t:\u200b1700000000:R> ＜3"},
 		{"||spoiler||", "ǀǀspoilerǀǀ"},
 		{"a | b", "a | b"},
 		{"#general and issue #42", "＃general and issue ＃42"},
 		{"C# and a#b", "C# and a#b"},
 		{"# Heading", "\u200b# Heading"},
 		{"line\n> quote", "line\n\u200b> quote"},
+		{"- item\n1. one\n  + two\n---\n| a | b |", "\u200b- item\n\u200b1. one\n  \u200b+ two\n\u200b-\u200b--\n\u200b| a | b |\u200b"},
+		{"see evil.com or 10.0.0.1, v1.2.3 is 99.5% ok", "see evil.\u200bcom or 10.\u200b0.\u200b0.\u200b1, v1.2.3 is 99.5% ok"},
+		{"call +15551234567", "call +\u200b15551234567"},
+		{"a :fire: b, 10:30:00", "a :\u200bfire: b, 10:\u200b30:00"},
+		{"ok :) 8) (y) D:", "ok :\u200b) 8\u200b) (\u200by) D\u200b:\u200b"},
+		{"*)", "∗)"}, {")", "\u200b)"}, {"Status:", "Status:\u200b"}, {"Disk full.", "Disk full."},
+		{"cost $5 and \\(x\\)", "cost ＄5 and \\\u200b(x\\\u200b)"},
 		{"rtl \u202eevil\u202c", "rtl evil"},
 		{"zero\u200bwidth @\u200bhere", "zerowidth ＠here"},
 		{"tab\tand\r\nCRLF", "tab and\nCRLF"},
@@ -53,6 +62,8 @@ func TestEscapeCode(t *testing.T) {
 		{"a@b.c", "a@b.c"},
 		{"multi\nline", "multi line"},
 		{"*_~", "*_~"},
+		{"](http://evil.example/login)", "]\u200b(http://evil.example/login)"},
+		{"node_exporter", "node_exporter"},
 	}
 	for _, c := range cases {
 		if got := escapeCode(c.in); got != c.want {
@@ -98,8 +109,11 @@ func TestUTF16(t *testing.T) {
 }
 
 var (
-	linkSyntax = regexp.MustCompile(`\]\(|<[^ \x{200b}]`)
-	blockStart = regexp.MustCompile(`(?m)^[#>]`)
+	linkSyntax = regexp.MustCompile(`\]\(|<[^ \n]|\[|://`)
+	// domainDot is a dot between a word and a letter, as in a domain
+	// name; the look-alikes ǀ and ˋ are letters too, but end no domain.
+	domainDot  = regexp.MustCompile(`[^ \n]\.[^ǀˋ\PL]`)
+	blockStart = regexp.MustCompile(`(?m)^ *([#>+=|\\-]|[0-9]+[.)])`)
 )
 
 // checkInert fails when s could still mention, link, emphasise, open a code
@@ -109,9 +123,9 @@ func checkInert(t *testing.T, in, s string) {
 	switch {
 	case activeMention.MatchString(s):
 		t.Fatalf("escapeText(%q) = %q: active mention", in, s)
-	case linkSyntax.MatchString(s):
+	case linkSyntax.MatchString(s) || domainDot.MatchString(s):
 		t.Fatalf("escapeText(%q) = %q: link syntax", in, s)
-	case strings.ContainsAny(s, "*~`\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") || strings.Contains(s, "||"):
+	case strings.ContainsAny(s, "*~`_@$\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") || strings.Contains(s, "||"):
 		t.Fatalf("escapeText(%q) = %q: markdown or bidi control", in, s)
 	case blockStart.MatchString(s):
 		t.Fatalf("escapeText(%q) = %q: block syntax at a line start", in, s)
@@ -120,8 +134,11 @@ func checkInert(t *testing.T, in, s string) {
 	}
 }
 
+// escapeSeeds are FuzzEscape's seeds; mdparser_test.go parses them too.
+var escapeSeeds = []string{"@here", "x [a](b) <c|d>", "# h\n> q", "||s|| *b* `c`", "\u202e@all", "a@b", "_i_", "\xff@x"}
+
 func FuzzEscape(f *testing.F) {
-	for _, s := range []string{"@here", "x [a](b) <c|d>", "# h\n> q", "||s|| *b* `c`", "\u202e@all", "a@b", "_i_", "\xff@x"} {
+	for _, s := range escapeSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/sinks"
 )
 
 //go:embed templates/default.tmpl
@@ -23,16 +23,13 @@ var templateFS embed.FS
 // defaultTemplates holds "text", "attachment" and "digest".
 var defaultTemplates = template.Must(template.New("default.tmpl").ParseFS(templateFS, "templates/default.tmpl"))
 
-// ParseTemplateFile parses a template file over the defaults: the file may
-// redefine any of "text", "attachment" and "digest", and must render the
-// sample notifications without error. check-config calls it through
-// Config.Validate.
+// ParseTemplateFile parses a template file over the defaults: the file
+// must redefine one or more of "text", "attachment" and "digest" (see
+// sinks.ParseTemplateFile), and render the sample notifications without
+// error. Its errors name the file and the line. check-config calls it
+// through Config.Validate.
 func ParseTemplateFile(path string) (*template.Template, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t, err := template.Must(defaultTemplates.Clone()).Parse(string(b))
+	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "text", "attachment", "digest")
 	if err != nil {
 		return nil, err
 	}
@@ -54,10 +51,12 @@ func ParseTemplateFile(path string) (*template.Template, error) {
 
 // Data is what the "text" and "attachment" templates see: one notification.
 // Every string is already escaped for Rocket.Chat: prose (Title, Summary,
-// Description, Alert.Summary, FallbackReason) is inert markdown that cannot
-// mention anyone nor form a link; Pair names and values are safe inside a
-// single-backtick `code span`, and only there; URLs are absolute http(s)
-// URLs safe inside [title](url). Mention is the operator's own config.
+// Description, Alert.Summary, FallbackReason, Source, Receiver) is inert
+// markdown that cannot mention anyone, form a link, an emoji or any other
+// markup, alone or with the template's characters around it; Pair names and
+// values are safe inside a single-backtick `code span`, and only there;
+// URLs are absolute http(s) URLs safe inside [title](url). Mention is the
+// operator's own config.
 type Data struct {
 	// Status is "firing" or "resolved"; StatusText is "FIRING" or
 	// "RESOLVED"; Firing and Resolved say the same as booleans.
@@ -584,13 +583,20 @@ func (r *renderer) fitAlerts(t *template.Template, d Data) (string, error) {
 // truncMark ends a text that had to be cut.
 const truncMark = "\n_… message shortened_"
 
-// cut shortens s to the size limit, marking the cut.
+// cut shortens s to the size limit, marking the cut. It never cuts inside
+// a code span, which would show the rest of a label as markdown: escaped
+// text has no backtick, so an odd number of them before the cut means that
+// the last one opened a span, and the cut moves before it.
 func (r *renderer) cut(s string) string {
 	// A string has no more UTF-16 units than bytes.
 	if len(s) <= r.max || utf16Len(s) <= r.max {
 		return s
 	}
-	return strings.TrimRight(cutUTF16(s, r.max-utf16Len(truncMark)), " \n") + truncMark
+	kept := cutUTF16(s, r.max-utf16Len(truncMark))
+	if strings.Count(kept, "`")%2 == 1 {
+		kept = kept[:strings.LastIndexByte(kept, '`')]
+	}
+	return strings.TrimRight(kept, " \n") + truncMark
 }
 
 // buttons are the attachment actions for the notification's links.
