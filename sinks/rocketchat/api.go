@@ -88,7 +88,23 @@ func decodeAnswer(endpoint string, status int, h http.Header, body []byte, now t
 			apiErr.Reason = "unreadable answer"
 			return nil, apiErr // retryable: the server may recover
 		}
-		return nil, sinks.Permanent(apiErr) // success is false
+		// success is false: Rocket.Chat answers its refusals with a 400,
+		// so a 200 that says no is an error the server did not classify
+		// (a failing app or integration script, a proxy's rewrite), and
+		// may well pass later. Only a named refusal that can never pass
+		// is permanent.
+		if permanentTypes[ar.ErrorType] {
+			return nil, sinks.Permanent(apiErr)
+		}
+		return nil, apiErr
+	case status == http.StatusNotFound:
+		// Rocket.Chat answers a missing message, room or hook with a 400
+		// or a 401, never a 404: a 404 comes from in front of it (a proxy
+		// or an ingress with no backend while Rocket.Chat restarts, a
+		// server still starting) and may pass later. A base URL that is
+		// wrong for good is retried until the retry budget, while the
+		// fallback takes the notifications.
+		return nil, apiErr
 	case status == http.StatusTooManyRequests:
 		return nil, sinks.Throttled(apiErr, rateLimitWait(h, ar.Details.TimeToReset, now))
 	case status == http.StatusBadRequest && (ar.ErrorType == "too-many-requests" || ar.ErrorType == "error-too-many-requests"):
@@ -102,6 +118,21 @@ func decodeAnswer(endpoint string, status int, h http.Header, body []byte, now t
 	}
 	// 1xx and 3xx are no delivery; retry, the server may recover.
 	return nil, apiErr
+}
+
+// permanentTypes are the errorTypes of refusals that no retry can change:
+// an unknown room, a body the server's schema or size limit refuses, an
+// action the server does not allow.
+var permanentTypes = map[string]bool{
+	"error-invalid-room":          true,
+	"error-room-not-found":        true,
+	"invalid-channel":             true,
+	"error-invalid-channel":       true,
+	"invalid-params":              true,
+	"error-invalid-params":        true,
+	"error-message-size-exceeded": true,
+	"error-not-allowed":           true,
+	"error-action-not-allowed":    true,
 }
 
 // parseAnswer decodes a JSON object field by field, so that one field of an

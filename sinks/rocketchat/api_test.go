@@ -31,7 +31,10 @@ func TestDecodeAnswer(t *testing.T) {
 		wantText string
 	}{
 		{"ok", 200, nil, `{"success":true,"message":{"_id":"a","rid":"r"}}`, sinks.ClassNone, 0, ""},
-		{"success false", 200, nil, `{"success":false,"error":"unknown-error"}`, sinks.ClassPermanent, 0, "unknown-error"},
+		{"success false", 200, nil, `{"success":false,"error":"unknown-error"}`, sinks.ClassRetryable, 0, "unknown-error"},
+		{"success false bare", 200, nil, `{"success":false}`, sinks.ClassRetryable, 0, "HTTP 200"},
+		{"success false invalid room", 200, nil, `{"success":false,"error":"Invalid room [error-invalid-room]","errorType":"error-invalid-room"}`, sinks.ClassPermanent, 0, "error-invalid-room"},
+		{"success false invalid params", 201, nil, `{"success":false,"errorType":"invalid-params"}`, sinks.ClassPermanent, 0, "invalid-params"},
 		{"no success field", 200, nil, `{"message":{}}`, sinks.ClassRetryable, 0, "unreadable"},
 		{"not json", 200, nil, `<html>`, sinks.ClassRetryable, 0, "unreadable"},
 		{"json array", 200, nil, `[]`, sinks.ClassRetryable, 0, "unreadable"},
@@ -40,7 +43,8 @@ func TestDecodeAnswer(t *testing.T) {
 		{"400 error object", 400, nil, `{"success":false,"error":{"code":1}}`, sinks.ClassPermanent, 0, `{"code":1}`},
 		{"401 with message string", 401, nil, `{"success":false,"error":"You must be logged in to do this.","status":"error","message":"You must be logged in to do this."}`, sinks.ClassPermanent, 0, "You must be logged in"},
 		{"403", 403, nil, `{"success":false,"error":"unauthorized"}`, sinks.ClassPermanent, 0, ""},
-		{"404", 404, nil, `Not Found`, sinks.ClassPermanent, 0, ""},
+		{"404", 404, nil, `Not Found`, sinks.ClassRetryable, 0, ""},
+		{"404 json", 404, nil, `{"success":false,"error":"Resource not found"}`, sinks.ClassRetryable, 0, "Resource not found"},
 		{"429 reset", 429, reset(42 * time.Second), `{"success":false,"error":"wait [error-too-many-requests]"}`, sinks.ClassThrottled, 42*time.Second + time.Millisecond, ""},
 		{"429 reset past", 429, reset(-time.Minute), ``, sinks.ClassThrottled, time.Millisecond, ""},
 		{"429 reset far", 429, reset(48 * time.Hour), ``, sinks.ClassThrottled, time.Hour, ""},

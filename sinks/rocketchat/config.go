@@ -213,6 +213,28 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Warnings lists what in a valid config is probably a mistake but does not
+// stop the sink, each starting with the key it is about. Call it after
+// Validate; check-config and serve show it (see internal/config).
+func (c *Config) Warnings() []string {
+	var warns []string
+	if c.Mode == ModeWebhook && c.Channel != "" && !c.WebhookOverrideChannel {
+		warns = append(warns, "channel: "+c.RouteChannelWarning(c.Channel))
+	}
+	return warns
+}
+
+// RouteChannelWarning says why the sink ignores channel when a route names
+// it for the sink, or returns "" when the sink posts there: in webhook mode
+// without webhook_override_channel, the hook posts to the channel it was
+// made for. Call it after Validate.
+func (c *Config) RouteChannelWarning(channel string) string {
+	if c.Mode != ModeWebhook || c.WebhookOverrideChannel || channel == "" {
+		return ""
+	}
+	return fmt.Sprintf("channel %q is ignored: an incoming webhook posts to its own channel unless webhook_override_channel is true (and the hook allows overriding its channel in Rocket.Chat)", channel)
+}
+
 func checkBaseURL(s string) error {
 	if s == "" {
 		return errors.New("url: required in rest mode")

@@ -112,3 +112,78 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigWarnings: a channel that a webhook sink cannot honour is
+// reported by check-config, not ignored without a word (issue 14, bug 10).
+func TestConfigWarnings(t *testing.T) {
+	hook := "webhook_url: https://chat.example.com/hooks/ID123456/TOKsecretvalue\n"
+	rest := "url: https://x\nuser_id: u\ntoken: t\n"
+	cases := []struct {
+		name, src    string
+		want         []string // substrings of the sink's warnings, in order
+		routeChannel string
+		wantRoute    bool
+	}{
+		{"webhook", hook, nil, "#alerts-critical", true},
+		{"webhook with channel", hook + "channel: \"#alerts\"", []string{`channel: channel "#alerts" is ignored`}, "#alerts-critical", true},
+		{"webhook with override", hook + "channel: \"#alerts\"\nwebhook_override_channel: true", nil, "#alerts-critical", false},
+		{"webhook, route names no channel", hook, nil, "", false},
+		{"rest", rest + "channel: \"#alerts\"", nil, "#alerts-critical", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := decode(t, c.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warns := cfg.Warnings()
+			if len(warns) != len(c.want) {
+				t.Fatalf("warnings %q, want %d", warns, len(c.want))
+			}
+			for i, w := range c.want {
+				if !strings.Contains(warns[i], w) || !strings.Contains(warns[i], "webhook_override_channel") {
+					t.Errorf("warning %q does not say %q and name webhook_override_channel", warns[i], w)
+				}
+			}
+			got := cfg.RouteChannelWarning(c.routeChannel)
+			if (got != "") != c.wantRoute {
+				t.Errorf("RouteChannelWarning(%q) = %q, want a warning: %v", c.routeChannel, got, c.wantRoute)
+			}
+			if got != "" && (!strings.Contains(got, c.routeChannel) || !strings.Contains(got, "webhook_override_channel")) {
+				t.Errorf("RouteChannelWarning(%q) = %q: names neither the channel nor the setting", c.routeChannel, got)
+			}
+			for _, w := range append(warns, got) {
+				if strings.Contains(w, "TOKsecretvalue") {
+					t.Errorf("warning shows the hook token: %s", w)
+				}
+			}
+		})
+	}
+}
+
+// TestTemplateFileErrors: a template file's problems are reported against
+// the user's file and line, not the defaults' default.tmpl, and a file that
+// overrides nothing is refused (issue 14).
+func TestTemplateFileErrors(t *testing.T) {
+	cases := []struct{ name, file, want string }{
+		{"unknown field", "{{define \"text\"}}\n{{.Nope}}{{end}}", "bad.tmpl:2:"},
+		{"syntax error", "{{define \"attachment\"}}\n\n{{end}", "bad.tmpl:3:"},
+		{"unknown field in digest", "{{define \"digest\"}}{{range .Items}}{{.Nope}}{{end}}{{end}}", "bad.tmpl:1:"},
+		{"empty", "", `defines none of the templates "text", "attachment", "digest"`},
+		{"misnamed", "{{define \"message\"}}{{.Title}}{{end}}", "defines none"},
+		{"no define", "{{.Title}} is {{.StatusText}}", "text outside {{define}}"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.tmpl")
+			os.WriteFile(path, []byte(c.file), 0o644)
+			_, err := decode(t, "webhook_url: https://chat.example.com/hooks/a/b\ntemplate: "+path)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "template:") {
+				t.Fatalf("err = %v, want it to say %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "default.tmpl") {
+				t.Errorf("err = %v names the defaults' file", err)
+			}
+		})
+	}
+}

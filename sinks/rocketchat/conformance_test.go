@@ -27,7 +27,10 @@ func rcCases() []sinktest.Case {
 		}
 	}
 	return []sinktest.Case{
-		{Name: "200 success false", Status: 200, Body: `{"success":false,"error":"unknown-error"}`, Want: sinks.ClassPermanent},
+		{Name: "200 success false", Status: 200, Body: `{"success":false,"error":"unknown-error"}`, Want: sinks.ClassRetryable},
+		{Name: "200 success false bare", Status: 200, Body: `{"success":false}`, Want: sinks.ClassRetryable},
+		{Name: "200 success false invalid room", Status: 200, Body: `{"success":false,"errorType":"error-invalid-room"}`, Want: sinks.ClassPermanent},
+		{Name: "404 from a proxy", Status: 404, Body: "404 page not found", Want: sinks.ClassRetryable},
 		{Name: "200 no success", Status: 200, Body: `{}`, Want: sinks.ClassRetryable},
 		{Name: "200 html", Status: 200, Body: `<!DOCTYPE html><html></html>`, Want: sinks.ClassRetryable},
 		{Name: "400 invalid params", Status: 400, Body: `{"success":false,"error":"must NOT have additional properties [invalid-params]","errorType":"invalid-params"}`, Want: sinks.ClassPermanent},

@@ -54,6 +54,9 @@ type Sink struct {
 	// authLogged is set once a refused credential was logged, until the
 	// next success.
 	authLogged atomic.Bool
+	// ignoredChannels holds the route channels a webhook sink without
+	// webhook_override_channel was asked for and said it ignores.
+	ignoredChannels sync.Map
 }
 
 var (
@@ -69,6 +72,16 @@ var (
 	// ErrRateLimited is the cause of the throttle error Send returns,
 	// without a request, while a rate limit the server reported lasts.
 	ErrRateLimited = errors.New("rocketchat: rate limited, waiting for the server's reset")
+	// ErrOverrideRefused is in the error of a webhook Send when the sink
+	// sends the route's channel (webhook_override_channel: true) and the
+	// hook does not allow it. The error is retryable, not permanent: the
+	// notification is fine and the hook refuses every post until someone
+	// changes the hook or the config, so the notification goes to the
+	// chain's fallback and, without one, waits for the fix within its
+	// retry budget rather than going to the dead letters at once; and the
+	// failures open the sink's circuit breaker, so later notifications go
+	// straight to the fallback instead of failing here first.
+	ErrOverrideRefused = errors.New(`rocketchat webhook: the hook does not allow overriding its channel ("Override destination channel" is off for the integration in Rocket.Chat), but webhook_override_channel is true`)
 )
 
 // New builds the sink named name. cfg must have passed Validate (New calls
@@ -273,13 +286,19 @@ func (s *Sink) sendOnce(ctx context.Context, m outMessage, attempt int) (*herald
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sinks.Classify(err) == sinks.ClassPermanent {
 		found, lerr := s.lookup(ctx, m.ID)
-		if lerr == nil && found != nil && found.RoomID == m.RoomID {
+		if lerr != nil {
+			// Whether the refusal is the duplicate's (the message is
+			// there) or the body's is unknown: the lookup decides, as
+			// the first request of the next attempt.
+			return nil, fmt.Errorf("%v; looking the message up to tell whether it was posted before: %w", ae, lerr)
+		}
+		if found != nil && found.RoomID == m.RoomID {
 			return refOf(found, m), nil
 		}
-		if ae.ErrorType == "error-invalid-room" {
+		if ae.ErrorType == "error-invalid-room" && s.forgetRoom(m.RoomID) {
 			// The cached room id may be stale (room deleted and made
-			// again): forget it, and let the retry look it up anew.
-			s.forgetRoom(m.RoomID)
+			// again): forget it, and let the retry look it up anew. A
+			// room id the route or the config named stays unknown.
 			return nil, ae
 		}
 	}
@@ -356,14 +375,17 @@ func (s *Sink) roomID(ctx context.Context, ch string) (string, error) {
 	return ar.Room.ID, nil
 }
 
-// forgetRoom drops a cached room id.
-func (s *Sink) forgetRoom(id string) {
+// forgetRoom drops a cached room id; it reports whether it was cached.
+func (s *Sink) forgetRoom(id string) bool {
+	found := false
 	s.rooms.Range(func(k, v any) bool {
 		if v == id {
 			s.rooms.Delete(k)
+			found = true
 		}
 		return true
 	})
+	return found
 }
 
 // template is the route's template for this sink, or the sink's own.
@@ -447,8 +469,20 @@ func (s *Sink) postWebhook(ctx context.Context, msg rendered, to sinks.Target) e
 	req := webhookRequest{Text: msg.Text, Attachments: msg.Attachments, Alias: s.cfg.Alias, Emoji: s.cfg.Emoji, Avatar: s.cfg.Avatar}
 	if s.cfg.WebhookOverrideChannel {
 		req.Channel = s.channel(to)
+	} else if to.Channel != "" {
+		if _, seen := s.ignoredChannels.LoadOrStore(to.Channel, true); !seen {
+			s.log.WarnContext(ctx, "the route's channel is ignored: an incoming webhook posts to its own channel unless webhook_override_channel is true",
+				"route", to.Route, "channel", to.Channel)
+		}
 	}
 	_, err := s.call(ctx, http.MethodPost, "webhook", nil, req)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && strings.Contains(ae.Reason, "overriding destination channel is disabled") {
+		// ae, not err: the refusal is no longer permanent (see
+		// ErrOverrideRefused).
+		return fmt.Errorf("%w; allow it on the hook, or set webhook_override_channel: false to post to the hook's own channel instead of %s: %w",
+			ErrOverrideRefused, req.Channel, ae)
+	}
 	return err
 }
 

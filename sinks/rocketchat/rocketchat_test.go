@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -416,24 +417,86 @@ func TestRESTDigestIdempotent(t *testing.T) {
 	}
 }
 
-func TestWebhookOverrideChannel(t *testing.T) {
-	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts-critical"))
-	path := srv.AddHook("alerts", rocketchattest.HookOverrideChannel())
-	s, err := New("hook", Config{WebhookURL: secret.String(fakeURL + path), WebhookOverrideChannel: true}, sinks.Deps{Transport: srv.Transport()})
-	if err != nil {
-		t.Fatal(err)
+// TestWebhookChannel covers where a webhook sink posts a route's channel,
+// and says so when it cannot (issue 14, bug 10): without
+// webhook_override_channel the hook's own channel, with a warning logged
+// once per channel; with it, the route's channel when the hook allows it,
+// and otherwise a retryable error naming the setting, so that the
+// notification takes the chain's fallback rather than the dead letters.
+func TestWebhookChannel(t *testing.T) {
+	cases := []struct {
+		name      string
+		override  bool // webhook_override_channel
+		hookAllow bool // the hook's "Override destination channel"
+		channel   string
+		wantRoom  string
+		wantClass sinks.Class
+		wantWarn  int
+	}{
+		{"override allowed", true, true, "#alerts-critical", "alerts-critical", sinks.ClassNone, 0},
+		{"override allowed, no route channel", true, true, "", "alerts", sinks.ClassNone, 0},
+		{"override refused by the hook", true, false, "#alerts-critical", "", sinks.ClassRetryable, 0},
+		{"no override, route channel ignored", false, true, "#alerts-critical", "alerts", sinks.ClassNone, 1},
+		{"no override, hook refuses overrides", false, false, "#alerts-critical", "alerts", sinks.ClassNone, 1},
+		{"no override, no route channel", false, false, "", "alerts", sinks.ClassNone, 0},
 	}
-	if _, err := s.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts-critical"}); err != nil {
-		t.Fatal(err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts-critical"))
+			var opts []rocketchattest.HookOption
+			if c.hookAllow {
+				opts = append(opts, rocketchattest.HookOverrideChannel())
+			}
+			path := srv.AddHook("alerts", opts...)
+			var logs bytes.Buffer
+			s, err := New("hook", Config{WebhookURL: secret.String(fakeURL + path), WebhookOverrideChannel: c.override},
+				sinks.Deps{Transport: srv.Transport(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			to := sinks.Target{Channel: c.channel, Route: "critical"}
+			for i := range 2 {
+				n := firing()
+				n.Id = fmt.Sprint("n", i)
+				_, err := s.Send(t.Context(), n, to)
+				if got := sinks.Classify(err); got != c.wantClass {
+					t.Fatalf("send %d: class %s, want %s (%v)", i, got, c.wantClass, err)
+				}
+				if c.wantClass == sinks.ClassNone {
+					continue
+				}
+				if !errors.Is(err, ErrOverrideRefused) || !strings.Contains(err.Error(), "webhook_override_channel") {
+					t.Errorf("error %q does not say which setting is wrong", err)
+				}
+				var ae *APIError
+				if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest {
+					t.Errorf("error %v does not carry Rocket.Chat's answer", err)
+				}
+				sinktestNoSecret(t, err, fakeURL+path)
+			}
+			stored := map[string]int{"alerts": len(srv.Messages("alerts")), "alerts-critical": len(srv.Messages("alerts-critical"))}
+			want := map[string]int{"alerts": 0, "alerts-critical": 0}
+			if c.wantRoom != "" {
+				want[c.wantRoom] = 2
+			}
+			if stored["alerts"] != want["alerts"] || stored["alerts-critical"] != want["alerts-critical"] {
+				t.Errorf("messages per room %v, want %v", stored, want)
+			}
+			if n := strings.Count(logs.String(), "the route's channel is ignored"); n != c.wantWarn {
+				t.Errorf("warned %d times, want %d:\n%s", n, c.wantWarn, logs.String())
+			}
+		})
 	}
-	if len(srv.Messages("alerts-critical")) != 1 || len(srv.Messages("alerts")) != 0 {
-		t.Error("the channel override was not used")
-	}
-	// Without override permission the fake refuses, permanently.
-	s2 := newHook(t, srv, "alerts", func(c *Config) { c.WebhookOverrideChannel = true })
-	_, err = s2.Send(t.Context(), firing(), sinks.Target{Channel: "#alerts-critical"})
-	if sinks.Classify(err) != sinks.ClassPermanent || !strings.Contains(err.Error(), "overriding destination channel is disabled") {
-		t.Errorf("override refused: %v", err)
+}
+
+// sinktestNoSecret fails t when err shows the hook URL or its path.
+func sinktestNoSecret(t *testing.T, err error, hook string) {
+	t.Helper()
+	u, _ := url.Parse(hook)
+	for _, sec := range []string{hook, u.Path} {
+		if strings.Contains(err.Error(), sec) {
+			t.Errorf("error %q shows the hook URL", err)
+		}
 	}
 }
 
@@ -476,9 +539,9 @@ func TestErrorsREST(t *testing.T) {
 		t.Errorf("down: %v", err)
 	}
 	srv.SetDown(false)
-	// success:false in a 200: permanent.
+	// success:false in a 200: retryable (see TestAnswerClasses).
 	srv.SuccessFalseNext("chat.sendMessage", 1)
-	if _, err := s.Send(ctx, firing(), to); sinks.Classify(err) != sinks.ClassPermanent {
+	if _, err := s.Send(ctx, firing(), to); sinks.Classify(err) != sinks.ClassRetryable {
 		t.Errorf("success:false: %v", err)
 	}
 	// A closed connection: retryable.
@@ -499,6 +562,111 @@ func TestErrorsREST(t *testing.T) {
 	if _, err := s.Send(ctx, n, to); err != nil {
 		t.Errorf("after the room was made again: %v", err)
 	}
+}
+
+// TestAnswerClasses sends to the strict fake answering each kind of
+// failure and checks its class (issue 14, bug 8). Only an answer that can
+// never succeed is permanent, which without a fallback sends the
+// notification to the dead letters at once: bad credentials, an unknown
+// room, a body the server refuses by its schema or size. A 200 that says
+// success:false and a 404 (also on the lookup a retry starts with) may
+// pass later: retryable.
+func TestAnswerClasses(t *testing.T) {
+	notFound := rocketchattest.Fault{Status: http.StatusNotFound, Times: 1, Body: "404 page not found",
+		Header: http.Header{"Content-Type": {"text/plain"}}}
+	on := func(f rocketchattest.Fault, endpoint string) rocketchattest.Fault { f.Endpoint = endpoint; return f }
+	long := firing()
+	long.Text = strings.Repeat("the disk is full ", 300)
+	cases := []struct {
+		name    string
+		opts    []rocketchattest.Option
+		hook    bool
+		cfg     func(*Config)
+		faults  []rocketchattest.Fault
+		n       *heraldv1.Notification
+		to      sinks.Target
+		want    sinks.Class
+		wantErr string // in the error's text
+	}{
+		{name: "delivered", want: sinks.ClassNone},
+		{name: "retry finds no message and posts", to: sinks.Target{Attempt: 2}, want: sinks.ClassNone},
+		{name: "200 success:false on chat.sendMessage", faults: []rocketchattest.Fault{successFalse("chat.sendMessage")},
+			want: sinks.ClassRetryable, wantErr: "unknown-error"},
+		{name: "200 success:false on rooms.info", faults: []rocketchattest.Fault{successFalse("rooms.info")},
+			to: sinks.Target{Channel: "#alerts"}, want: sinks.ClassRetryable},
+		{name: "200 success:false on chat.getMessage before a retry", faults: []rocketchattest.Fault{successFalse("chat.getMessage")},
+			to: sinks.Target{Attempt: 2}, want: sinks.ClassRetryable},
+		{name: "200 success:false naming an unknown room", want: sinks.ClassPermanent, faults: []rocketchattest.Fault{{
+			Endpoint: "chat.sendMessage", Times: 1, Status: 200, Body: `{"success":false,"error":"Invalid room [error-invalid-room]","errorType":"error-invalid-room"}`}}},
+		{name: "404 on chat.getMessage before a retry", faults: []rocketchattest.Fault{on(notFound, "chat.getMessage")},
+			to: sinks.Target{Attempt: 2}, want: sinks.ClassRetryable, wantErr: "HTTP 404"},
+		{name: "404 on chat.sendMessage", faults: []rocketchattest.Fault{on(notFound, "chat.sendMessage")}, want: sinks.ClassRetryable},
+		{name: "404 on rooms.info", faults: []rocketchattest.Fault{on(notFound, "rooms.info")}, to: sinks.Target{Channel: "#alerts"},
+			want: sinks.ClassRetryable},
+		{name: "400 on chat.sendMessage, then 404 on the lookup", want: sinks.ClassRetryable, wantErr: "looking the message up", faults: []rocketchattest.Fault{
+			{Endpoint: "chat.sendMessage", Times: 1, Status: 400, Body: `{"success":false,"error":"E11000 duplicate key error"}`}, on(notFound, "chat.getMessage")}},
+		{name: "500", faults: []rocketchattest.Fault{{Endpoint: "chat.sendMessage", Times: 1, Status: 500, Body: `{"success":false,"error":"Internal server error"}`}},
+			want: sinks.ClassRetryable},
+		{name: "429", faults: []rocketchattest.Fault{{Endpoint: "chat.sendMessage", Times: 1, Status: 429, Body: `{"success":false}`}},
+			want: sinks.ClassThrottled},
+		{name: "bad credentials", cfg: func(c *Config) { c.Token = "wrong-token" }, want: sinks.ClassPermanent, wantErr: "HTTP 401"},
+		{name: "unknown room name", to: sinks.Target{Channel: "#nope"}, want: sinks.ClassPermanent, wantErr: "error-room-not-found"},
+		{name: "unknown room id", to: sinks.Target{Channel: "Rnope"}, want: sinks.ClassPermanent, wantErr: "error-invalid-room"},
+		{name: "body refused by the schema", want: sinks.ClassPermanent, wantErr: "invalid-params", faults: []rocketchattest.Fault{{
+			Endpoint: "chat.sendMessage", Times: 1, Status: 400,
+			Body: `{"success":false,"error":"must NOT have additional properties [invalid-params]","errorType":"invalid-params"}`}}},
+		{name: "message over the server's size limit", opts: []rocketchattest.Option{rocketchattest.WithMaxMessageSize(500)},
+			n: long, want: sinks.ClassPermanent, wantErr: "error-message-size-exceeded"},
+		{name: "webhook delivered", hook: true, want: sinks.ClassNone},
+		{name: "webhook 200 success:false", hook: true, faults: []rocketchattest.Fault{successFalse("webhook")}, want: sinks.ClassRetryable},
+		{name: "webhook 404", hook: true, faults: []rocketchattest.Fault{on(notFound, "webhook")}, want: sinks.ClassRetryable},
+		{name: "webhook with a bad token", hook: true, cfg: func(c *Config) { c.WebhookURL += "x" }, want: sinks.ClassPermanent, wantErr: "HTTP 401"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := rocketchattest.NewUnstarted(append([]rocketchattest.Option{rocketchattest.WithRooms("alerts")}, c.opts...)...)
+			var cfg Config
+			if c.hook {
+				cfg = Config{WebhookURL: secret.String(fakeURL + srv.AddHook("alerts"))}
+			} else {
+				cfg = Config{URL: fakeURL, UserID: srv.UserID(), Token: secret.String(srv.Token()), Channel: srv.RoomID("alerts")}
+			}
+			if c.cfg != nil {
+				c.cfg(&cfg)
+			}
+			s, err := New("rc", cfg, sinks.Deps{Transport: srv.Transport()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range c.faults {
+				srv.Inject(f)
+			}
+			n := c.n
+			if n == nil {
+				n = firing()
+			}
+			to := c.to
+			if to.Attempt == 0 {
+				to.Attempt = 1
+			}
+			_, err = s.Send(t.Context(), n, to)
+			if got := sinks.Classify(err); got != c.want {
+				t.Fatalf("class %s, want %s (err: %v)", got, c.want, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("error %q does not say %q", err, c.wantErr)
+			}
+			if c.want == sinks.ClassNone && len(srv.Messages("alerts")) != 1 {
+				t.Errorf("%d messages in the room, want 1", len(srv.Messages("alerts")))
+			}
+		})
+	}
+}
+
+// successFalse answers the next request to endpoint with a 200 that says
+// success:false, as rocketchattest.Server.SuccessFalseNext does.
+func successFalse(endpoint string) rocketchattest.Fault {
+	return rocketchattest.Fault{Endpoint: endpoint, Times: 1, Status: http.StatusOK, Body: `{"success":false,"error":"unknown-error"}`}
 }
 
 func TestMessageID(t *testing.T) {

@@ -84,10 +84,12 @@ type Case struct {
 }
 
 // CommonCases are answers every HTTP sink must classify the same way:
-// 5xx and 408 retryable, 429 throttled, 401/403/404 permanent, a closed
+// 5xx and 408 retryable, 429 throttled, 401/403 permanent, a closed
 // connection retryable, and a server that echoes the request's secrets
 // back in its error text. (A 200 whose body is cut short is not among them:
-// whether it was a delivery depends on the sink; see TruncatedBody.)
+// whether it was a delivery depends on the sink; see TruncatedBody. Nor is
+// a 404: a service that answers a missing channel or hook with it makes it
+// permanent, one that never does takes it for a proxy's and retries.)
 func CommonCases() []Case {
 	return []Case{
 		{Name: "500", Status: 500, Body: "internal error", Want: sinks.ClassRetryable},
@@ -97,7 +99,6 @@ func CommonCases() []Case {
 		{Name: "408", Status: 408, Want: sinks.ClassRetryable},
 		{Name: "401", Status: 401, Body: `{"success":false,"ok":false,"error":"unauthorized"}`, Want: sinks.ClassPermanent},
 		{Name: "403", Status: 403, Body: `{"success":false,"ok":false,"error":"forbidden"}`, Want: sinks.ClassPermanent},
-		{Name: "404", Status: 404, Body: "404 page not found", Want: sinks.ClassPermanent},
 		{Name: "429 bare", Status: 429, Want: sinks.ClassThrottled},
 		{Name: "429 retry-after", Status: 429, Header: http.Header{"Retry-After": {"30"}}, Want: sinks.ClassThrottled},
 		{Name: "connection closed", Respond: CloseConnection, Want: sinks.ClassRetryable},

@@ -41,6 +41,8 @@ func TestConformanceBot(t *testing.T) {
 			},
 		},
 		{Name: "ok without ts", Body: `{"ok":true,"channel":"C0001"}`, Want: sinks.ClassRetryable},
+		// Slack answers an unknown method with a 404: the API URL is wrong.
+		{Name: "404", Status: 404, Body: "404 page not found", Want: sinks.ClassPermanent},
 		{Name: "200 html", Header: http.Header{"Content-Type": {"text/html"}}, Body: "<html>proxy login</html>", Want: sinks.ClassRetryable},
 		{Name: "500 ok false", Status: 500, Body: `{"ok":false,"error":"internal_error"}`, Want: sinks.ClassRetryable},
 		{Name: "429 retry-after 12", Status: 429, Header: http.Header{"Retry-After": {"12"}}, Want: sinks.ClassThrottled, WantWait: 12 * time.Second},
@@ -89,6 +91,7 @@ func TestConformanceBotUpdate(t *testing.T) {
 		},
 		Target: sinks.Target{Channel: "#alerts", Parent: &heraldv1.MessageRef{ChannelId: "C0001", MessageId: "1700000000.000001"}},
 		Cases: []sinktest.Case{
+			{Name: "404", Status: 404, Body: "404 page not found", Want: sinks.ClassPermanent},
 			okFalse("invalid_auth", sinks.ClassPermanent),
 			okFalse("ratelimited", sinks.ClassThrottled),
 			okFalse("internal_error", sinks.ClassRetryable),
@@ -134,6 +137,7 @@ func TestConformanceWebhook(t *testing.T) {
 			hookErr(403, "invalid_token", sinks.ClassPermanent),
 			hookErr(404, "channel_not_found", sinks.ClassPermanent),
 			hookErr(404, "no_service", sinks.ClassPermanent),
+			{Name: "404", Status: 404, Body: "404 page not found", Want: sinks.ClassPermanent},
 			hookErr(410, "channel_is_archived", sinks.ClassPermanent),
 			hookErr(500, "rollup_error", sinks.ClassRetryable),
 			{Name: "429 retry-after", Status: 429, Header: http.Header{"Retry-After": {"3"}}, Want: sinks.ClassThrottled, WantWait: 3 * time.Second},
