@@ -6,9 +6,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,7 +241,36 @@ func (c *Config) Validate() error {
 	}
 	add(route.Validate(c.Routes, names))
 	c.warnings = route.Warnings(c.Routes)
+	c.warnings = append(c.warnings, c.sinkWarnings()...)
 	return errors.Join(errs...)
+}
+
+// sinkWarnings are the Rocket.Chat sinks' findings that do not stop
+// herald: a channel a webhook sink would ignore, in its own config or a
+// route's, by key path.
+func (c *Config) sinkWarnings() []string {
+	var out []string
+	byName := map[string]*rocketchat.Config{}
+	for i := range c.Sinks {
+		rc := c.Sinks[i].RocketChat
+		if rc == nil {
+			continue
+		}
+		byName[c.Sinks[i].Name] = rc
+		for _, w := range rc.Warnings() {
+			out = append(out, fmt.Sprintf("sinks[%d].rocketchat.%s", i, w))
+		}
+	}
+	for i, r := range c.Routes {
+		for _, name := range slices.Sorted(maps.Keys(r.Channels)) {
+			if rc := byName[name]; rc != nil {
+				if w := rc.RouteChannelWarning(r.Channels[name]); w != "" {
+					out = append(out, fmt.Sprintf("routes[%d].channels.%s: %s", i, name, w))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // checkQueueURL checks that every server of queue.url parses as the NATS

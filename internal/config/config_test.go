@@ -383,3 +383,26 @@ func TestSecretFileNotRegular(t *testing.T) {
 		}
 	}
 }
+
+// A channel a Rocket.Chat webhook sink would ignore is a warning, named by
+// its key and line, in the sink's config and in a route.
+func TestWebhookChannelWarnings(t *testing.T) {
+	c, err := Parse("herald.yml", []byte(`
+sinks:
+  - name: hook
+    rocketchat: {mode: webhook, webhook_url: "https://chat.example.com/hooks/a/b", channel: "#ops"}
+routes:
+  - name: all
+    channels: {hook: "#alerts-critical"}
+    chain: [hook]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{"sinks[0].rocketchat.channel", "routes[0].channels.hook", `"#alerts-critical" is ignored`, "webhook_override_channel"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings %q lack %q", got, want)
+		}
+	}
+}
