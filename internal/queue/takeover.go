@@ -145,7 +145,7 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 			pt.log.Warn("cannot schedule a parked group's wake-up", "group", gk, "err", err)
 		}
 	}
-	n := pt.unsettle(ctx)
+	n := pt.unsettle(ctx, first)
 	pt.log.Info("serving partition", "parked_groups", len(keys), "unsettled", n, "first", first)
 	if n == 0 {
 		return
@@ -198,7 +198,7 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 // later ones of their group and in any order; until each is back in hand
 // or acknowledged, its group waits, at most ack_wait and a second. It
 // returns how many it listed.
-func (pt *part) unsettle(ctx context.Context) int {
+func (pt *part) unsettle(ctx context.Context, first bool) int {
 	q := pt.q
 	info, err := pt.consumer().Info(ctx)
 	// What a herald held comes back ack_wait after its last progress
@@ -249,6 +249,15 @@ func (pt *part) unsettle(ctx context.Context) int {
 				break
 			}
 		}
+	}
+	if count > 0 && !first {
+		// A consumer leader change (a node lost) or a crash can leave
+		// JetStream's record of what was handed out behind what was, so
+		// the groups listed may miss some: while anything was in hand
+		// elsewhere, the whole partition waits. (At a first start what
+		// the scan finds is this herald's own first batch, unless a herald
+		// before it died: pendingAtStart, above.)
+		un = map[string][]uint64{wholePartition: {0}}
 	}
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
