@@ -135,7 +135,11 @@ routes:
 		tl = tallyMessages(fake.AllMessages(), plan)
 		return len(tl.missing(acked)) == 0 && metric(url, "herald_queue_depth") == 0
 	})
-	check(t, plan, l, tl, checkOpts{rest: true})
+	// Known: a herald killed between a group's first post and storing the
+	// group's message leaves the group's next notification to post a new
+	// top-level message (logged, not failed, as in the node-loss test).
+	check(t, plan, l, tl, checkOpts{rest: true, splitGroups: "the killed herald posted the group's first message " +
+		"but died before storing it as the group's message, so the survivor started a new one"})
 
 	// How long each notification delivered after the kill waited past
 	// the later of its acknowledgement and the kill; and how long those
