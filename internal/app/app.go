@@ -6,7 +6,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,9 +41,12 @@ type Options struct {
 
 // App is a wired herald, ready to serve.
 type App struct {
-	cfg        *config.Config
-	logger     *slog.Logger
-	queue      *queue.Queue
+	cfg    *config.Config
+	logger *slog.Logger
+	queue  *queue.Queue
+	// pending is the queue as the service, the dispatcher and /readyz
+	// use it: unavailable until the queue is open.
+	pending    *pendingQueue
 	dispatcher *dispatch.Dispatcher
 	server     *server.Server
 	registry   *prometheus.Registry
@@ -57,13 +59,15 @@ type App struct {
 // New builds every part from cfg. In this order, so that a herald that
 // cannot run changes nothing on disk: it locks data_dir (an *InUseError
 // from package datadir when another process holds it), binds the listen
-// address, then opens the queue (starting the embedded NATS server unless
-// queue.url is set). It delivers nothing and answers nothing until Serve.
+// address, then starts the embedded NATS server and opens the queue. It
+// delivers nothing and answers nothing until Serve.
 //
-// With queue.url set data_dir holds nothing and is not locked: replicas
-// sharing one config, or a read-only file system, must not stop herald.
+// With queue.url set New does not contact the cluster: Serve opens the
+// queue, waiting as long as it takes (see Serve). data_dir holds nothing
+// then and is not locked: replicas sharing one config, or a read-only file
+// system, must not stop herald.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (_ *App, err error) {
-	a := &App{cfg: cfg, logger: logger, registry: opts.Registry, listener: opts.Listener}
+	a := &App{cfg: cfg, logger: logger, registry: opts.Registry, listener: opts.Listener, pending: newPendingQueue()}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -86,16 +90,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 			return nil, err
 		}
 	}
-	// queue.Open names its logger's component itself.
-	q, err := queue.Open(ctx, cfg.Queue, queue.Options{
-		DataDir:    cfg.DataDir,
-		Logger:     logger,
-		Registerer: a.registry,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+	if cfg.Queue.URL == "" {
+		// queue.Open names its logger's component itself.
+		if a.queue, err = a.openQueue(ctx); err != nil {
+			return nil, err
+		}
+		a.pending.set(a.queue)
 	}
-	a.queue = q
 
 	router, err := route.New(cfg.Routes)
 	if err != nil {
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	a.dispatcher, err = dispatch.New(dispatch.Options{
 		Router:     router,
 		Sinks:      sinkMap,
-		State:      q,
+		State:      a.pending,
 		Logger:     logger.With("component", "dispatch"),
 		Registerer: a.registry,
 		Config:     cfg.Dispatch,
@@ -124,7 +125,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		return nil, err
 	}
 
-	svc := service.New(q, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
+	svc := service.New(a.pending, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
 	webhook := shim.NewHandler(tracedPublisher{svc}, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
 		Logger:       logger.With("component", "shim"),
@@ -133,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Config:   cfg,
 		Service:  svc,
 		Webhook:  webhook,
-		Ready:    q.Ready,
+		Ready:    a.pending.Ready,
 		Registry: a.registry,
 		Logger:   logger.With("component", "server"),
 	})
@@ -147,20 +148,42 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 // ctx is done. Then it stops accepting, lets in-flight requests finish,
 // stops the dispatcher (a delivery cut short is left for redelivery, never
 // acked) and returns. Call Close afterwards.
+//
+// With queue.url set it serves at once and opens the queue meanwhile,
+// retrying with backoff for as long as it fails: until then /readyz says
+// why herald is not ready, and every API call and webhook gets
+// Unavailable (503 with Retry-After), which Alertmanager retries. It
+// returns an error wrapping queue.ErrIncompatible when the cluster
+// conflicts with the config (its max_payload, the partition count).
 func (a *App) Serve(ctx context.Context) error {
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
 	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	var consumeErr error
+	var consumeErr, openErr error
 	wg.Go(func() {
+		if a.queue == nil {
+			q, err := a.openPatiently(serveCtx)
+			if err != nil {
+				if ctx.Err() == nil {
+					openErr = err
+					a.logger.Error("cannot open the queue; stopping", "err", err)
+					stopServing()
+				}
+				return
+			}
+			a.queue = q
+			a.pending.set(q)
+		}
 		consumeErr = a.queue.Consume(consumeCtx, a.dispatcher.Handle, queue.WithRouteOf(a.dispatcher.RouteOf))
 		if consumeErr != nil {
 			a.logger.Error("dispatcher stopped", "err", consumeErr)
 		}
 	})
-	serveErr := a.server.Serve(ctx, a.listener)
+	serveErr := a.server.Serve(serveCtx, a.listener)
 	stopConsuming()
 	wg.Wait()
-	return errors.Join(serveErr, consumeErr)
+	return errors.Join(openErr, serveErr, consumeErr)
 }
 
 // Close shuts the queue down (and the embedded NATS server with it), closes

@@ -222,6 +222,11 @@ func (c *Config) Validate() error {
 	if c.Webhook.MaxBodyBytes < 0 {
 		add(errors.New("webhook.max_body_bytes: must be positive"))
 	}
+	if most := int64(queue.EmbeddedMaxPayload - queue.PayloadHeadroom); c.Queue.URL == "" && c.Webhook.MaxBodyBytes > most {
+		// With queue.url the servers' max_payload is checked at start.
+		add(fmt.Errorf("webhook.max_body_bytes: %v, but the embedded queue stores notifications of at most %v: at most %v",
+			queue.Size(c.Webhook.MaxBodyBytes), queue.Size(queue.EmbeddedMaxPayload), queue.Size(most)))
+	}
 	names := map[string]bool{}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]

@@ -50,7 +50,8 @@ const (
 	priorityGroup   = "herald"
 	jetstreamSubdir = "jetstream"
 
-	embeddedMaxPayload = 8 << 20
+	// EmbeddedMaxPayload is the embedded server's max_payload.
+	EmbeddedMaxPayload = 8 << 20
 )
 
 // Options are the parts of a Queue that do not come from the config file.
@@ -66,7 +67,24 @@ type Options struct {
 	// the global one (otel.GetTextMapPropagator) at the time of each call,
 	// so setting it up later in main takes effect.
 	Propagator propagation.TextMapPropagator
+	// MaxBodyBytes is the largest webhook body herald accepts
+	// (webhook.max_body_bytes). Open refuses, with ErrIncompatible, a
+	// NATS server whose max_payload cannot hold a notification made
+	// from such a body. Zero checks nothing.
+	MaxBodyBytes int64
 }
+
+// ErrIncompatible marks a reason Open fails that will not pass by itself:
+// the cluster's limits or the queue's contents conflict with the config.
+// Any other failure of Open (a server unreachable, an election under way)
+// may pass, and opening again later may succeed.
+var ErrIncompatible = errors.New("incompatible with the config")
+
+// PayloadHeadroom is what a stored notification may need beyond the
+// webhook body it was made from: its message headers and the text herald
+// writes. A NATS server's max_payload must be at least
+// webhook.max_body_bytes plus this.
+const PayloadHeadroom = 64 << 10
 
 // Queue is herald's durable store and work queue. Its methods are safe for
 // concurrent use.
@@ -145,6 +163,10 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		q.Close()
 		return nil, fmt.Errorf("queue: %w", err)
 	}
+	if err := q.checkPayload(opts.MaxBodyBytes); err != nil {
+		q.Close()
+		return nil, err
+	}
 	if err := q.setup(ctx); err != nil {
 		q.Close()
 		return nil, fmt.Errorf("queue: %w", err)
@@ -195,7 +217,7 @@ func (q *Queue) startEmbedded(dataDir string) error {
 		DontListen: true,
 		// Alertmanager groups with many alerts can exceed NATS's default
 		// of 1 MiB.
-		MaxPayload: embeddedMaxPayload,
+		MaxPayload: EmbeddedMaxPayload,
 		// JetStreamMaxStore is set below from the config or the disk.
 		// Keep the server's own HTTP monitoring, cluster and leafnode
 		// listeners closed.
@@ -284,10 +306,33 @@ func (q *Queue) connect() error {
 	nc, err := nats.Connect(q.cfg.URL, copts...)
 	if err != nil {
 		// nats errors name the server, never the token.
-		return fmt.Errorf("queue: connect: %s", secret.RedactURLs(err.Error()))
+		return fmt.Errorf("queue: connect to %s: %s", secret.RedactURLs(q.cfg.URL), secret.RedactURLs(err.Error()))
 	}
 	q.nc = nc
+	var known []string
+	for _, u := range nc.Servers() {
+		known = append(known, secret.RedactURLs(u))
+	}
+	q.log.Info("connected to NATS",
+		"server", secret.RedactURLs(nc.ConnectedUrl()), "server_name", nc.ConnectedServerName(),
+		"version", nc.ConnectedServerVersion(), "cluster", nc.ConnectedClusterName(),
+		"max_payload", Size(nc.MaxPayload()), "known_servers", known)
 	return nil
+}
+
+// checkPayload refuses a server whose max_payload cannot hold what the
+// webhook accepts: such a notification could not be stored whole.
+func (q *Queue) checkPayload(maxBody int64) error {
+	if maxBody <= 0 {
+		return nil
+	}
+	have, need := q.nc.MaxPayload(), maxBody+PayloadHeadroom
+	if have >= need {
+		return nil
+	}
+	return fmt.Errorf("queue: %w: the NATS server's max_payload is %v, and a webhook body of up to webhook.max_body_bytes (%v) needs %v: "+
+		"set max_payload to at least %v in the NATS servers' config (deploy/nats/nats.conf sets 8MB), or lower webhook.max_body_bytes to %v",
+		ErrIncompatible, Size(have), Size(maxBody), Size(need), Size(need), Size(max(have-PayloadHeadroom, 0)))
 }
 
 func (q *Queue) setup(ctx context.Context) error {
@@ -484,9 +529,9 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 		}
 		info := c.CachedInfo()
 		if info.NumPending+uint64(info.NumAckPending) > 0 {
-			return fmt.Errorf("partitions: %d, but partition %d still holds %d undelivered notifications; "+
+			return fmt.Errorf("%w: partitions: %d, but partition %d still holds %d undelivered notifications; "+
 				"run with the previous partition count until the queue is empty",
-				q.cfg.Partitions, p, info.NumPending+uint64(info.NumAckPending))
+				ErrIncompatible, q.cfg.Partitions, p, info.NumPending+uint64(info.NumAckPending))
 		}
 	}
 	if err := names.Err(); err != nil {
@@ -499,8 +544,8 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 	for key := range keys.Keys() {
 		n, _, _ := strings.Cut(key, ".")
 		if p, err := strconv.Atoi(n); err == nil && p >= q.cfg.Partitions {
-			return fmt.Errorf("partitions: %d, but partition %d still holds a parked group; "+
-				"run with the previous partition count until the queue is empty", q.cfg.Partitions, p)
+			return fmt.Errorf("%w: partitions: %d, but partition %d still holds a parked group; "+
+				"run with the previous partition count until the queue is empty", ErrIncompatible, q.cfg.Partitions, p)
 		}
 	}
 	return nil

@@ -1222,7 +1222,7 @@ func TestPutTooLarge(t *testing.T) {
 	n := notif("g", heraldv1.Severity_SEVERITY_INFO)
 	// Random printable text does not compress below the server's limit.
 	r := rand.New(rand.NewPCG(1, 2))
-	text := make([]byte, embeddedMaxPayload+embeddedMaxPayload/2)
+	text := make([]byte, EmbeddedMaxPayload+EmbeddedMaxPayload/2)
 	for i := range text {
 		text[i] = byte(0x21 + r.IntN(0x7e-0x21))
 	}
@@ -1232,7 +1232,7 @@ func TestPutTooLarge(t *testing.T) {
 		t.Errorf("Put(12 MiB random) = %v, want ErrTooLarge and not Unavailable", err)
 	}
 	// What compresses below it is stored.
-	n.Text = strings.Repeat("disk full on db-1 ", embeddedMaxPayload/16)
+	n.Text = strings.Repeat("disk full on db-1 ", EmbeddedMaxPayload/16)
 	id := mustPut(t, e.q, n)
 	got, err := e.q.Get(t.Context(), id)
 	if err != nil || got.Notification.GetText() != n.Text {

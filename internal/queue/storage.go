@@ -34,7 +34,7 @@ const storageCheck = time.Second
 // minFree is the room dir's disk needs before JetStream is restarted: a
 // few of the largest notifications, or an eighth of a small disk.
 func minFree(dir string) int64 {
-	n := int64(4 * embeddedMaxPayload)
+	n := int64(4 * EmbeddedMaxPayload)
 	if total, err := diskBytes(dir); err == nil {
 		n = min(n, total/8)
 	}

@@ -40,6 +40,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			StoreDir:   t.TempDir(),
 			NoSigs:     true,
 			NoLog:      true,
+			// As deploy/nats/nats.conf: herald refuses a server whose
+			// max_payload cannot hold a webhook body of 4 MiB.
+			MaxPayload: 8 << 20,
 			Cluster:    server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 		})
