@@ -3,12 +3,14 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/dispatch"
@@ -165,5 +167,146 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	// The surviving nodes still answer reads.
 	if _, err := q1.Get(t.Context(), all[0]); err != nil {
 		t.Errorf("Get after node loss: %v", err)
+	}
+}
+
+// Replicas share the partitions: each serves its part and delivers, so
+// more replicas deliver more at once. A replica that stops hands its
+// partitions over: the others serve them without waiting out ack_wait,
+// and every notification is delivered once, a group's in order.
+func TestReplicasSharePartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node NATS cluster")
+	}
+	const parts = 6
+	cluster := queuetest.StartCluster(t, 3)
+	cfg := Config{URL: cluster.URL(), Replicas: 3, Partitions: parts, AckWait: 5 * time.Second, PublishTimeout: 10 * time.Second}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	delivered := map[string]int{}  // id -> deliveries
+	by := map[int]int{}            // replica -> deliveries
+	order := map[string][]string{} // group -> ids in first-delivery order
+	type replica struct {
+		q      *Queue
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(i int) *replica {
+		var q *Queue
+		waitFor(t, func() bool {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			var err error
+			q, err = Open(ctx, cfg, Options{Logger: testLogger().With("replica", i)})
+			return err == nil
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &replica{q: q, cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			r.done <- q.Consume(ctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+				n := m.Notification()
+				time.Sleep(20 * time.Millisecond) // a chat server's answer
+				mu.Lock()
+				defer mu.Unlock()
+				delivered[n.Id]++
+				by[i]++
+				if delivered[n.Id] == 1 {
+					order[n.GroupKey] = append(order[n.GroupKey], n.Id)
+				}
+				return dispatch.Outcome{Action: dispatch.Ack}
+			})
+		}()
+		return r
+	}
+	stop := func(r *replica) {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Errorf("Consume: %v", err)
+		}
+		r.q.Close()
+	}
+	rs := []*replica{start(0), start(1), start(2)}
+	defer func() {
+		for _, r := range rs[:2] {
+			stop(r)
+		}
+	}()
+	served := func(r *replica) int {
+		n := 0
+		if ps := r.q.parts.Load(); ps != nil {
+			for _, pt := range *ps {
+				if pt.serving() {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	// Each replica ends up serving its share, parts/3, once it has
+	// been handed some work.
+	var published map[string][]string
+	publish := func(count int) {
+		for i := range count {
+			g := fmt.Sprintf("g%d", i%24)
+			n := notif(g, heraldv1.Severity_SEVERITY_CRITICAL)
+			if _, _, err := rs[0].q.Put(t.Context(), n); err != nil {
+				t.Fatal(err)
+			}
+			if published == nil {
+				published = map[string][]string{}
+			}
+			published[g] = append(published[g], n.Id)
+		}
+	}
+	allDelivered := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ids := range published {
+			for _, id := range ids {
+				if delivered[id] == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	publish(240)
+	waitFor(t, allDelivered)
+	waitFor(t, func() bool { return served(rs[0]) == parts/3 && served(rs[1]) == parts/3 && served(rs[2]) == parts/3 })
+	mu.Lock()
+	for i := range 3 {
+		if by[i] == 0 {
+			t.Errorf("replica %d delivered nothing: %v", i, by)
+		}
+	}
+	t.Logf("deliveries by replica: %v", by)
+	mu.Unlock()
+
+	// The third replica stops; its partitions are handed over.
+	before := testutil.ToFloat64(rs[0].q.m.takeovers.WithLabelValues("partition")) + testutil.ToFloat64(rs[1].q.m.takeovers.WithLabelValues("partition"))
+	publish(120)
+	stop(rs[2])
+	publish(120)
+	waitFor(t, allDelivered)
+	waitFor(t, func() bool { return served(rs[0])+served(rs[1]) == parts })
+	after := testutil.ToFloat64(rs[0].q.m.takeovers.WithLabelValues("partition")) + testutil.ToFloat64(rs[1].q.m.takeovers.WithLabelValues("partition"))
+	if after != before {
+		t.Errorf("%v takeovers held a whole partition after a replica handed its partitions over", after-before)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	dups := 0
+	for _, n := range delivered {
+		dups += n - 1
+	}
+	if dups > 0 {
+		t.Errorf("%d duplicate deliveries", dups)
+	}
+	for g, ids := range published {
+		if strings.Join(order[g], ",") != strings.Join(ids, ",") {
+			t.Errorf("group %s delivered in order %v, published %v", g, order[g], ids)
+		}
 	}
 }

@@ -128,13 +128,19 @@ func (q *Queue) Consume(ctx context.Context, handle Handler, opts ...ConsumeOpti
 	for _, f := range opts {
 		f(&o)
 	}
+	var mem *members
+	var wg sync.WaitGroup
+	if q.membersKV != nil {
+		mem = newMembers(q.membersKV, q.cfg.Partitions, q.log)
+		wg.Go(func() { mem.run(ctx) })
+	}
 	parts := make([]*part, q.cfg.Partitions)
 	for p := range parts {
 		parts[p] = q.newPart(p, handle, o)
+		parts[p].members = mem
 	}
 	q.parts.Store(&parts)
 	defer q.parts.Store(nil)
-	var wg sync.WaitGroup
 	for _, pt := range parts {
 		wg.Go(func() { pt.consume(ctx) })
 	}
@@ -150,6 +156,9 @@ type part struct {
 	opts   consumeOpts
 	log    *slog.Logger
 
+	// members says whether this herald owns the partition; nil on the
+	// embedded server, where it owns every one.
+	members *members
 	// cons is the partition's consumer (recreated when it vanished).
 	cons jetstream.Consumer
 	// runners are the goroutines working off groups.
@@ -229,28 +238,67 @@ func (q *Queue) newPart(p int, handle Handler, o consumeOpts) *part {
 	}
 }
 
-// consume pulls the partition's messages until ctx ends, then hands back
-// what it holds and waits for its runners.
+// consume serves the partition while this herald owns it (see
+// members.go), until ctx ends; then it hands back what it holds and waits
+// for its runners.
 func (pt *part) consume(ctx context.Context) {
-	q := pt.q
 	pt.consumeCtx = ctx
 	pt.runCtx, pt.runCancel = context.WithCancel(ctx)
 	defer func() { pt.runCancel() }()
 	pt.mu.Lock()
-	pt.cons = q.consumers[pt.p]
-	cons := pt.cons
+	pt.cons = pt.q.consumers[pt.p]
 	pt.mu.Unlock()
+	stopAlive := pt.keepAlive()
+	defer stopAlive()
+	defer pt.handBack()
+	stopWatch := pt.watchPin(ctx)
+	defer stopWatch()
+	for ctx.Err() == nil {
+		owned, changed := pt.members.owns(pt.p)
+		if !owned {
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			}
+			continue
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		if changed != nil {
+			wg.Go(func() {
+				for {
+					select {
+					case <-sctx.Done():
+						return
+					case <-changed:
+					}
+					var owned bool
+					if owned, changed = pt.members.owns(pt.p); !owned {
+						cancel()
+						return
+					}
+				}
+			})
+		}
+		pt.pull(sctx)
+		cancel()
+		wg.Wait()
+		if ctx.Err() == nil {
+			pt.handOff(ctx)
+		}
+	}
+}
+
+// pull pulls the partition's messages until ctx ends.
+func (pt *part) pull(ctx context.Context) {
+	q := pt.q
+	cons := pt.consumer()
 	// Before the first pull: what a herald before this one left in hand.
 	if ci, err := cons.Info(ctx); err == nil {
 		pt.mu.Lock()
 		pt.pendingAtStart = ci.NumAckPending
 		pt.mu.Unlock()
 	}
-	stopAlive := pt.keepAlive()
-	defer stopAlive()
-	defer pt.handBack()
-	stopWatch := pt.watchPin(ctx)
-	defer stopWatch()
 	pt.wakeParked(ctx)
 	for first := true; ctx.Err() == nil; first = false {
 		if !first {
@@ -322,10 +370,15 @@ func (pt *part) handBack() {
 	}
 	clear(pt.active)
 	clear(pt.alive)
-	pt.mu.Unlock()
-	for _, m := range msgs {
-		_ = m.Nak()
+	pin := pt.pin
+	if !pt.served {
+		pin = ""
 	}
+	pt.served, pt.pin = false, ""
+	pt.mu.Unlock()
+	nakInOrder(msgs)
+	// Shutdown: the replica that takes the partition over need not wait.
+	pt.markHandoff(pt.consumeCtx, pin)
 }
 
 // consumer returns the partition's consumer.

@@ -16,6 +16,8 @@ type metrics struct {
 	parked       *prometheus.CounterVec
 	lost         prometheus.Counter
 	takeoverWait prometheus.Histogram
+	takeovers    *prometheus.CounterVec
+	served       *prometheus.Desc
 
 	held        *prometheus.Desc
 	heldNotifs  *prometheus.Desc
@@ -51,6 +53,12 @@ func newMetrics(q *Queue) *metrics {
 			Help:    "How long new groups of a partition waited, when this herald took the partition over, for the previous herald's deliveries.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 5, 10, 20, 30, 60},
 		}),
+		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_queue_takeovers_total",
+			Help: "Partitions this herald began to serve, by what waited for the previous herald's deliveries: none, the groups it had in hand (after a handover), or the whole partition (after a crash, a node loss or a pin that expired).",
+		}, []string{"wait"}),
+		served: prometheus.NewDesc("herald_queue_partitions_served",
+			"Partitions this herald serves now; on a cluster the replicas share them.", nil, nil),
 		held: prometheus.NewDesc("herald_queue_groups_held",
 			"Groups held back in the partitions this herald serves, by why: retrying, throttled or broken.", []string{"hold"}, nil),
 		heldNotifs: prometheus.NewDesc("herald_queue_held_notifications",
@@ -72,12 +80,15 @@ func newMetrics(q *Queue) *metrics {
 	for _, h := range holds {
 		m.parked.WithLabelValues(h)
 	}
+	for _, w := range []string{"none", "groups", "partition"} {
+		m.takeovers.WithLabelValues(w)
+	}
 	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	return errors.Join(r.Register(m.publishes), r.Register(m.deadLetters), r.Register(m.parked),
-		r.Register(m.lost), r.Register(m.takeoverWait), r.Register(m))
+		r.Register(m.lost), r.Register(m.takeoverWait), r.Register(m.takeovers), r.Register(m))
 }
 
 // Describe implements prometheus.Collector.
@@ -88,6 +99,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.scrapeFail
 	ch <- m.held
 	ch <- m.heldNotifs
+	ch <- m.served
 	ch <- m.oldestRoute
 }
 
@@ -126,9 +138,13 @@ func (m *metrics) collectHeld(ch chan<- prometheus.Metric) {
 			oldest[route] = since
 		}
 	}
+	served := 0
 	if parts := m.q.parts.Load(); parts != nil {
 		for _, pt := range *parts {
 			pt.mu.Lock()
+			if pt.served {
+				served++
+			}
 			for _, pg := range pt.parked {
 				held[pg.e.Hold]++
 				waiting += len(pg.e.Items)
@@ -148,6 +164,7 @@ func (m *metrics) collectHeld(ch chan<- prometheus.Metric) {
 			pt.mu.Unlock()
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(m.served, prometheus.GaugeValue, float64(served))
 	for h, n := range held {
 		ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(n), h)
 	}

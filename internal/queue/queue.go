@@ -102,6 +102,9 @@ type Queue struct {
 	records   jetstream.KeyValue
 	threads   jetstream.KeyValue
 	groups    jetstream.KeyValue
+	// membersKV lists the replicas on a cluster (members.go); nil on the
+	// embedded server, where this herald is the only one.
+	membersKV jetstream.KeyValue
 	consumers []jetstream.Consumer
 	flights   flights
 	// parts are the partitions while Consume runs, for metrics.
@@ -404,6 +407,22 @@ func (q *Queue) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", GroupsBucket, err)
+	}
+	if q.cfg.URL != "" {
+		q.membersKV, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      MembersBucket,
+			Description: "herald replicas sharing the partitions, one key each, written every second",
+			History:     1,
+			// A replica that died without deleting its key: the others
+			// stop counting it after seconds (memberTTL); this only
+			// removes the key.
+			TTL:      time.Minute,
+			Storage:  jetstream.MemoryStorage,
+			Replicas: r,
+		})
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", MembersBucket, err)
+		}
 	}
 	if err := q.checkStrandedPartitions(ctx); err != nil {
 		return err

@@ -1,9 +1,12 @@
 package queue
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,9 +95,7 @@ func (pt *part) lost(pin string) {
 	pt.runCtx, pt.runCancel = context.WithCancel(pt.consumeCtx)
 	pt.mu.Unlock()
 	pt.log.Warn("the partition moved to another herald; handing everything back", "handed_back", len(back))
-	for _, m := range back {
-		_ = m.Nak()
-	}
+	nakInOrder(back)
 }
 
 // takeover notices that this herald (again) serves the partition: msg
@@ -145,10 +146,17 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 			pt.log.Warn("cannot schedule a parked group's wake-up", "group", gk, "err", err)
 		}
 	}
-	n := pt.unsettle(ctx, first)
-	pt.log.Info("serving partition", "parked_groups", len(keys), "unsettled", n, "first", first)
-	if n == 0 {
+	clean := pt.takeHandoff(ctx, md)
+	n := pt.unsettle(ctx, first, clean)
+	pt.log.Info("serving partition", "parked_groups", len(keys), "unsettled", n, "first", first, "handed_over", clean)
+	switch {
+	case n == 0:
+		q.m.takeovers.WithLabelValues("none").Inc()
 		return
+	case n < 0:
+		q.m.takeovers.WithLabelValues("partition").Inc()
+	default:
+		q.m.takeovers.WithLabelValues("groups").Inc()
 	}
 	start := time.Now()
 	pt.runners.Go(func() {
@@ -198,7 +206,11 @@ func (pt *part) takeover(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 // later ones of their group and in any order; until each is back in hand
 // or acknowledged, its group waits, at most ack_wait and a second. It
 // returns how many it listed.
-func (pt *part) unsettle(ctx context.Context, first bool) int {
+//
+// clean says that the herald before handed the partition over with
+// nothing in hand (takeHandoff): then only the groups listed wait, until
+// their notifications are back, which is at once.
+func (pt *part) unsettle(ctx context.Context, first, clean bool) int {
 	q := pt.q
 	info, err := pt.consumer().Info(ctx)
 	// What a herald held comes back ack_wait after its last progress
@@ -207,7 +219,7 @@ func (pt *part) unsettle(ctx context.Context, first bool) int {
 	un := map[string][]uint64{}
 	count := 0
 	pt.mu.Lock()
-	crashed := pt.pendingAtStart > 0
+	crashed := pt.pendingAtStart > 0 && !clean
 	pt.pendingAtStart = 0
 	pt.mu.Unlock()
 	if err != nil || crashed {
@@ -250,7 +262,7 @@ func (pt *part) unsettle(ctx context.Context, first bool) int {
 			}
 		}
 	}
-	if count > 0 && !first {
+	if count > 0 && !first && !clean {
 		// A consumer leader change (a node lost) or a crash can leave
 		// JetStream's record of what was handed out behind what was, so
 		// the groups listed may miss some: while anything was in hand
@@ -318,5 +330,116 @@ func (pt *part) startWaiting() {
 	pt.mu.Unlock()
 	for _, g := range start {
 		pt.runners.Go(func() { pt.run(ctx, g) })
+	}
+}
+
+// handoffKey is the groups bucket's key of partition p's last handover.
+func handoffKey(p int) string { return "handoff." + strconv.Itoa(p) }
+
+// handoffEntry says that the herald pinned to a partition gave it up with
+// every notification it held acknowledged or handed back, when JetStream
+// had handed out Consumer deliveries of it.
+type handoffEntry struct {
+	Consumer uint64    `json:"consumer"`
+	At       time.Time `json:"at"`
+}
+
+// handOff gives up a partition that another replica owns now (members.go)
+// without cutting attempts short: it hands back the groups waiting, lets
+// the attempts under way end (each runner then hands back the rest of its
+// group), and tells the next herald so that it need not wait (markHandoff).
+func (pt *part) handOff(ctx context.Context) {
+	pt.mu.Lock()
+	if !pt.served {
+		pt.mu.Unlock()
+		return
+	}
+	pin := pt.pin
+	pt.served, pt.pin = false, ""
+	var back []jetstream.Msg
+	for key, g := range pt.active {
+		if g.running || g.parking {
+			continue // its runner hands it back after the attempt
+		}
+		for _, h := range g.msgs {
+			back = append(back, h.msg)
+			delete(pt.alive, h.seq)
+		}
+		delete(pt.active, key)
+	}
+	clear(pt.unsettled)
+	pt.mu.Unlock()
+	nakInOrder(back)
+	pt.runners.Wait()
+	pt.mu.Lock()
+	clear(pt.parked)
+	pt.mu.Unlock()
+	pt.markHandoff(ctx, pin)
+}
+
+// markHandoff, once this herald has nothing of the partition in hand,
+// writes the handover entry and unpins the partition, so that the replica
+// that owns it now is pinned at its next pull and holds back only the
+// groups it gets back. Without the entry the next herald holds the whole
+// partition for two ack_waits, as after a crash. The entry is written only
+// while this herald is still pinned; the next herald trusts it only when
+// its first delivery directly follows (takeHandoff).
+func (pt *part) markHandoff(ctx context.Context, pin string) {
+	q := pt.q
+	if pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
+	defer cancel()
+	info, err := pt.consumer().Info(ctx)
+	if err != nil || pinnedID(info) != pin {
+		pt.log.Info("the partition moved on before its handover was recorded; the next herald waits out ack_wait")
+		return
+	}
+	e, _ := json.Marshal(handoffEntry{Consumer: info.Delivered.Consumer, At: time.Now().UTC()})
+	if _, err := q.groups.Put(ctx, handoffKey(pt.p), e); err != nil {
+		pt.log.Warn("cannot record the partition's handover; the next herald waits out ack_wait", "err", err)
+		return
+	}
+	if err := q.stream.UnpinConsumer(ctx, consumerName(pt.p), priorityGroup); err != nil {
+		pt.log.Warn("cannot unpin the partition; the next herald gets it when the pin expires", "err", err)
+	}
+	pt.log.Info("handed the partition over")
+}
+
+// takeHandoff reads and removes the partition's handover entry, and
+// reports whether it stands for this takeover: md, the first delivery to
+// this herald, directly follows the deliveries the entry counted, so
+// nothing was handed to anybody in between.
+func (pt *part) takeHandoff(ctx context.Context, md *jetstream.MsgMetadata) bool {
+	q := pt.q
+	ent, err := q.groups.Get(ctx, handoffKey(pt.p))
+	if err != nil {
+		return false
+	}
+	_ = q.groups.Delete(ctx, handoffKey(pt.p), jetstream.LastRevision(ent.Revision()))
+	var e handoffEntry
+	if json.Unmarshal(ent.Value(), &e) != nil {
+		return false
+	}
+	return md.Sequence.Consumer == e.Consumer+1
+}
+
+// pinnedID is the partition's pinned herald, or "".
+func pinnedID(info *jetstream.ConsumerInfo) string {
+	for _, g := range info.PriorityGroups {
+		if g.Group == priorityGroup {
+			return g.PinnedClientID
+		}
+	}
+	return ""
+}
+
+// nakInOrder hands msgs back in stream order: JetStream hands them out
+// again in the order of their Naks, so a group's come back in its order.
+func nakInOrder(msgs []jetstream.Msg) {
+	slices.SortFunc(msgs, func(a, b jetstream.Msg) int { return cmp.Compare(seqOf(a), seqOf(b)) })
+	for _, m := range msgs {
+		_ = m.Nak()
 	}
 }

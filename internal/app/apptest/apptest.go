@@ -46,7 +46,8 @@ type Options struct {
 }
 
 // Start parses yaml as a config file (after ${ENV} expansion), overrides
-// listen and data_dir, starts herald and stops it at the end of the test.
+// listen and data_dir, starts herald, returns once /readyz says it is
+// ready, and stops it at the end of the test.
 func Start(t testing.TB, yaml string, opts Options) *Herald {
 	t.Helper()
 	cfg, err := config.Parse("test.yml", []byte(yaml))
@@ -92,6 +93,21 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 		}
 	}
 	t.Cleanup(h.stop)
+	// With queue.url Serve opens the queue after it starts serving.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		res, err := http.Get(h.URL + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("herald not ready within a minute: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return h
 }
 
