@@ -387,7 +387,10 @@ type Notification struct {
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	// The Alertmanager receiver that sent it, if any.
 	Receiver string `protobuf:"bytes,15,opt,name=receiver,proto3" json:"receiver,omitempty"`
-	// Alerts Alertmanager left out of the group because of max_alerts.
+	// Alerts of the group left out of alerts: by Alertmanager (the receiver's
+	// max_alerts), and by herald's webhook when the group had more than 5,000
+	// alerts or was larger than the store takes. The text says how many and
+	// why.
 	TruncatedAlerts uint32 `protobuf:"varint,16,opt,name=truncated_alerts,json=truncatedAlerts,proto3" json:"truncated_alerts,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
