@@ -97,7 +97,9 @@ type Config struct {
 	// herald was delivering.
 	AckWait time.Duration `yaml:"ack_wait"`
 	// PublishTimeout bounds how long Put keeps trying to get JetStream's
-	// acknowledgement, e.g. across a cluster leader election (default 5s).
+	// acknowledgement (default 15s): long enough to outlast a stream leader
+	// election after a node died, which NATS starts after 4-9s without a
+	// heartbeat from the leader. Past it the caller gets Unavailable.
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 }
 
@@ -109,7 +111,7 @@ const (
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultRetention       = 7 * 24 * time.Hour
 	DefaultAckWait         = 10 * time.Second
-	DefaultPublishTimeout  = 5 * time.Second
+	DefaultPublishTimeout  = 15 * time.Second
 	maxPartitions          = 1024
 	maxMaxInHand           = 100_000
 )
