@@ -142,9 +142,7 @@ func BenchmarkOpen(b *testing.B) {
 // notifications, less that with none, per notification. stored=pending
 // holds the notifications only; stored=delivered also a delivery record
 // and a thread id each (one group per notification), as the dispatcher
-// leaves them. layout=subject-per-id is a data dir written while each
-// notification had its own subject (herald.n.<p>.<id>), opened by this
-// version. Right after opening (heap-B/notification) JetStream also holds
+// leaves them. Right after opening (heap-B/notification) JetStream also holds
 // the blocks it read (for 10 s) and their subject state (for 2 min); with
 // HERALD_BENCH_IDLE=1 the heap is measured again after 15 s
 // (warm-heap-B/notification) and after 2m15s (idle-heap-B/notification).
@@ -163,40 +161,37 @@ func BenchmarkOpenHeap(b *testing.B) {
 		b.Fatal(err)
 	}
 	var empty []uint64
-	for _, layout := range []string{"subject-per-id", "current"} {
-		for _, delivered := range []bool{false, true} {
-			name := "layout=" + layout + "/stored=pending"
-			if delivered {
-				name = "layout=" + layout + "/stored=delivered"
-			}
-			b.Run(name, func(b *testing.B) {
-				if empty == nil {
-					dir := b.TempDir()
-					openTest(b, dir, cfg).q.Close()
-					empty = heapOpen(b, dir, cfg, waits)
-				}
-				dir := b.TempDir()
-				fillHeapDir(b, dir, cfg, stored, layout == "current", delivered)
-				per := make([]float64, 1+len(waits))
-				b.ResetTimer()
-				for range b.N {
-					h := heapOpen(b, dir, cfg, waits)
-					for i := range per {
-						per[i] += (float64(h[i]) - float64(empty[i])) / stored
-					}
-				}
-				for i, unit := range []string{"heap-B/notification", "warm-heap-B/notification", "idle-heap-B/notification"}[:len(per)] {
-					b.ReportMetric(per[i]/float64(b.N), unit)
-				}
-			})
+	for _, delivered := range []bool{false, true} {
+		name := "stored=pending"
+		if delivered {
+			name = "stored=delivered"
 		}
+		b.Run(name, func(b *testing.B) {
+			if empty == nil {
+				dir := b.TempDir()
+				openTest(b, dir, cfg).q.Close()
+				empty = heapOpen(b, dir, cfg, waits)
+			}
+			dir := b.TempDir()
+			fillHeapDir(b, dir, cfg, stored, delivered)
+			per := make([]float64, 1+len(waits))
+			b.ResetTimer()
+			for range b.N {
+				h := heapOpen(b, dir, cfg, waits)
+				for i := range per {
+					per[i] += (float64(h[i]) - float64(empty[i])) / stored
+				}
+			}
+			for i, unit := range []string{"heap-B/notification", "warm-heap-B/notification", "idle-heap-B/notification"}[:len(per)] {
+				b.ReportMetric(per[i]/float64(b.N), unit)
+			}
+		})
 	}
 }
 
-// fillHeapDir stores n notifications in dir, with Put or on a subject per
-// id; delivered hands each to a handler that writes its record and thread
-// id, as the dispatcher does.
-func fillHeapDir(b *testing.B, dir string, cfg Config, n int, put, delivered bool) {
+// fillHeapDir stores n notifications in dir; delivered hands each to a
+// handler that writes its record and thread id, as the dispatcher does.
+func fillHeapDir(b *testing.B, dir string, cfg Config, n int, delivered bool) {
 	e := openTest(b, dir, cfg)
 	ctx := context.Background()
 	for i := range n {
@@ -204,11 +199,7 @@ func fillHeapDir(b *testing.B, dir string, cfg Config, n int, put, delivered boo
 		if delivered {
 			nt.GroupKey = fmt.Sprintf("group-%d", i)
 		}
-		if put {
-			mustPut(b, e.q, nt)
-		} else {
-			publishSubjectPerID(b, e.q, nt)
-		}
+		mustPut(b, e.q, nt)
 	}
 	if delivered {
 		var handled atomic.Int64

@@ -651,7 +651,7 @@ func (q *Queue) deadLetterDelivered(ctx context.Context, msg jetstream.Msg, seq 
 func (q *Queue) deadLetterUndecodable(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, decodeErr error) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
 	defer cancel()
-	id := storedID(msg.Headers(), msg.Subject())
+	id := storedID(msg.Headers())
 	named := validID(id)
 	if !named {
 		// Not published by herald (no id, or one that cannot be a subject

@@ -191,18 +191,14 @@ func (q *Queue) backlog(ctx context.Context) (depth uint64, oldest time.Duration
 			continue
 		}
 		depth += n
-		// The partition's subjects are looked up one by one; the older of
-		// the two is its oldest.
-		for _, subj := range partitionFilters(p) {
-			raw, err := q.stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(subj))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue
-			}
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			oldest = max(oldest, now.Sub(raw.Time))
+		raw, err := q.stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(partitionSubject(p)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
 		}
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		oldest = max(oldest, now.Sub(raw.Time))
 	}
 	info, err := q.dlq.Info(ctx)
 	if err != nil {

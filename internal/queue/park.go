@@ -431,7 +431,7 @@ func (pt *part) runParked(ctx context.Context, pg *parkedGroup) {
 		}
 		n, err := decodeNotification(raw.Header, raw.Data)
 		if err != nil {
-			id := storedID(raw.Header, raw.Subject)
+			id := storedID(raw.Header)
 			if !validID(id) {
 				id = "seq-" + strconv.FormatUint(raw.Sequence, 10)
 			}

@@ -40,11 +40,8 @@ const (
 	wakePrefix     = "herald.w."
 	schedulePrefix = "herald.s."
 	dlqPrefix      = "herald.dlq."
-	// consumerPrefix names the partitions' consumers; legacyPrefix those
-	// of the herald that held one notification per partition at a time,
-	// replaced at start (see ensureConsumer).
+	// consumerPrefix names the partitions' consumers.
 	consumerPrefix = "herald-part-"
-	legacyPrefix   = "herald-p"
 	// priorityGroup is the consumers' one priority group: JetStream pins
 	// each partition to one herald at a time.
 	priorityGroup   = "herald"
@@ -97,11 +94,11 @@ type Queue struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	stream    jetstream.Stream
-	dlq       jetstream.Stream
-	records   jetstream.KeyValue
-	threads   jetstream.KeyValue
-	groups    jetstream.KeyValue
+	stream  jetstream.Stream
+	dlq     jetstream.Stream
+	records jetstream.KeyValue
+	threads jetstream.KeyValue
+	groups  jetstream.KeyValue
 	// membersKV lists the replicas on a cluster (members.go); nil on the
 	// embedded server, where this herald is the only one.
 	membersKV jetstream.KeyValue
@@ -344,11 +341,8 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "herald notifications, partitioned by group key",
-		// herald.n.<p>; herald.n.<p>.<id> holds what was stored before
-		// the id moved to a header, until it ages out; herald.w.<p> holds
-		// the wake-ups of parked groups, herald.s.<p>.<group> their
-		// schedules.
-		Subjects:          []string{subjectPrefix + "*", subjectPrefix + "*.*", wakePrefix + "*", schedulePrefix + "*.*"},
+		// See format.go.
+		Subjects:          []string{subjectPrefix + "*", wakePrefix + "*", schedulePrefix + "*.*"},
 		AllowMsgSchedules: true,
 		Retention:         jetstream.LimitsPolicy,
 		MaxAge:            q.cfg.Retention,
@@ -408,6 +402,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", GroupsBucket, err)
 	}
+	if err := q.checkFormat(ctx); err != nil {
+		return err
+	}
 	if q.cfg.URL != "" {
 		q.membersKV, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      MembersBucket,
@@ -442,7 +439,7 @@ func (q *Queue) consumerConfig(p int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        consumerName(p),
 		Description:    "herald partition " + strconv.Itoa(p),
-		FilterSubjects: append(partitionFilters(p), wakeSubject(p)),
+		FilterSubjects: []string{partitionSubject(p), wakeSubject(p)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        q.cfg.AckWait,
@@ -461,35 +458,18 @@ func (q *Queue) consumerConfig(p int) jetstream.ConsumerConfig {
 	}
 }
 
-// ensureConsumer creates or updates partition p's durable consumer. A
-// consumer of the older design (one notification per partition in hand,
-// named herald-p<p>) is replaced by one that starts right after its ack
-// floor: it held at most one unacknowledged notification, the first after
-// the floor, so the new consumer hands out exactly what the old one had
-// not finished, in order. The new one is created before the old one is
-// deleted, so a crash in between loses nothing.
+// ensureConsumer creates or updates partition p's durable consumer.
 func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
 	cfg := q.consumerConfig(p)
 	existing, err := q.stream.Consumer(ctx, consumerName(p))
 	switch {
 	case err == nil:
-		// Keep what cannot change (where it started); update the rest.
-		old := existing.CachedInfo().Config
-		cfg.DeliverPolicy, cfg.OptStartSeq = old.DeliverPolicy, old.OptStartSeq
-		if sameConsumer(old, cfg) {
+		if sameConsumer(existing.CachedInfo().Config, cfg) {
 			// An update would end the partition's pin, and with it the
 			// work of the herald that serves it (several start together).
 			return existing, nil
 		}
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-		legacy, lerr := q.stream.Consumer(ctx, legacyConsumerName(p))
-		if lerr == nil {
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = legacy.CachedInfo().AckFloor.Stream + 1
-		} else if !errors.Is(lerr, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("consumer %s: %w", legacyConsumerName(p), lerr)
-		}
-	default:
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
 	}
 	c, err := q.stream.CreateOrUpdateConsumer(ctx, cfg)
@@ -506,11 +486,6 @@ func (q *Queue) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", consumerName(p), err)
-	}
-	if err := q.stream.DeleteConsumer(ctx, legacyConsumerName(p)); err == nil {
-		q.log.Info("replaced the partition's consumer of the older design", "partition", p, "start_seq", cfg.OptStartSeq)
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("consumer %s: delete: %w", legacyConsumerName(p), err)
 	}
 	return c, nil
 }
@@ -532,9 +507,6 @@ func (q *Queue) checkStrandedPartitions(ctx context.Context) error {
 	names := q.stream.ConsumerNames(ctx)
 	for name := range names.Name() {
 		n, ok := strings.CutPrefix(name, consumerPrefix)
-		if !ok {
-			n, ok = strings.CutPrefix(name, legacyPrefix)
-		}
 		if !ok {
 			continue
 		}
@@ -617,8 +589,7 @@ func (q *Queue) Close() error {
 	return err
 }
 
-func consumerName(p int) string       { return consumerPrefix + strconv.Itoa(p) }
-func legacyConsumerName(p int) string { return legacyPrefix + strconv.Itoa(p) }
+func consumerName(p int) string { return consumerPrefix + strconv.Itoa(p) }
 
 // slogLogger adapts slog to the NATS server's logger.
 type slogLogger struct{ l *slog.Logger }

@@ -988,13 +988,8 @@ func TestReplayAll(t *testing.T) {
 	}
 }
 
-// legacySubject is where notifications were stored before their id moved
-// to a header.
-func legacySubject(p int, id string) string { return partitionSubject(p) + "." + id }
-
-// A payload that is not a Notification is dead-lettered under its id, from
-// the current subjects and the older ones alike, and never reaches the
-// handler; one without any id under its sequence.
+// A payload that is not a Notification is dead-lettered under its id and
+// never reaches the handler; one without a usable id under its sequence.
 func TestUndecodablePayloadIsDeadLettered(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -1002,7 +997,6 @@ func TestUndecodablePayloadIsDeadLettered(t *testing.T) {
 		wantID string
 	}{
 		{"id in header", &nats.Msg{Subject: partitionSubject(0), Header: nats.Header{hdrID: {"01GARBAGE"}}}, "01GARBAGE"},
-		{"id in subject", &nats.Msg{Subject: legacySubject(0, "01GARBAGE")}, "01GARBAGE"},
 		{"no id", &nats.Msg{Subject: partitionSubject(0)}, "seq-1"},
 		{"id not a token", &nats.Msg{Subject: partitionSubject(0), Header: nats.Header{hdrID: {"a.b *"}}}, "seq-1"},
 	} {

@@ -92,30 +92,9 @@ func partitionSubject(p int) string {
 	return subjectPrefix + strconv.Itoa(p)
 }
 
-// partitionFilters are the subjects of partition p: the current one, and
-// herald.n.<p>.<id> of notifications stored before the id moved to a
-// header.
-func partitionFilters(p int) []string {
-	s := partitionSubject(p)
-	return []string{s, s + ".*"}
-}
-
 // storedID returns the id of a stored notification without decoding it:
-// its Herald-Id header, or the last token of an older subject
-// herald.n.<p>.<id>. It is "" when there is neither.
-func storedID(h nats.Header, subj string) string {
-	if id := h.Get(hdrID); id != "" {
-		return id
-	}
-	rest, ok := strings.CutPrefix(subj, subjectPrefix)
-	if !ok {
-		return ""
-	}
-	if _, id, ok := strings.Cut(rest, "."); ok && !strings.Contains(id, ".") {
-		return id
-	}
-	return ""
-}
+// its Herald-Id header, or "".
+func storedID(h nats.Header) string { return h.Get(hdrID) }
 
 // idFromSubject returns the last token of a dead-letter subject.
 func idFromSubject(subj string) string {

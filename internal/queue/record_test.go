@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -149,25 +148,6 @@ func TestIDTime(t *testing.T) {
 		got, ok := idTime(tc.id)
 		if ok != !tc.want.IsZero() || !got.Equal(tc.want) {
 			t.Errorf("idTime(%q) = %v, %v; want %v", tc.id, got, ok, tc.want)
-		}
-	}
-}
-
-func TestStoredID(t *testing.T) {
-	for _, tc := range []struct {
-		h    nats.Header
-		subj string
-		want string
-	}{
-		{nats.Header{hdrID: {"01ABC"}}, "herald.n.3", "01ABC"},
-		{nats.Header{hdrID: {"01ABC"}}, "herald.n.3.01OLD", "01ABC"},
-		{nil, "herald.n.3.01OLD", "01OLD"},
-		{nil, "herald.n.3", ""},
-		{nats.Header{}, "herald.n.3.a.b", ""},
-		{nil, "herald.dlq.01OLD", ""},
-	} {
-		if got := storedID(tc.h, tc.subj); got != tc.want {
-			t.Errorf("storedID(%v, %q) = %q, want %q", tc.h, tc.subj, got, tc.want)
 		}
 	}
 }

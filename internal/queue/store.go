@@ -341,10 +341,8 @@ const (
 // costs about 2·log2 of the messages stored since the id's time, plus those
 // stored in the id's millisecond before it (one or two at herald's usual
 // rates), and never more than findMaxReads (4,096): an id of a busy window
-// that was never stored costs them all. Notifications stored on a subject
-// per id, before the id moved to a header, are also found by subject;
-// other ids (not made by the service) only that way, so a pending one
-// stored now gives ErrMsgNotFound until its record is written.
+// that was never stored costs them all. An id without a time (not made by
+// the service) gives ErrMsgNotFound until its record is written.
 func (q *Queue) find(ctx context.Context, id string) (*jetstream.RawStreamMsg, error) {
 	if at, ok := idTime(id); ok {
 		raw, err := q.findByTime(ctx, id, at)
@@ -355,7 +353,7 @@ func (q *Queue) find(ctx context.Context, id string) (*jetstream.RawStreamMsg, e
 			return raw, err
 		}
 	}
-	return q.stream.GetLastMsgForSubject(ctx, subjectPrefix+"*."+id)
+	return nil, jetstream.ErrMsgNotFound
 }
 
 // findByTime is find's search by time; it returns nil, nil when id is not
@@ -425,7 +423,7 @@ func (q *Queue) findByTime(ctx context.Context, id string, at time.Time) (*jetst
 	}
 	// Forward from there: the copy is almost always among the first few.
 	for m := head; m != nil && !m.Time.After(to); {
-		if storedID(m.Header, m.Subject) == id {
+		if storedID(m.Header) == id {
 			return m, nil
 		}
 		if m, err = get(m.Sequence+1, true); err != nil {
@@ -445,7 +443,7 @@ func (q *Queue) findByTime(ctx context.Context, id string, at time.Time) (*jetst
 		if m.Time.Before(from) {
 			break
 		}
-		if storedID(m.Header, m.Subject) == id {
+		if storedID(m.Header) == id {
 			return m, nil
 		}
 	}

@@ -231,35 +231,30 @@ func (pt *part) unsettle(ctx context.Context, first, clean bool) int {
 		un[wholePartition] = []uint64{0}
 	} else {
 		reads := 0
-		for _, subj := range partitionFilters(pt.p) {
-			for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream; seq++ {
-				if reads++; reads > maxUnsettledReads {
-					un = map[string][]uint64{wholePartition: {0}}
-					break
-				}
-				raw, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
-					break
-				}
-				if err != nil {
-					un = map[string][]uint64{wholePartition: {0}}
-					break
-				}
-				if raw.Sequence > info.Delivered.Stream {
-					break
-				}
-				seq = raw.Sequence
-				n, err := decodeNotification(raw.Header, raw.Data)
-				if err != nil {
-					continue
-				}
-				key := groupHash(n)
-				un[key] = append(un[key], seq)
-				count++
-			}
-			if _, ok := un[wholePartition]; ok {
+		for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream; seq++ {
+			if reads++; reads > maxUnsettledReads {
+				un = map[string][]uint64{wholePartition: {0}}
 				break
 			}
+			raw, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(partitionSubject(pt.p)))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				un = map[string][]uint64{wholePartition: {0}}
+				break
+			}
+			if raw.Sequence > info.Delivered.Stream {
+				break
+			}
+			seq = raw.Sequence
+			n, err := decodeNotification(raw.Header, raw.Data)
+			if err != nil {
+				continue
+			}
+			key := groupHash(n)
+			un[key] = append(un[key], seq)
+			count++
 		}
 	}
 	if count > 0 && !first && !clean {
