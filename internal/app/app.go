@@ -160,7 +160,7 @@ func (a *App) Serve(ctx context.Context) error {
 	defer stopServing()
 	consumeCtx, stopConsuming := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	var consumeErr, openErr error
+	var openErr error
 	wg.Go(func() {
 		if a.queue == nil {
 			q, err := a.openPatiently(serveCtx)
@@ -175,15 +175,12 @@ func (a *App) Serve(ctx context.Context) error {
 			a.queue = q
 			a.pending.set(q)
 		}
-		consumeErr = a.queue.Consume(consumeCtx, a.dispatcher.Handle, queue.WithRouteOf(a.dispatcher.RouteOf))
-		if consumeErr != nil {
-			a.logger.Error("dispatcher stopped", "err", consumeErr)
-		}
+		a.queue.Consume(consumeCtx, a.dispatcher.Handle, queue.WithRouteOf(a.dispatcher.RouteOf))
 	})
 	serveErr := a.server.Serve(serveCtx, a.listener)
 	stopConsuming()
 	wg.Wait()
-	return errors.Join(openErr, serveErr, consumeErr)
+	return errors.Join(openErr, serveErr)
 }
 
 // Close shuts the queue down (and the embedded NATS server with it), closes

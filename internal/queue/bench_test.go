@@ -79,11 +79,12 @@ func BenchmarkPutConsume(b *testing.B) {
 	var handled atomic.Int64
 	all := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	go func() {
-		done <- e.q.Consume(ctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		defer close(done)
+		e.q.Consume(ctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
 			if handled.Add(1) == int64(len(ns)) {
 				close(all)
 			}
@@ -205,9 +206,10 @@ func fillHeapDir(b *testing.B, dir string, cfg Config, n int, delivered bool) {
 		var handled atomic.Int64
 		all := make(chan struct{})
 		cctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
+		done := make(chan struct{})
 		go func() {
-			done <- e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+			defer close(done)
+			e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
 				nt := m.Notification()
 				ref := &heraldv1.MessageRef{ChannelId: "GENERAL", MessageId: "Xk3jQ9vTzP2mWbLrA"}
 				rec := &heraldv1.DeliveryRecord{

@@ -107,7 +107,8 @@ func WithRouteOf(f func(*heraldv1.Notification) string) ConsumeOption {
 }
 
 // Consume hands notifications to handle until ctx is cancelled, then waits
-// for the handlers in flight and returns nil.
+// for the handlers in flight and returns. What fails meanwhile (JetStream
+// unreachable, a consumer gone) is logged and tried again.
 //
 // Order is kept per group (group key, or the notification alone when it
 // has none), and nothing else waits: each partition is pinned to one
@@ -123,7 +124,7 @@ func WithRouteOf(f func(*heraldv1.Notification) string) ConsumeOption {
 // for redelivery, with the rest of the group (shutdown). A payload that
 // is not a Notification is dead-lettered as raw bytes; handle never sees
 // it. How many attempts run at once is the dispatcher's to bound.
-func (q *Queue) Consume(ctx context.Context, handle Handler, opts ...ConsumeOption) error {
+func (q *Queue) Consume(ctx context.Context, handle Handler, opts ...ConsumeOption) {
 	var o consumeOpts
 	for _, f := range opts {
 		f(&o)
@@ -145,7 +146,6 @@ func (q *Queue) Consume(ctx context.Context, handle Handler, opts ...ConsumeOpti
 		wg.Go(func() { pt.consume(ctx) })
 	}
 	wg.Wait()
-	return nil
 }
 
 // part is what this herald knows of one partition while it serves it.

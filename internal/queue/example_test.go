@@ -43,9 +43,7 @@ func Example() {
 		cancel() // a real dispatcher (dispatch.Dispatcher.Handle) runs until shutdown
 		return dispatch.Outcome{Action: dispatch.Ack}
 	}
-	if err := q.Consume(ctx, handle); err != nil {
-		log.Fatal(err)
-	}
+	q.Consume(ctx, handle)
 	// Output:
 	// 01EXAMPLE false <nil>
 	// deliver Disk full attempt 1

@@ -41,12 +41,13 @@ func BenchmarkConsume(b *testing.B) {
 	var handled, last, maxGap atomic.Int64
 	all := make(chan struct{})
 	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU(b)
 	go func() {
-		done <- e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		defer close(done)
+		e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
 			// The longest pause between two handled messages: a partition
 			// whose pull went unanswered shows here as its pull expiry.
 			now := time.Now().UnixNano()
