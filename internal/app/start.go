@@ -36,6 +36,7 @@ type pendingQueue struct {
 var (
 	_ store.Store    = (*pendingQueue)(nil)
 	_ dispatch.State = (*pendingQueue)(nil)
+	_ dispatch.State = (*queue.Queue)(nil)
 )
 
 func newPendingQueue() *pendingQueue {

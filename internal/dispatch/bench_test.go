@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -32,7 +33,7 @@ func BenchmarkHandle(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if out := d.Handle(ctx, m); out.Action != Ack {
+		if out := d.Handle(ctx, m); out.Action != delivery.Ack {
 			b.Fatal(out)
 		}
 	}

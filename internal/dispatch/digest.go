@@ -131,7 +131,7 @@ func (ln *lane) reprioritizeLocked() {
 
 // parked is one Handle waiting in a lane.
 type parked struct {
-	h  *delivery
+	h  *handling
 	to sinks.Target
 	// prio is the notification's priority, seq its place in arrival order.
 	prio priority
@@ -175,7 +175,7 @@ func laneTarget(to sinks.Target) sinks.Target {
 // holdFor is how long a notification may wait for sink s at step idx of
 // its chain before it moves on: the rest of the quick retry budget, or, for
 // a sink that merges digests and ends the chain, up to ThrottleHold.
-func (d *Dispatcher) holdFor(h *delivery, idx int, s sinks.Sink, deadline time.Time) time.Duration {
+func (d *Dispatcher) holdFor(h *handling, idx int, s sinks.Sink, deadline time.Time) time.Duration {
 	hold := time.Until(deadline)
 	if laned(s) && idx == len(h.dec.Chain)-1 {
 		hold = max(hold, d.cfg.ThrottleHold)
@@ -194,7 +194,7 @@ func paced(s sinks.Sink, to sinks.Target) bool {
 // target's lane when s merges digests and cannot take the notification at
 // once or others already wait. hold bounds the time spent in the lane. A
 // probe of a half-open breaker is always a plain Send.
-func (d *Dispatcher) attempt(ctx context.Context, h *delivery, s sinks.Sink, to sinks.Target, probe bool, hold time.Duration) attemptResult {
+func (d *Dispatcher) attempt(ctx context.Context, h *handling, s sinks.Sink, to sinks.Target, probe bool, hold time.Duration) attemptResult {
 	bp, ok := s.(batchPacer)
 	if !ok || probe {
 		return d.plain(ctx, s, h.n, to)
@@ -554,7 +554,7 @@ func notificationIDs(ns []*heraldv1.Notification) attribute.KeyValue {
 
 // notedDigest marks on h's span that its attempt was a digest, linking the
 // digest's attempt span (in the leader's trace), and logs a delivered one.
-func (d *Dispatcher) notedDigest(ctx context.Context, h *delivery, sink string, to sinks.Target, res attemptResult) {
+func (d *Dispatcher) notedDigest(ctx context.Context, h *handling, sink string, to sinks.Target, res attemptResult) {
 	span := trace.SpanFromContext(ctx)
 	if res.span.IsValid() && res.span.TraceID() != span.SpanContext().TraceID() {
 		span.AddLink(trace.Link{SpanContext: res.span})

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/sinks"
 )
@@ -200,14 +201,14 @@ var withFallback = chainRouter{{Sink: "pc", Channel: "#alerts"}, {Sink: "slack",
 // parkAll starts Handle for each message in turn, each once the one before
 // is blocked (so they reach the lane in this order), and returns a wait
 // that gives their outcomes.
-func parkAll(ctx func(i int) context.Context, d *Dispatcher, ms ...*fakeMsg) func() []Outcome {
-	outs := make([]Outcome, len(ms))
+func parkAll(ctx func(i int) context.Context, d *Dispatcher, ms ...*fakeMsg) func() []delivery.Outcome {
+	outs := make([]delivery.Outcome, len(ms))
 	var wg sync.WaitGroup
 	for i, m := range ms {
 		wg.Go(func() { outs[i] = d.Handle(ctx(i), m) })
 		synctest.Wait()
 	}
-	return func() []Outcome {
+	return func() []delivery.Outcome {
 		wg.Wait()
 		return outs
 	}
@@ -221,7 +222,7 @@ func msgs(ids ...string) []*fakeMsg {
 	return out
 }
 
-func actions(outs []Outcome) string {
+func actions(outs []delivery.Outcome) string {
 	var s []string
 	for _, o := range outs {
 		s = append(s, o.Action.String())
@@ -236,7 +237,7 @@ func TestDigest(t *testing.T) {
 		pc := &pacedSink{name: "pc", count: 1, per: time.Minute}
 		r := newDigestRig(t, pc, nil, testConfig())
 		start := time.Now()
-		if out := r.d.Handle(t.Context(), msg("n0", "g0")); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), msg("n0", "g0")); out.Action != delivery.Ack {
 			t.Fatalf("n0: %+v", out)
 		}
 		time.Sleep(s)
@@ -296,7 +297,7 @@ func TestDigestOfOne(t *testing.T) {
 		r := newDigestRig(t, pc, nil, testConfig())
 		start := time.Now()
 		r.d.Handle(t.Context(), msg("n0", "g"))
-		if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 			t.Fatalf("n1: %+v", out)
 		}
 		reqs := pc.Requests()
@@ -326,7 +327,7 @@ func TestDigestHold(t *testing.T) {
 		router    route.Router
 		per       time.Duration
 		hold      time.Duration
-		want      Action
+		want      delivery.Action
 		wantDelay time.Duration
 		wantPC    string
 		wantSlack []time.Duration
@@ -334,25 +335,25 @@ func TestDigestHold(t *testing.T) {
 		name:      "a wait beyond the quick budget goes to the fallback",
 		router:    withFallback,
 		per:       time.Minute,
-		want:      Ack,
+		want:      delivery.Ack,
 		wantPC:    "0s:n0",
 		wantSlack: []time.Duration{s},
 	}, {
 		name:   "the last sink holds it for the next digest",
 		per:    time.Minute,
-		want:   Ack,
+		want:   delivery.Ack,
 		wantPC: "0s:n0 +1m0s:n1,n2",
 	}, {
 		name:   "a wait within the quick budget is waited even with a fallback",
 		router: withFallback,
 		per:    4 * s,
-		want:   Ack,
+		want:   delivery.Ack,
 		wantPC: "0s:n0 +4s:n1,n2",
 	}, {
 		name:      "a wait beyond throttle_hold is retried later",
 		per:       time.Minute,
 		hold:      30 * s,
-		want:      Retry,
+		want:      delivery.Retry,
 		wantDelay: 59 * s,
 		wantPC:    "0s:n0",
 	}}
@@ -575,7 +576,7 @@ func TestDigestLeavesLane(t *testing.T) {
 		time.Sleep(s)
 		held := msg("n1", "hold")
 		var wg sync.WaitGroup
-		var heldOut, fbOut Outcome
+		var heldOut, fbOut delivery.Outcome
 		wg.Go(func() { heldOut = r.d.Handle(t.Context(), held) })
 		synctest.Wait()
 		time.Sleep(s)
@@ -584,7 +585,7 @@ func TestDigestLeavesLane(t *testing.T) {
 		time.Sleep(s)
 		pc.block(time.Minute) // until 1m3s
 		wg.Wait()
-		if heldOut.Action != Ack || fbOut.Action != Ack {
+		if heldOut.Action != delivery.Ack || fbOut.Action != delivery.Ack {
 			t.Fatalf("outcomes %v, %v; want ack, ack", heldOut, fbOut)
 		}
 		calls := r.slack.Calls()
@@ -611,7 +612,7 @@ func TestDigestGroupOrder(t *testing.T) {
 			wg.Go(func() {
 				for i := range 6 {
 					id := fmt.Sprintf("%s%d", g, i)
-					if out := r.d.Handle(t.Context(), msg(id, g)); out.Action != Ack {
+					if out := r.d.Handle(t.Context(), msg(id, g)); out.Action != delivery.Ack {
 						t.Errorf("%s: %+v", id, out)
 					}
 				}
@@ -724,7 +725,7 @@ func TestDigestMax(t *testing.T) {
 		}
 		outs := parkAll(func(int) context.Context { return t.Context() }, r.d, ms...)()
 		for i, out := range outs {
-			if out.Action != Ack {
+			if out.Action != delivery.Ack {
 				t.Errorf("m%02d: %+v", i, out)
 			}
 		}
@@ -883,7 +884,7 @@ func TestPaceGateOrder(t *testing.T) {
 				for _, a := range tt.arrivals {
 					time.Sleep(start.Add(a.at).Sub(time.Now()))
 					wg.Go(func() {
-						if out := r.d.Handle(t.Context(), toChannel(a.id, a.channel, a.sev)); out.Action != Ack {
+						if out := r.d.Handle(t.Context(), toChannel(a.id, a.channel, a.sev)); out.Action != delivery.Ack {
 							t.Errorf("%s: %+v", a.id, out)
 						}
 					})

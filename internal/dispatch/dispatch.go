@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks"
@@ -181,9 +182,9 @@ func (d *Dispatcher) breakerChanged(sink string) func(context.Context, BreakerSt
 	}
 }
 
-// delivery is the state of one Handle call.
-type delivery struct {
-	m     Message
+// handling is the state of one Handle call.
+type handling struct {
+	m     delivery.Message
 	n     *heraldv1.Notification
 	dec   route.Decision
 	rec   *heraldv1.DeliveryRecord
@@ -209,20 +210,20 @@ type delivery struct {
 	parents map[string]*heraldv1.MessageRef
 }
 
-func (h *delivery) fallbackReason() string { return strings.Join(h.failures, "; ") }
+func (h *handling) fallbackReason() string { return strings.Join(h.failures, "; ") }
 
 // Handle delivers one notification through its chain and returns what the
 // queue must do with the message: Ack once a sink accepted it (now, or
 // before, as its delivery record says), Retry or DeadLetter when none did,
 // Release whenever ctx ends before a sink accepted it. A Retry says why in
 // its Hold; every outcome of a notification carries its Route.
-func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
+func (d *Dispatcher) Handle(ctx context.Context, m delivery.Message) delivery.Outcome {
 	n := m.Notification()
 	if n == nil {
 		d.m.deadLetters.WithLabelValues("invalid").Inc()
 		d.m.outcomes.WithLabelValues("dead_letter").Inc()
 		d.log.ErrorContext(ctx, "queued message holds no notification; dead-lettering it")
-		return Outcome{Action: DeadLetter, Reason: "message holds no notification"}
+		return delivery.Outcome{Action: delivery.DeadLetter, Reason: "message holds no notification"}
 	}
 	dec := d.router.Route(n)
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch")
@@ -240,7 +241,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 		}
 	}
 	defer span.End()
-	h := &delivery{
+	h := &handling{
 		m:            m,
 		n:            n,
 		dec:          dec,
@@ -251,16 +252,16 @@ func (d *Dispatcher) Handle(ctx context.Context, m Message) Outcome {
 	out := d.handle(ctx, h)
 	out.Route = dec.Route
 	span.SetAttributes(attribute.String("herald.outcome", out.Action.String()))
-	if out.Action != Ack {
+	if out.Action != delivery.Ack {
 		span.SetStatus(codes.Error, out.Reason)
 	}
-	d.m.outcomes.WithLabelValues(out.Action.metric()).Inc()
+	d.m.outcomes.WithLabelValues(out.Action.String()).Inc()
 	return out
 }
 
-func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
+func (d *Dispatcher) handle(ctx context.Context, h *handling) delivery.Outcome {
 	if ctx.Err() != nil {
-		return Outcome{Action: Release, Reason: "shutting down"}
+		return delivery.Outcome{Action: delivery.Release, Reason: "shutting down"}
 	}
 	h.rec = d.loadRecord(ctx, h)
 	if h.rec.GetState() == heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED {
@@ -269,7 +270,7 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 		d.m.alreadyDelivered.Inc()
 		h.log.InfoContext(ctx, "already delivered; acknowledging without sending again",
 			"delivered_by", h.rec.GetDeliveredBy(), "delivered", h.m.Delivered())
-		return Outcome{Action: Ack, Reason: "already delivered by " + h.rec.GetDeliveredBy()}
+		return delivery.Outcome{Action: delivery.Ack, Reason: "already delivered by " + h.rec.GetDeliveredBy()}
 	}
 	h.rec.Route = h.dec.Route
 	if len(h.dec.Chain) == 0 {
@@ -278,18 +279,18 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	h.dec.Chain = d.lifecycleChain(ctx, h)
 	for i, step := range h.dec.Chain {
 		if ctx.Err() != nil {
-			return Outcome{Action: Release, Reason: "shutting down"}
+			return delivery.Outcome{Action: delivery.Release, Reason: "shutting down"}
 		}
 		r := d.trySink(ctx, h, i, step)
 		switch r {
 		case sinkDelivered:
-			return Outcome{Action: Ack}
+			return delivery.Outcome{Action: delivery.Ack}
 		case sinkReleased:
-			return Outcome{Action: Release, Reason: "shutting down"}
+			return delivery.Outcome{Action: delivery.Release, Reason: "shutting down"}
 		}
 	}
 	if ctx.Err() != nil {
-		return Outcome{Action: Release, Reason: "shutting down"}
+		return delivery.Outcome{Action: delivery.Release, Reason: "shutting down"}
 	}
 	reason := h.fallbackReason()
 	if h.allPermanent {
@@ -307,34 +308,34 @@ func (d *Dispatcher) handle(ctx context.Context, h *delivery) Outcome {
 	}
 	backoff := d.backoff(h.m.Delivered())
 	delay := max(backoff, h.longestThrottle)
-	hold := HoldRetrying
+	hold := delivery.HoldRetrying
 	switch {
 	case !h.attempted:
-		hold = HoldBroken
+		hold = delivery.HoldBroken
 	case h.longestThrottle > 0 && !h.transient:
 		// Only rate limits stood in the way: retry when they end, not
 		// after a backoff that grows with every window the group waits.
-		delay, hold = h.longestThrottle, HoldThrottled
+		delay, hold = h.longestThrottle, delivery.HoldThrottled
 	case h.longestThrottle > 0 && h.longestThrottle >= backoff:
-		hold = HoldThrottled
+		hold = delivery.HoldThrottled
 	}
 	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 	d.putRecord(ctx, h)
 	d.m.retryDelay.Observe(delay.Seconds())
 	h.log.WarnContext(ctx, "no sink took the notification; retrying later",
 		"delay", delay, "hold", hold.String(), "delivered", h.m.Delivered(), "reason", reason)
-	return Outcome{Action: Retry, Delay: delay, Reason: reason, Hold: hold}
+	return delivery.Outcome{Action: delivery.Retry, Delay: delay, Reason: reason, Hold: hold}
 }
 
 // budgetStart is when m's retry budget started: the later of its
 // notification's received_at and, for a Replayable message, the time its
 // current copy was stored. Zero when neither is known.
-func budgetStart(m Message) time.Time {
+func budgetStart(m delivery.Message) time.Time {
 	var start time.Time
 	if ra := m.Notification().GetReceivedAt(); ra != nil {
 		start = ra.AsTime()
 	}
-	if r, ok := m.(Replayable); ok && r.Enqueued().After(start) {
+	if r, ok := m.(delivery.Replayable); ok && r.Enqueued().After(start) {
 		start = r.Enqueued()
 	}
 	return start
@@ -353,12 +354,12 @@ func (d *Dispatcher) backoff(delivered int) time.Duration {
 	return base - half + d.jitter(half)
 }
 
-func (d *Dispatcher) deadLetter(ctx context.Context, h *delivery, kind, reason string) Outcome {
+func (d *Dispatcher) deadLetter(ctx context.Context, h *handling, kind, reason string) delivery.Outcome {
 	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
 	d.putRecord(ctx, h)
 	d.m.deadLetters.WithLabelValues(kind).Inc()
 	h.log.ErrorContext(ctx, "dead-lettering notification", "reason", reason, "delivered", h.m.Delivered())
-	return Outcome{Action: DeadLetter, Reason: reason}
+	return delivery.Outcome{Action: delivery.DeadLetter, Reason: reason}
 }
 
 type sinkResult int
@@ -371,7 +372,7 @@ const (
 )
 
 // trySink makes the attempts one step of the chain gets.
-func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step route.Step) sinkResult {
+func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step route.Step) sinkResult {
 	sd := sinkEntry(h.rec, step)
 	s, ok := d.sinks[step.Sink]
 	if !ok {
@@ -520,7 +521,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *delivery, idx int, step rou
 
 // giveUp moves the chain on from a sink that failed in a way worth retrying
 // later.
-func (d *Dispatcher) giveUp(ctx context.Context, h *delivery, step route.Step, sd *heraldv1.SinkDelivery, err error) sinkResult {
+func (d *Dispatcher) giveUp(ctx context.Context, h *handling, step route.Step, sd *heraldv1.SinkDelivery, err error) sinkResult {
 	sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 	h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 	d.putRecord(ctx, h)
@@ -530,7 +531,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, h *delivery, step route.Step, s
 }
 
 // fail notes that sink did not take the notification.
-func (d *Dispatcher) fail(h *delivery, sink, reason string, permanent bool) {
+func (d *Dispatcher) fail(h *handling, sink, reason string, permanent bool) {
 	if h.fallbackFrom == "" {
 		h.fallbackFrom = sink
 	}
@@ -545,7 +546,7 @@ func (d *Dispatcher) fail(h *delivery, sink, reason string, permanent bool) {
 // saw; the rest of the chain follows in order. Once the group resolves, its
 // messages are forgotten (see forgetGroup) and the next firing starts at
 // the head of the chain again: failback happens per group, at its end.
-func (d *Dispatcher) lifecycleChain(ctx context.Context, h *delivery) []route.Step {
+func (d *Dispatcher) lifecycleChain(ctx context.Context, h *handling) []route.Step {
 	chain := h.dec.Chain
 	gk := h.n.GetGroupKey()
 	if gk == "" || len(chain) < 2 {
@@ -585,7 +586,7 @@ func (d *Dispatcher) lifecycleChain(ctx context.Context, h *delivery) []route.St
 // forgetGroup ends a resolved group's lifecycle: it forgets the group's
 // message in every sink of the chain, so its next firing posts a new
 // message at the head of the chain.
-func (d *Dispatcher) forgetGroup(ctx context.Context, h *delivery, log *slog.Logger) {
+func (d *Dispatcher) forgetGroup(ctx context.Context, h *handling, log *slog.Logger) {
 	gk := h.n.GetGroupKey()
 	if gk == "" || h.n.GetStatus() != heraldv1.Status_STATUS_RESOLVED {
 		return
@@ -597,7 +598,7 @@ func (d *Dispatcher) forgetGroup(ctx context.Context, h *delivery, log *slog.Log
 	}
 }
 
-func (d *Dispatcher) delivered(ctx context.Context, h *delivery, idx int, step route.Step,
+func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step route.Step,
 	sd *heraldv1.SinkDelivery, parent *heraldv1.MessageRef, rcpt sinks.Receipt, log *slog.Logger) {
 	d.m.attempts.WithLabelValues(step.Sink, "success").Inc()
 	d.m.deliveries.WithLabelValues(step.Sink, "delivered").Inc()
@@ -714,7 +715,7 @@ func sinkFault(err error) bool {
 }
 
 // touch tells the queue the message is still being worked on.
-func (h *delivery) touch(ctx context.Context) {
+func (h *handling) touch(ctx context.Context) {
 	if err := h.m.InProgress(ctx); err != nil && ctx.Err() == nil {
 		h.log.DebugContext(ctx, "cannot extend the message's ack deadline", "err", err)
 	}
@@ -736,7 +737,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // loadRecord returns the notification's delivery record, or a new one.
-func (d *Dispatcher) loadRecord(ctx context.Context, h *delivery) *heraldv1.DeliveryRecord {
+func (d *Dispatcher) loadRecord(ctx context.Context, h *handling) *heraldv1.DeliveryRecord {
 	rec, err := d.state.Record(ctx, h.n.GetId())
 	if err != nil {
 		h.log.WarnContext(ctx, "cannot read the delivery record; starting a new one", "err", err)
@@ -750,7 +751,7 @@ func (d *Dispatcher) loadRecord(ctx context.Context, h *delivery) *heraldv1.Deli
 // putRecord stores the delivery record. A failure is logged, not fatal:
 // delivering the notification matters more than its record. It also writes
 // during shutdown, so that the attempt counts survive.
-func (d *Dispatcher) putRecord(ctx context.Context, h *delivery) {
+func (d *Dispatcher) putRecord(ctx context.Context, h *handling) {
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -788,20 +789,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
-
-// String is the action's name in logs and spans.
-func (a Action) String() string {
-	switch a {
-	case Ack:
-		return "ack"
-	case Retry:
-		return "retry"
-	case DeadLetter:
-		return "dead_letter"
-	case Release:
-		return "release"
-	}
-	return "action(" + strconv.Itoa(int(a)) + ")"
-}
-
-func (a Action) metric() string { return a.String() }

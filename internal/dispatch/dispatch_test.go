@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/sinks"
 )
@@ -119,8 +120,8 @@ func TestQuickRetries(t *testing.T) {
 				start := time.Now()
 				m := msg("n1", "g1")
 				out := r.d.Handle(t.Context(), m)
-				if out.Action != Ack {
-					t.Fatalf("outcome = %+v, want Ack", out)
+				if out.Action != delivery.Ack {
+					t.Fatalf("outcome = %+v, want delivery.Ack", out)
 				}
 				if got := offsets(start, r.rc.Calls()); !equalDurations(got, tt.wantRC) {
 					t.Errorf("rc called at %v, want %v", got, tt.wantRC)
@@ -141,8 +142,8 @@ func TestFallbackTargets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, testConfig())
 		r.rc.send = always(err503)
-		if out := r.d.Handle(t.Context(), msg("n1", "g1")); out.Action != Ack {
-			t.Fatalf("outcome = %+v, want Ack", out)
+		if out := r.d.Handle(t.Context(), msg("n1", "g1")); out.Action != delivery.Ack {
+			t.Fatalf("outcome = %+v, want delivery.Ack", out)
 		}
 		for i, c := range r.rc.Calls() {
 			want := sinks.Target{Channel: "#alerts", Route: "default", Attempt: i + 1}
@@ -192,8 +193,8 @@ func TestFallbackOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
-			t.Fatalf("outcome = %+v, want Ack", out)
+		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
+			t.Fatalf("outcome = %+v, want delivery.Ack", out)
 		}
 		if got := strings.Join(order, ","); got != "a,b,c" {
 			t.Errorf("order = %s, want a,b,c", got)
@@ -245,8 +246,8 @@ func TestRetryDelay(t *testing.T) {
 				m := msg("n1", "g1")
 				m.delivered = tt.delivered
 				out := r.d.Handle(t.Context(), m)
-				if out.Action != Retry || out.Delay != tt.want {
-					t.Errorf("outcome = %v after %v, want Retry after %v", out.Action, out.Delay, tt.want)
+				if out.Action != delivery.Retry || out.Delay != tt.want {
+					t.Errorf("outcome = %v after %v, want delivery.Retry after %v", out.Action, out.Delay, tt.want)
 				}
 				if !strings.HasPrefix(out.Reason, "rc: HTTP 503") {
 					t.Errorf("reason = %q, want it to start with rc's error", out.Reason)
@@ -323,7 +324,7 @@ func TestDeliveryRecord(t *testing.T) {
 		}
 		start := time.Now()
 		at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(start.Add(d)) }
-		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 			t.Fatalf("outcome = %+v", out)
 		}
 		rcFailed := func(attempts uint32, when time.Duration) *heraldv1.SinkDelivery {
@@ -376,8 +377,8 @@ func TestAttemptsAcrossRedeliveries(t *testing.T) {
 		start := time.Now()
 		at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(start.Add(d)) }
 		out := r.d.Handle(t.Context(), msg("n1", "g"))
-		if out.Action != Retry || out.Delay != time.Hour {
-			t.Fatalf("first delivery: %+v, want Retry after the 1h throttle", out)
+		if out.Action != delivery.Retry || out.Delay != time.Hour {
+			t.Fatalf("first delivery: %+v, want delivery.Retry after the 1h throttle", out)
 		}
 		rcFailed := func(attempts uint32, when time.Duration) *heraldv1.SinkDelivery {
 			return &heraldv1.SinkDelivery{
@@ -399,7 +400,7 @@ func TestAttemptsAcrossRedeliveries(t *testing.T) {
 		time.Sleep(time.Hour)
 		m := msg("n1", "g")
 		m.delivered = 2
-		if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 			t.Fatalf("redelivery: %+v", out)
 		}
 		if a, b := r.rc.Calls()[1].to.Attempt, r.slack.Calls()[1].to.Attempt; a != 2 || b != 2 {
@@ -429,7 +430,7 @@ func TestParents(t *testing.T) {
 		return sinks.Receipt{Parent: p, Message: p}, nil
 	}
 	for _, m := range []*fakeMsg{msg("a1", "A"), msg("a2", "A"), msg("b1", "B"), msg("x1", "")} {
-		if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 			t.Fatalf("%s: %+v", m.n.GetId(), out)
 		}
 	}
@@ -473,7 +474,7 @@ func TestGroupOrder(t *testing.T) {
 			wg.Go(func() {
 				for i := range 3 {
 					id := g + string(rune('1'+i))
-					if out := r.d.Handle(t.Context(), msg(id, g)); out.Action != Ack {
+					if out := r.d.Handle(t.Context(), msg(id, g)); out.Action != delivery.Ack {
 						t.Errorf("%s: %+v", id, out)
 					}
 				}

@@ -31,7 +31,7 @@ func (s up) Send(_ context.Context, n *heraldv1.Notification, to sinks.Target) (
 	return sinks.Receipt{}, nil
 }
 
-// message is the simplest dispatch.Message; the queue provides the real one.
+// message is the simplest delivery.Message; the queue provides the real one.
 type message struct{ n *heraldv1.Notification }
 
 func (m message) Notification() *heraldv1.Notification { return m.n }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/sinks"
 )
@@ -458,7 +459,7 @@ func TestInFlightBound(t *testing.T) {
 			withSeverity("i5", info), withSeverity("w1", warn), withSeverity("c2", crit),
 		} {
 			wg.Go(func() {
-				if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+				if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 					t.Errorf("%s: %+v", m.n.GetId(), out)
 				}
 			})
@@ -525,7 +526,7 @@ func TestInFlightPerSink(t *testing.T) {
 		if n := len(rc.Calls()); n != 1 {
 			t.Errorf("rc got %d calls at once, want 1 (max_in_flight_per_sink)", n)
 		}
-		var s1 Outcome
+		var s1 delivery.Outcome
 		wg.Go(func() { s1 = d.Handle(t.Context(), msg("s1", "g-s1")) })
 		synctest.Wait()
 		if n := len(slack.Calls()); n != 1 {
@@ -535,7 +536,7 @@ func TestInFlightPerSink(t *testing.T) {
 			unblock <- struct{}{}
 		}
 		wg.Wait()
-		if s1.Action != Ack {
+		if s1.Action != delivery.Ack {
 			t.Errorf("s1: %+v", s1)
 		}
 		if got := ids(rc.Calls()); !slices.Equal(got, []string{"r1", "r2", "r3"}) {
@@ -563,7 +564,7 @@ func TestInFlightOnlyDuringRequests(t *testing.T) {
 			var wg sync.WaitGroup
 			wg.Go(func() { r.d.Handle(t.Context(), msg("a", "ga")) })
 			time.Sleep(100 * ms) // a sleeps until 500ms before its retry
-			if out := r.d.Handle(t.Context(), msg("b", "gb")); out.Action != Ack {
+			if out := r.d.Handle(t.Context(), msg("b", "gb")); out.Action != delivery.Ack {
 				t.Errorf("b: %+v", out)
 			}
 			wg.Wait()
@@ -588,7 +589,7 @@ func TestInFlightOnlyDuringRequests(t *testing.T) {
 			start := time.Now()
 			r.d.Handle(t.Context(), msg("n0", "g0"))
 			wait := parkAll(func(int) context.Context { return t.Context() }, r.d, msgs("n1", "n2")...)
-			if out := r.d.Handle(t.Context(), msg("fast", "gf")); out.Action != Ack {
+			if out := r.d.Handle(t.Context(), msg("fast", "gf")); out.Action != delivery.Ack {
 				t.Errorf("fast: %+v", out)
 			}
 			if got := offsets(start, r.slack.Calls()); !equalDurations(got, []time.Duration{0}) {
@@ -619,8 +620,8 @@ func TestInFlightShutdown(t *testing.T) {
 		synctest.Wait()
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(s, cancel)
-		if out := r.d.Handle(ctx, msg("n2", "g2")); out.Action != Release {
-			t.Errorf("n2 canceled while waiting for a slot: %+v, want Release", out)
+		if out := r.d.Handle(ctx, msg("n2", "g2")); out.Action != delivery.Release {
+			t.Errorf("n2 canceled while waiting for a slot: %+v, want delivery.Release", out)
 		}
 		if got := ids(r.rc.Calls()); !slices.Equal(got, []string{"n1"}) {
 			t.Errorf("rc calls %v, want n1 only", got)
@@ -635,7 +636,7 @@ func TestInFlightShutdown(t *testing.T) {
 		wg.Wait()
 		// The slot came back: the next one goes at once.
 		go func() { unblock <- struct{}{} }()
-		if out := r.d.Handle(t.Context(), msg("n3", "g3")); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), msg("n3", "g3")); out.Action != delivery.Ack {
 			t.Errorf("n3: %+v", out)
 		}
 		if got := value(t, r.d.m.attemptsInFlight.WithLabelValues("rc")); got != 0 {

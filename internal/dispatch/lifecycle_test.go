@@ -9,6 +9,7 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -46,7 +47,7 @@ func TestGroupLifecycleStaysWhereItStarted(t *testing.T) {
 		handle := func(id string, status heraldv1.Status) *heraldv1.DeliveryRecord {
 			m := msg(id, "G")
 			m.n.Status = status
-			if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+			if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 				t.Fatalf("%s: %+v", id, out)
 			}
 			rec, _ := r.state.Record(t.Context(), id)
@@ -99,7 +100,7 @@ func TestLifecycleFallsBackWhenItsHomeFails(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := msg("f2", "G")
-		if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 			t.Fatalf("%+v", out)
 		}
 		rec, _ := r.state.Record(t.Context(), "f2")
@@ -141,7 +142,7 @@ func TestParentReadOncePerSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"f1", "f2"} {
-		if out := d.Handle(t.Context(), msg(id, "G")); out.Action != Ack {
+		if out := d.Handle(t.Context(), msg(id, "G")); out.Action != delivery.Ack {
 			t.Fatalf("%s: %+v", id, out)
 		}
 	}
@@ -168,7 +169,7 @@ func TestLifecycleHoldEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		handle := func(id string) *heraldv1.DeliveryRecord {
-			if out := r.d.Handle(t.Context(), msg(id, "G")); out.Action != Ack {
+			if out := r.d.Handle(t.Context(), msg(id, "G")); out.Action != delivery.Ack {
 				t.Fatalf("%s: %+v", id, out)
 			}
 			rec, _ := r.state.Record(t.Context(), id)

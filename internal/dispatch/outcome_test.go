@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/sinks"
 )
@@ -20,62 +21,62 @@ func TestDeadLetter(t *testing.T) {
 		rc, slack  error
 		receivedAt time.Duration // before now; negative: unset
 		replayedAt time.Duration // before now; 0: not replayed
-		want       Action
+		want       delivery.Action
 		wantReason string
 		wantKind   string
 	}{{
 		name: "every sink refuses for good",
 		rc:   err400, slack: err400,
-		want:       DeadLetter,
+		want:       delivery.DeadLetter,
 		wantReason: "no sink can take it: rc: HTTP 400: invalid attachment; slack: HTTP 400: invalid attachment",
 		wantKind:   "permanent",
 	}, {
 		name: "one permanent, one retryable: retry",
 		rc:   err400, slack: err503,
-		want: Retry,
+		want: delivery.Retry,
 	}, {
 		name: "budget spent",
 		rc:   err503, slack: err503,
 		receivedAt: 24 * time.Hour,
-		want:       DeadLetter,
+		want:       delivery.DeadLetter,
 		wantReason: "retry budget of 24h0m0s spent: rc: HTTP 503 Service Unavailable; slack: HTTP 503 Service Unavailable",
 		wantKind:   "budget",
 	}, {
 		name: "budget nearly spent",
 		rc:   err503, slack: err503,
 		receivedAt: 24*time.Hour - s,
-		want:       Retry,
+		want:       delivery.Retry,
 	}, {
 		name: "a replay restarts the budget",
 		rc:   err503, slack: err503,
 		receivedAt: 72 * time.Hour,
 		replayedAt: time.Hour,
-		want:       Retry,
+		want:       delivery.Retry,
 	}, {
 		name: "a copy stored before received_at does not stretch the budget",
 		rc:   err503, slack: err503,
 		receivedAt: 25 * time.Hour,
 		replayedAt: 26 * time.Hour,
-		want:       DeadLetter,
+		want:       delivery.DeadLetter,
 		wantKind:   "budget",
 	}, {
 		name: "no received_at: kept",
 		rc:   err503, slack: err503,
 		receivedAt: -1,
-		want:       Retry,
+		want:       delivery.Retry,
 	}, {
 		name: "no received_at, replayed: counted from the replay",
 		rc:   err503, slack: err503,
 		receivedAt: -1,
 		replayedAt: 25 * time.Hour,
-		want:       DeadLetter,
+		want:       delivery.DeadLetter,
 		wantKind:   "budget",
 	}, {
 		name: "a replayed budget runs out too",
 		rc:   err503, slack: err503,
 		receivedAt: 72 * time.Hour,
 		replayedAt: 25 * time.Hour,
-		want:       DeadLetter,
+		want:       delivery.DeadLetter,
 		wantKind:   "budget",
 	}}
 	for _, tt := range tests {
@@ -90,7 +91,7 @@ func TestDeadLetter(t *testing.T) {
 				if tt.receivedAt < 0 {
 					fm.n.ReceivedAt = nil
 				}
-				var m Message = fm
+				var m delivery.Message = fm
 				if tt.replayedAt > 0 {
 					m = replayedMsg{fm, time.Now().Add(-tt.replayedAt)}
 				}
@@ -106,7 +107,7 @@ func TestDeadLetter(t *testing.T) {
 				}
 				rec, _ := r.state.Record(t.Context(), "n1")
 				wantState := heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
-				if tt.want == DeadLetter {
+				if tt.want == delivery.DeadLetter {
 					wantState = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
 				}
 				if rec.GetState() != wantState {
@@ -126,8 +127,8 @@ func TestInvalidMessages(t *testing.T) {
 	t.Run("no notification", func(t *testing.T) {
 		r := newRig(t, testConfig())
 		out := r.d.Handle(t.Context(), &fakeMsg{})
-		if out.Action != DeadLetter {
-			t.Errorf("outcome = %+v, want DeadLetter", out)
+		if out.Action != delivery.DeadLetter {
+			t.Errorf("outcome = %+v, want delivery.DeadLetter", out)
 		}
 	})
 	t.Run("unknown sink in the chain", func(t *testing.T) {
@@ -143,9 +144,9 @@ func TestInvalidMessages(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := d.Handle(t.Context(), msg("n1", "g"))
-			want := Ack
+			want := delivery.Ack
 			if slackErr != nil {
-				want = DeadLetter
+				want = delivery.DeadLetter
 			}
 			if out.Action != want {
 				t.Errorf("slack error %v: outcome = %+v, want %v", slackErr, out, want)
@@ -170,8 +171,8 @@ func TestBreaker(t *testing.T) {
 			t.Helper()
 			n++
 			m := msg("n"+string(rune('0'+n)), "g")
-			if out := r.d.Handle(t.Context(), m); out.Action != Ack {
-				t.Fatalf("notification %d: outcome = %+v, want Ack", n, out)
+			if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
+				t.Fatalf("notification %d: outcome = %+v, want delivery.Ack", n, out)
 			}
 			return m
 		}
@@ -256,13 +257,13 @@ func TestBreakerOneProbe(t *testing.T) {
 			<-release
 			return sinks.Receipt{}, nil
 		}
-		done := make(chan Outcome)
+		done := make(chan delivery.Outcome)
 		go func() { done <- r.d.Handle(t.Context(), msg("probe", "a")) }()
 		synctest.Wait()
 		if got := r.d.Breakers()["rc"]; got != BreakerHalfOpen {
 			t.Errorf("breaker during the probe: %v", got)
 		}
-		if out := r.d.Handle(t.Context(), msg("other", "b")); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), msg("other", "b")); out.Action != delivery.Ack {
 			t.Errorf("other notification: %+v", out)
 		}
 		if got := len(r.rc.Calls()); got != 4 {
@@ -273,7 +274,7 @@ func TestBreakerOneProbe(t *testing.T) {
 			t.Errorf("other: delivered_by %q reason %q", rec.GetDeliveredBy(), rec.GetFallbackReason())
 		}
 		close(release)
-		if out := <-done; out.Action != Ack {
+		if out := <-done; out.Action != delivery.Ack {
 			t.Errorf("probe: %+v", out)
 		}
 		if got := r.d.Breakers()["rc"]; got != BreakerClosed {
@@ -329,8 +330,8 @@ func TestRelease(t *testing.T) {
 			r.rc.send = hang
 			ctx, cancel := context.WithCancel(t.Context())
 			time.AfterFunc(s, cancel)
-			if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != Release {
-				t.Fatalf("outcome = %+v, want Release", out)
+			if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != delivery.Release {
+				t.Fatalf("outcome = %+v, want delivery.Release", out)
 			}
 			if len(r.slack.Calls()) != 0 {
 				t.Error("the fallback was tried during shutdown")
@@ -343,7 +344,7 @@ func TestRelease(t *testing.T) {
 			// The interrupted attempt counts for the sink's next attempt,
 			// but not against the breaker.
 			r.rc.send = nil
-			if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+			if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 				t.Fatalf("redelivery: %+v", out)
 			}
 			if got := r.rc.Calls()[1].to.Attempt; got != 2 {
@@ -360,8 +361,8 @@ func TestRelease(t *testing.T) {
 			r.rc.send = always(err503)
 			ctx, cancel := context.WithCancel(t.Context())
 			time.AfterFunc(200*ms, cancel)
-			if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != Release {
-				t.Fatalf("outcome = %+v, want Release", out)
+			if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != delivery.Release {
+				t.Fatalf("outcome = %+v, want delivery.Release", out)
 			}
 			if len(r.rc.Calls()) != 1 || len(r.slack.Calls()) != 0 {
 				t.Errorf("rc got %d calls, slack %d; want 1 and 0", len(r.rc.Calls()), len(r.slack.Calls()))
@@ -377,8 +378,8 @@ func TestRelease(t *testing.T) {
 			r.rc.send = hang
 			ctx, cancel := context.WithCancel(t.Context())
 			time.AfterFunc(s, cancel)
-			if out := r.d.Handle(ctx, msg("n2", "g")); out.Action != Release {
-				t.Fatalf("outcome = %+v, want Release", out)
+			if out := r.d.Handle(ctx, msg("n2", "g")); out.Action != delivery.Release {
+				t.Fatalf("outcome = %+v, want delivery.Release", out)
 			}
 			if got := r.d.Breakers()["rc"]; got != BreakerOpen {
 				t.Errorf("breaker after an abandoned probe: %v", got)
@@ -395,8 +396,8 @@ func TestRelease(t *testing.T) {
 		r := newRig(t, testConfig())
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != Release {
-			t.Errorf("outcome = %+v, want Release", out)
+		if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != delivery.Release {
+			t.Errorf("outcome = %+v, want delivery.Release", out)
 		}
 		if len(r.rc.Calls()) != 0 {
 			t.Error("a sink was called after shutdown")
@@ -409,7 +410,7 @@ func TestRelease(t *testing.T) {
 			cancel()
 			return sinks.Receipt{}, nil
 		}
-		if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != Ack {
+		if out := r.d.Handle(ctx, msg("n1", "g")); out.Action != delivery.Ack {
 			t.Errorf("outcome = %+v, want Ack: the chat server took it", out)
 		}
 	})
@@ -421,7 +422,7 @@ func TestInProgressWhileWaiting(t *testing.T) {
 		r.rc.send = failing(err503, throttled(3*s))
 		start := time.Now()
 		m := msg("n1", "g")
-		if out := r.d.Handle(t.Context(), m); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), m); out.Action != delivery.Ack {
 			t.Fatalf("outcome = %+v", out)
 		}
 		// Before each wait, and before each attempt after the first.
@@ -444,7 +445,7 @@ func TestPanickingSink(t *testing.T) {
 		r.rc.send = func(context.Context, *heraldv1.Notification, sinks.Target) (sinks.Receipt, error) {
 			panic("nil map")
 		}
-		if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+		if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 			t.Fatalf("outcome = %+v", out)
 		}
 		rec, _ := r.state.Record(t.Context(), "n1")
@@ -479,13 +480,13 @@ func TestBreakerCountsConsecutive(t *testing.T) {
 // delivery (herald died before the ack) is acked without a second post.
 func TestAlreadyDelivered(t *testing.T) {
 	r := newRig(t, testConfig())
-	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 		t.Fatal(out)
 	}
 	m := msg("n1", "g")
 	m.delivered = 2
 	out := r.d.Handle(t.Context(), m)
-	if out.Action != Ack || out.Reason != "already delivered by rc" {
+	if out.Action != delivery.Ack || out.Reason != "already delivered by rc" {
 		t.Errorf("redelivered copy: %+v", out)
 	}
 	if got := len(r.rc.Calls()); got != 1 {
@@ -498,7 +499,7 @@ func TestAlreadyDelivered(t *testing.T) {
 	rec, _ := r.state.Record(t.Context(), "n1")
 	rec.State = heraldv1.DeliveryState_DELIVERY_STATE_DEAD_LETTERED
 	r.state.PutRecord(t.Context(), "n1", rec)
-	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack || len(r.rc.Calls()) != 2 {
+	if out := r.d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack || len(r.rc.Calls()) != 2 {
 		t.Errorf("replayed dead letter: %+v, rc calls %d", out, len(r.rc.Calls()))
 	}
 }
@@ -514,52 +515,52 @@ func TestOutcomeHold(t *testing.T) {
 		rc, slack error // answers; nil delivers
 		rcOpen    bool
 		slackOpen bool
-		want      Action
-		wantHold  Hold
+		want      delivery.Action
+		wantHold  delivery.Hold
 		wantDelay time.Duration
 	}{{
 		name: "delivered",
-		want: Ack, wantHold: HoldNone,
+		want: delivery.Ack, wantHold: delivery.HoldNone,
 	}, {
 		name: "every sink refuses for good",
 		rc:   err400, slack: err400,
-		want: DeadLetter, wantHold: HoldNone,
+		want: delivery.DeadLetter, wantHold: delivery.HoldNone,
 	}, {
 		name: "sinks fail",
 		rc:   err503, slack: err503,
-		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldRetrying, wantDelay: 5 * s,
 	}, {
 		name: "one refuses, one fails",
 		rc:   err400, slack: err503,
-		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldRetrying, wantDelay: 5 * s,
 	}, {
 		name: "rate limits longer than the backoff",
 		rc:   throttled(time.Minute), slack: throttled(2 * time.Minute),
-		want: Retry, wantHold: HoldThrottled, wantDelay: 2 * time.Minute,
+		want: delivery.Retry, wantHold: delivery.HoldThrottled, wantDelay: 2 * time.Minute,
 	}, {
 		name: "a rate limit as long as the backoff",
 		rc:   err503, slack: throttled(5 * s),
-		want: Retry, wantHold: HoldThrottled, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldThrottled, wantDelay: 5 * s,
 	}, {
 		name: "a rate limit longer than the backoff, and a failure",
 		rc:   throttled(30 * s), slack: err503,
-		want: Retry, wantHold: HoldThrottled, wantDelay: 30 * s,
+		want: delivery.Retry, wantHold: delivery.HoldThrottled, wantDelay: 30 * s,
 	}, {
 		name: "a rate limit shorter than the backoff",
 		rc:   err503, slack: throttled(2 * s),
-		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldRetrying, wantDelay: 5 * s,
 	}, {
 		name:   "every breaker open",
 		rcOpen: true, slackOpen: true,
-		want: Retry, wantHold: HoldBroken, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldBroken, wantDelay: 5 * s,
 	}, {
 		name:   "the primary's breaker open, the fallback fails",
 		rcOpen: true, slack: err503,
-		want: Retry, wantHold: HoldRetrying, wantDelay: 5 * s,
+		want: delivery.Retry, wantHold: delivery.HoldRetrying, wantDelay: 5 * s,
 	}, {
 		name:   "the primary's breaker open, the fallback throttled",
 		rcOpen: true, slack: throttled(time.Hour),
-		want: Retry, wantHold: HoldThrottled, wantDelay: time.Hour,
+		want: delivery.Retry, wantHold: delivery.HoldThrottled, wantDelay: time.Hour,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -578,7 +579,7 @@ func TestOutcomeHold(t *testing.T) {
 				if out.Action != tt.want || out.Hold != tt.wantHold {
 					t.Errorf("outcome %v hold %v (%+v), want %v hold %v", out.Action, out.Hold, out, tt.want, tt.wantHold)
 				}
-				if tt.want == Retry && out.Delay != tt.wantDelay {
+				if tt.want == delivery.Retry && out.Delay != tt.wantDelay {
 					t.Errorf("delay %v, want %v", out.Delay, tt.wantDelay)
 				}
 			})
@@ -587,8 +588,8 @@ func TestOutcomeHold(t *testing.T) {
 }
 
 func TestHoldString(t *testing.T) {
-	for h, want := range map[Hold]string{
-		HoldNone: "none", HoldRetrying: "retrying", HoldThrottled: "throttled", HoldBroken: "broken",
+	for h, want := range map[delivery.Hold]string{
+		delivery.HoldNone: "none", delivery.HoldRetrying: "retrying", delivery.HoldThrottled: "throttled", delivery.HoldBroken: "broken",
 	} {
 		if got := h.String(); got != want {
 			t.Errorf("Hold(%d).String() = %q, want %q", int(h), got, want)
@@ -612,14 +613,14 @@ func TestOutcomeRoute(t *testing.T) {
 		rc    error
 		ctx   func(context.Context) context.Context
 		team  string
-		want  Action
+		want  delivery.Action
 		twice bool // handled a second time: already delivered
 	}{
-		{name: "ack", team: "db", want: Ack},
-		{name: "already delivered", team: "db", want: Ack, twice: true},
-		{name: "retry", rc: err503, team: "web", want: Retry},
-		{name: "dead letter", rc: err400, team: "web", want: DeadLetter},
-		{name: "release", team: "ops", want: Release, ctx: func(ctx context.Context) context.Context {
+		{name: "ack", team: "db", want: delivery.Ack},
+		{name: "already delivered", team: "db", want: delivery.Ack, twice: true},
+		{name: "retry", rc: err503, team: "web", want: delivery.Retry},
+		{name: "dead letter", rc: err400, team: "web", want: delivery.DeadLetter},
+		{name: "release", team: "ops", want: delivery.Release, ctx: func(ctx context.Context) context.Context {
 			ctx, cancel := context.WithCancel(ctx)
 			cancel()
 			return ctx

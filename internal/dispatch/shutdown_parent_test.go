@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -50,7 +51,7 @@ func TestShutdownAfterAcceptKeepsGroupMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out := d.Handle(ctx, msg("a1", "A")); out.Action != Ack {
+	if out := d.Handle(ctx, msg("a1", "A")); out.Action != delivery.Ack {
 		t.Fatalf("outcome %+v, want Ack: the sink took it", out)
 	}
 	rec, _ := mem.Record(t.Context(), "a1")

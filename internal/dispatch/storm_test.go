@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/sinks"
 	"github.com/herald-notify/herald/sinks/rocketchat"
@@ -71,10 +72,10 @@ func TestWebhookStorm(t *testing.T) {
 				for _, m := range part {
 					for m.delivered = 1; ; m.delivered++ {
 						out := d.Handle(t.Context(), m)
-						if out.Action == Ack {
+						if out.Action == delivery.Ack {
 							break
 						}
-						if out.Action != Retry {
+						if out.Action != delivery.Retry {
 							t.Errorf("%s: %+v", m.n.GetId(), out)
 							return
 						}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -97,7 +98,7 @@ func TestSpans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != Ack {
+		if out := d.Handle(t.Context(), msg("n1", "g")); out.Action != delivery.Ack {
 			t.Fatal(out)
 		}
 		if len(rec.spans) != 5 {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 )
 
 func benchNotif(i int) *heraldv1.Notification {
@@ -84,11 +84,11 @@ func BenchmarkPutConsume(b *testing.B) {
 	b.ResetTimer()
 	go func() {
 		defer close(done)
-		e.q.Consume(ctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		e.q.Consume(ctx, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 			if handled.Add(1) == int64(len(ns)) {
 				close(all)
 			}
-			return dispatch.Outcome{Action: dispatch.Ack}
+			return delivery.Outcome{Action: delivery.Ack}
 		})
 	}()
 	for _, n := range ns {
@@ -209,7 +209,7 @@ func fillHeapDir(b *testing.B, dir string, cfg Config, n int, delivered bool) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+			e.q.Consume(cctx, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 				nt := m.Notification()
 				ref := &heraldv1.MessageRef{ChannelId: "GENERAL", MessageId: "Xk3jQ9vTzP2mWbLrA"}
 				rec := &heraldv1.DeliveryRecord{
@@ -225,7 +225,7 @@ func fillHeapDir(b *testing.B, dir string, cfg Config, n int, delivered bool) {
 				if handled.Add(1) == int64(n) {
 					close(all)
 				}
-				return dispatch.Outcome{Action: dispatch.Ack}
+				return delivery.Outcome{Action: delivery.Ack}
 			})
 		}()
 		select {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/queue/queuetest"
 	"github.com/herald-notify/herald/internal/store"
 )
@@ -72,7 +72,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	var mu sync.Mutex
 	deliveries := map[string]int{}
 	var order = map[string][]string{} // group -> ids in first-delivery order
-	handler := func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	handler := func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		n := m.Notification()
 		mu.Lock()
 		deliveries[n.Id]++
@@ -80,7 +80,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 			order[n.GroupKey] = append(order[n.GroupKey], n.Id)
 		}
 		mu.Unlock()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	}
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	ctx2, cancel2 := context.WithCancel(context.Background())
@@ -202,7 +202,7 @@ func TestReplicasSharePartitions(t *testing.T) {
 		r := &replica{q: q, cancel: cancel, done: make(chan struct{})}
 		go func() {
 			defer close(r.done)
-			q.Consume(ctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+			q.Consume(ctx, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 				n := m.Notification()
 				time.Sleep(20 * time.Millisecond) // a chat server's answer
 				mu.Lock()
@@ -212,7 +212,7 @@ func TestReplicasSharePartitions(t *testing.T) {
 				if delivered[n.Id] == 1 {
 					order[n.GroupKey] = append(order[n.GroupKey], n.Id)
 				}
-				return dispatch.Outcome{Action: dispatch.Ack}
+				return delivery.Outcome{Action: delivery.Ack}
 			})
 		}()
 		return r

@@ -16,15 +16,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 )
 
 // Handler decides what becomes of one message. ctx carries the trace
 // context from the message headers and is cancelled at shutdown, when the
-// handler should answer dispatch.Release.
-type Handler func(ctx context.Context, m dispatch.Message) dispatch.Outcome
+// handler should answer delivery.Release.
+type Handler func(ctx context.Context, m delivery.Message) delivery.Outcome
 
-// Message is the queue's dispatch.Message. Besides the contract it tells
+// Message is the queue's delivery.Message. Besides the contract it tells
 // where the message sits and when its current copy was stored.
 type Message struct {
 	// progress is the message whose ack_wait InProgress resets: the
@@ -38,8 +38,8 @@ type Message struct {
 }
 
 var (
-	_ dispatch.Message    = (*Message)(nil)
-	_ dispatch.Replayable = (*Message)(nil)
+	_ delivery.Message    = (*Message)(nil)
+	_ delivery.Replayable = (*Message)(nil)
 )
 
 // Notification returns the decoded notification; do not modify it.
@@ -536,7 +536,7 @@ func (pt *part) run(ctx context.Context, g *group) {
 		}
 		out := pt.call(ctx, m, h.msg.Headers())
 		switch out.Action {
-		case dispatch.Ack:
+		case delivery.Ack:
 			// A plain ack, not one the server confirms: an ack lost on
 			// the way only means the message is handed out again after
 			// ack_wait, and the dispatcher then finds its DELIVERED
@@ -544,21 +544,21 @@ func (pt *part) run(ctx context.Context, g *group) {
 			if err := h.msg.Ack(); err != nil {
 				pt.log.Warn("cannot acknowledge", "id", h.n.GetId(), "err", err)
 			}
-		case dispatch.DeadLetter:
+		case delivery.DeadLetter:
 			if err := q.deadLetterDelivered(ctx, h.msg, h.seq, h.n.GetId(), out.Reason); err != nil {
 				pt.log.Error("cannot move to the dead letters; retrying later", "id", h.n.GetId(), "err", err)
-				pt.park(ctx, g, m, dispatch.Outcome{Action: dispatch.Retry, Delay: deadLetterRetry, Hold: dispatch.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
+				pt.park(ctx, g, m, delivery.Outcome{Action: delivery.Retry, Delay: deadLetterRetry, Hold: delivery.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
 				return
 			}
-		case dispatch.Release:
+		case delivery.Release:
 			pt.release(g)
 			return
-		case dispatch.Retry:
+		case delivery.Retry:
 			pt.park(ctx, g, m, out)
 			return
 		default:
 			pt.log.Error("unknown outcome; retrying later", "action", int(out.Action))
-			out.Delay, out.Hold = deadLetterRetry, dispatch.HoldRetrying
+			out.Delay, out.Hold = deadLetterRetry, delivery.HoldRetrying
 			pt.park(ctx, g, m, out)
 			return
 		}
@@ -570,7 +570,7 @@ func (pt *part) run(ctx context.Context, g *group) {
 }
 
 // call runs handle on m with the trace context of its headers.
-func (pt *part) call(ctx context.Context, m *Message, h nats.Header) dispatch.Outcome {
+func (pt *part) call(ctx context.Context, m *Message, h nats.Header) delivery.Outcome {
 	q := pt.q
 	q.flights.begin(m.n.GetId(), m.seq)
 	defer q.flights.end(m.n.GetId())
@@ -618,11 +618,11 @@ func truncate(s string, n int) string {
 
 // call runs handle, turning a panic into a delayed retry so one bad
 // notification cannot take herald down.
-func (q *Queue) call(ctx context.Context, handle Handler, m *Message) (out dispatch.Outcome) {
+func (q *Queue) call(ctx context.Context, handle Handler, m *Message) (out delivery.Outcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			q.log.Error("dispatcher panicked; retrying later", "id", m.n.GetId(), "panic", r, "stack", string(debug.Stack()))
-			out = dispatch.Outcome{Action: dispatch.Retry, Delay: q.cfg.AckWait, Hold: dispatch.HoldRetrying, Reason: "dispatcher panicked"}
+			out = delivery.Outcome{Action: delivery.Retry, Delay: q.cfg.AckWait, Hold: delivery.HoldRetrying, Reason: "dispatcher panicked"}
 		}
 	}()
 	return handle(ctx, m)

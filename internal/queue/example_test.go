@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/queue"
 )
 
@@ -38,10 +38,10 @@ func Example() {
 	fmt.Println(id, dup, err)
 
 	ctx, cancel := context.WithCancel(ctx)
-	handle := func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	handle := func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		fmt.Println("deliver", m.Notification().GetTitle(), "attempt", m.Delivered())
 		cancel() // a real dispatcher (dispatch.Dispatcher.Handle) runs until shutdown
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	}
 	q.Consume(ctx, handle)
 	// Output:

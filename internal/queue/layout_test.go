@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/store"
 )
 
@@ -126,12 +126,12 @@ func TestGetPendingWithoutIDTime(t *testing.T) {
 		t.Errorf("Get(%s) without a record = %v, want ErrNotFound", n.Id, err)
 	}
 	done := make(chan struct{})
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		defer close(done)
 		if err := e.q.PutRecord(ctx, n.Id, &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING}); err != nil {
 			t.Error(err)
 		}
-		return dispatch.Outcome{Action: dispatch.Retry, Delay: time.Minute}
+		return delivery.Outcome{Action: delivery.Retry, Delay: time.Minute}
 	})
 	recv(t, done)
 	stop()

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 )
 
 // Parking.
@@ -220,7 +220,7 @@ func (pt *part) wakeParked(ctx context.Context) {
 // when it is due, and their messages are acknowledged. Until the listing
 // is stored the messages stay in hand; a failure to store it is retried
 // until shutdown, which hands them back.
-func (pt *part) park(ctx context.Context, g *group, m *Message, out dispatch.Outcome) {
+func (pt *part) park(ctx context.Context, g *group, m *Message, out delivery.Outcome) {
 	q := pt.q
 	pt.mu.Lock()
 	g.parking = true
@@ -454,11 +454,11 @@ func (pt *part) runParked(ctx context.Context, pg *parkedGroup) {
 		}
 		out := pt.call(ctx, m, raw.Header)
 		switch out.Action {
-		case dispatch.Ack:
-		case dispatch.DeadLetter:
+		case delivery.Ack:
+		case delivery.DeadLetter:
 			if err := q.deadLetterRaw(ctx, raw.Data, raw.Header, raw.Sequence, n.GetId(), out.Reason, false); err != nil {
 				pt.log.Error("cannot move to the dead letters; retrying later", "id", n.GetId(), "err", err)
-				pt.retryParked(ctx, pg, m, dispatch.Outcome{Delay: deadLetterRetry, Hold: dispatch.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
+				pt.retryParked(ctx, pg, m, delivery.Outcome{Delay: deadLetterRetry, Hold: delivery.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
 				return
 			}
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.PublishTimeout)
@@ -466,12 +466,12 @@ func (pt *part) runParked(ctx context.Context, pg *parkedGroup) {
 				pt.log.Warn("dead-lettered, but the record was not updated", "id", n.GetId(), "err", serr)
 			}
 			cancel()
-		case dispatch.Release:
+		case delivery.Release:
 			pt.stopParked(pg, 0)
 			return
 		default: // Retry, or an unknown outcome
-			if out.Action != dispatch.Retry {
-				out.Delay, out.Hold = deadLetterRetry, dispatch.HoldRetrying
+			if out.Action != delivery.Retry {
+				out.Delay, out.Hold = deadLetterRetry, delivery.HoldRetrying
 			}
 			pt.retryParked(ctx, pg, m, out)
 			return
@@ -546,7 +546,7 @@ func (pt *part) nextSince(ctx context.Context, seq uint64) (time.Time, bool) {
 
 // retryParked records that a parked group's head must wait again and
 // schedules its next wake-up.
-func (pt *part) retryParked(ctx context.Context, pg *parkedGroup, m *Message, out dispatch.Outcome) {
+func (pt *part) retryParked(ctx context.Context, pg *parkedGroup, m *Message, out delivery.Outcome) {
 	pt.mu.Lock()
 	next := pg.e
 	next.Attempts = m.Delivered()

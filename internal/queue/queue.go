@@ -1,7 +1,8 @@
 // Package queue keeps notifications durably in NATS JetStream and hands them
 // to the dispatcher in order per group. It runs an embedded NATS server by
 // default or uses an external cluster, and owns herald's streams, key-value
-// buckets and consumers. *Queue implements store.Store and dispatch.State.
+// buckets and consumers. *Queue implements store.Store, and the
+// dispatcher's state (delivery records, each group's chat message).
 package queue
 
 import (
@@ -24,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 
-	"github.com/herald-notify/herald/internal/dispatch"
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/internal/store"
 )
@@ -130,10 +130,7 @@ type Queue struct {
 	closeOnce sync.Once
 }
 
-var (
-	_ store.Store    = (*Queue)(nil)
-	_ dispatch.State = (*Queue)(nil)
-)
+var _ store.Store = (*Queue)(nil)
 
 // Open starts the embedded server or connects to the cluster, and creates or
 // updates herald's streams, buckets and consumers. cfg must have passed

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 )
 
 // processCPU is the user+system CPU time of this process so far.
@@ -47,7 +47,7 @@ func BenchmarkConsume(b *testing.B) {
 	cpu0 := processCPU(b)
 	go func() {
 		defer close(done)
-		e.q.Consume(cctx, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+		e.q.Consume(cctx, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 			// The longest pause between two handled messages: a partition
 			// whose pull went unanswered shows here as its pull expiry.
 			now := time.Now().UnixNano()
@@ -57,7 +57,7 @@ func BenchmarkConsume(b *testing.B) {
 			if handled.Add(1) == int64(b.N) {
 				close(all)
 			}
-			return dispatch.Outcome{Action: dispatch.Ack}
+			return delivery.Outcome{Action: delivery.Ack}
 		})
 	}()
 	select {

@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/store"
 )
 
@@ -375,7 +375,7 @@ func TestRecords(t *testing.T) {
 	mustPut(t, e.q, n)
 	early := &heraldv1.DeliveryRecord{State: heraldv1.DeliveryState_DELIVERY_STATE_RETRYING, Route: "r1"}
 	seqs := make(chan uint64, 1)
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		if rec, err := e.q.Record(ctx, n.Id); err != nil || rec != nil {
 			t.Errorf("Record in handler = %v, %v; want none", rec, err)
 		}
@@ -389,7 +389,7 @@ func TestRecords(t *testing.T) {
 			t.Error(err)
 		}
 		seqs <- m.(*Message).Sequence()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	seq := recv(t, seqs)
 	stop()
@@ -510,16 +510,16 @@ func TestConsumeOutcomes(t *testing.T) {
 		delivered int
 	}
 	ch := make(chan seen, 16)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		id := m.Notification().GetId()
 		ch <- seen{id, m.Delivered()}
 		switch {
 		case id == retryN.Id && m.Delivered() == 1:
-			return dispatch.Outcome{Action: dispatch.Retry, Delay: 50 * time.Millisecond}
+			return delivery.Outcome{Action: delivery.Retry, Delay: 50 * time.Millisecond}
 		case id == releaseN.Id && m.Delivered() == 1:
-			return dispatch.Outcome{Action: dispatch.Release}
+			return delivery.Outcome{Action: delivery.Release}
 		}
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	count := map[string]int{}
 	for count[ackN.Id]+count[retryN.Id]+count[releaseN.Id] < 5 {
@@ -596,7 +596,7 @@ func TestGroupOrderUnderRetry(t *testing.T) {
 	othersDone := make(chan struct{})
 	seen := 0
 	ch := make(chan string, 16)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		id := m.Notification().GetId()
 		mu.Lock()
 		order = append(order, id)
@@ -611,9 +611,9 @@ func TestGroupOrderUnderRetry(t *testing.T) {
 			if m.Delivered() == 1 {
 				mustPut(t, e.q, late)
 			}
-			return dispatch.Outcome{Action: dispatch.Retry, Delay: 300 * time.Millisecond, Hold: dispatch.HoldRetrying}
+			return delivery.Outcome{Action: delivery.Retry, Delay: 300 * time.Millisecond, Hold: delivery.HoldRetrying}
 		}
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	for range retries + 3 + len(others) {
 		recv(t, ch)
@@ -661,13 +661,13 @@ func TestParkedGroupFreesTheHand(t *testing.T) {
 		healthy = append(healthy, mustPut(t, e.q, notif(fmt.Sprintf("healthy-%d", i), heraldv1.Severity_SEVERITY_INFO)))
 	}
 	ch := make(chan string, 32)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		n := m.Notification()
 		if n.GetGroupKey() == "broken" {
-			return dispatch.Outcome{Action: dispatch.Retry, Delay: time.Hour, Hold: dispatch.HoldBroken, Route: "critical"}
+			return delivery.Outcome{Action: delivery.Retry, Delay: time.Hour, Hold: delivery.HoldBroken, Route: "critical"}
 		}
 		ch <- n.GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	got := map[string]bool{}
 	for range healthy {
@@ -729,9 +729,9 @@ func TestParkedGroupSurvivesRestart(t *testing.T) {
 		ids = append(ids, mustPut(t, e.q, notif("g", heraldv1.Severity_SEVERITY_CRITICAL)))
 	}
 	parked := make(chan struct{}, 8)
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		parked <- struct{}{}
-		return dispatch.Outcome{Action: dispatch.Retry, Delay: 2 * time.Second, Hold: dispatch.HoldRetrying}
+		return delivery.Outcome{Action: delivery.Retry, Delay: 2 * time.Second, Hold: delivery.HoldRetrying}
 	})
 	recv(t, parked)
 	waitFor(t, func() bool { return testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")) == 1 })
@@ -745,9 +745,9 @@ func TestParkedGroupSurvivesRestart(t *testing.T) {
 
 	e2 := openTest(t, dir, cfg)
 	ch := make(chan string, 8)
-	consume(t, e2.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e2.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	var got []string
 	for range ids {
@@ -773,9 +773,9 @@ func TestRestartKeepsUnacked(t *testing.T) {
 		mustPut(t, e.q, n)
 	}
 	ch := make(chan string, 8)
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	if got := recv(t, ch); got != ns[0].Id {
 		t.Fatalf("first delivery %s, want %s", got, ns[0].Id)
@@ -793,9 +793,9 @@ func TestRestartKeepsUnacked(t *testing.T) {
 
 	e2 := openTest(t, dir, cfg)
 	ch2 := make(chan string, 8)
-	consume(t, e2.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e2.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch2 <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	for _, n := range ns[len(handled):] {
 		if got := recv(t, ch2); got != n.Id {
@@ -846,18 +846,18 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	}
 	ch := make(chan seen, 8)
 	replayed := make(chan struct{})
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		qm := m.(*Message)
 		ch <- seen{m.Notification().GetId(), qm.Enqueued()}
 		select {
 		case <-replayed:
-			return dispatch.Outcome{Action: dispatch.Ack}
+			return delivery.Outcome{Action: delivery.Ack}
 		default:
 		}
 		if m.Notification().GetId() == doomed.Id {
-			return dispatch.Outcome{Action: dispatch.DeadLetter, Reason: "budget of 24h spent;\nrocketchat: 503"}
+			return delivery.Outcome{Action: delivery.DeadLetter, Reason: "budget of 24h spent;\nrocketchat: 503"}
 		}
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	var first time.Time
 	for range 2 {
@@ -954,14 +954,14 @@ func TestReplayAll(t *testing.T) {
 	var mu sync.Mutex
 	dead := true
 	delivered := make(chan string, 8)
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		mu.Lock()
 		defer mu.Unlock()
 		if dead {
-			return dispatch.Outcome{Action: dispatch.DeadLetter, Reason: "permanent"}
+			return delivery.Outcome{Action: delivery.DeadLetter, Reason: "permanent"}
 		}
 		delivered <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	waitFor(t, func() bool {
 		page, err := e.q.ListDeadLetters(ctx, 2, "")
@@ -1008,9 +1008,9 @@ func TestUndecodablePayloadIsDeadLettered(t *testing.T) {
 			after := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
 			mustPut(t, e.q, after)
 			ch := make(chan string, 4)
-			consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+			consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 				ch <- m.Notification().GetId()
-				return dispatch.Outcome{Action: dispatch.Ack}
+				return delivery.Outcome{Action: delivery.Ack}
 			})
 			if got := recv(t, ch); got != after.Id {
 				t.Errorf("handler got %s, want only %s", got, after.Id)
@@ -1043,9 +1043,9 @@ func TestTraceContextTravels(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := make(chan trace.SpanContext, 1)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch <- trace.SpanContextFromContext(ctx)
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	got := recv(t, ch)
 	if got.TraceID() != tid || got.SpanID() != sid || !got.IsRemote() {
@@ -1058,19 +1058,19 @@ func TestShutdownReleasesInFlight(t *testing.T) {
 	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
 	mustPut(t, e.q, n)
 	started := make(chan struct{})
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		close(started)
 		<-ctx.Done()
-		return dispatch.Outcome{Action: dispatch.Release}
+		return delivery.Outcome{Action: delivery.Release}
 	})
 	<-started
 	stop()
 	// Released at once: the next consumer gets it again without waiting
 	// out ack_wait.
 	ch := make(chan int, 1)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch <- m.Delivered()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	if d := recv(t, ch); d != 2 {
 		t.Errorf("redelivered with Delivered() = %d, want 2", d)
@@ -1138,8 +1138,8 @@ func TestSmallerPartitionCountRefusedWhileParked(t *testing.T) {
 		}
 	}
 	mustPut(t, e.q, notif(g, heraldv1.Severity_SEVERITY_INFO))
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
-		return dispatch.Outcome{Action: dispatch.Retry, Delay: time.Hour, Hold: dispatch.HoldRetrying}
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
+		return delivery.Outcome{Action: delivery.Retry, Delay: time.Hour, Hold: delivery.HoldRetrying}
 	})
 	waitFor(t, func() bool { return testutil.ToFloat64(e.q.m.parked.WithLabelValues("retrying")) == 1 })
 	stop()
@@ -1186,9 +1186,9 @@ func TestConsumerRecreatedAfterDeletion(t *testing.T) {
 	e := newTest(t, func(c *Config) { c.Partitions = 1 })
 	e.q.pullExpiry = 2 * time.Second
 	ch := make(chan string, 8)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		ch <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	first := notif("g", heraldv1.Severity_SEVERITY_INFO)
 	mustPut(t, e.q, first)
@@ -1241,9 +1241,9 @@ func TestReplayRepeatedAfterPartialFailure(t *testing.T) {
 	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
 	mustPut(t, e.q, n)
 	dead := make(chan struct{})
-	stop := consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	stop := consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		defer close(dead)
-		return dispatch.Outcome{Action: dispatch.DeadLetter, Reason: "x"}
+		return delivery.Outcome{Action: delivery.DeadLetter, Reason: "x"}
 	})
 	<-dead
 	stop()
@@ -1296,7 +1296,7 @@ func TestGroupsRunInParallel(t *testing.T) {
 	running, peak := 0, 0
 	all := make(chan struct{})
 	ch := make(chan string, groups)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		mu.Lock()
 		running++
 		peak = max(peak, running)
@@ -1309,7 +1309,7 @@ func TestGroupsRunInParallel(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 		ch <- m.Notification().GetId()
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	for range groups {
 		recv(t, ch)
@@ -1326,10 +1326,10 @@ func TestSlowHandlerKeptAlive(t *testing.T) {
 	n := notif("g", heraldv1.Severity_SEVERITY_CRITICAL)
 	mustPut(t, e.q, n)
 	calls := make(chan int, 4)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		calls <- m.Delivered()
 		time.Sleep(3 * time.Second) // three ack_waits
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	if d := recv(t, calls); d != 1 {
 		t.Fatalf("first call with Delivered() = %d, want 1", d)

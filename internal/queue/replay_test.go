@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/delivery"
 )
 
 // A replayed dead letter takes its place in its group's order among what
@@ -23,21 +23,21 @@ func TestReplayTakesItsPlaceInTheGroup(t *testing.T) {
 
 	replayed := make(chan struct{})
 	ch := make(chan string, 16)
-	consume(t, e.q, func(ctx context.Context, m dispatch.Message) dispatch.Outcome {
+	consume(t, e.q, func(ctx context.Context, m delivery.Message) delivery.Outcome {
 		id := m.Notification().GetId()
 		ch <- id
 		switch {
 		case id == first && m.Delivered() == 1:
-			return dispatch.Outcome{Action: dispatch.DeadLetter, Reason: "refused"}
+			return delivery.Outcome{Action: delivery.DeadLetter, Reason: "refused"}
 		case id == second:
 			select {
 			case <-replayed:
 			default:
 				// The group waits until the first is back.
-				return dispatch.Outcome{Action: dispatch.Retry, Delay: 500 * time.Millisecond, Hold: dispatch.HoldRetrying}
+				return delivery.Outcome{Action: delivery.Retry, Delay: 500 * time.Millisecond, Hold: delivery.HoldRetrying}
 			}
 		}
-		return dispatch.Outcome{Action: dispatch.Ack}
+		return delivery.Outcome{Action: delivery.Ack}
 	})
 	if got := recv(t, ch); got != first {
 		t.Fatalf("first delivery %s, want %s", got, first)

@@ -1,7 +1,11 @@
-package dispatch
+// Package delivery is the contract between the queue, which hands out
+// stored notifications in order, and the dispatcher, which delivers them:
+// what a handler gets (Message) and what it answers (Outcome).
+package delivery
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -24,8 +28,8 @@ type Action int
 const (
 	// Ack: done (delivered, or moved to the dead letters by the queue).
 	Ack Action = iota + 1
-	// Retry: hand the message out again after Outcome.Delay, keeping its place
-	// in its group's order (JetStream NakWithDelay).
+	// Retry: attempt the message again after Outcome.Delay, keeping its
+	// place in its group's order; the group's later messages wait with it.
 	Retry
 	// DeadLetter: move the message to the dead-letter store, then ack it.
 	DeadLetter
@@ -33,6 +37,21 @@ const (
 	// again at once to whoever consumes next (Nak without delay).
 	Release
 )
+
+// String is the action's name in logs, spans and metrics.
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	case DeadLetter:
+		return "dead_letter"
+	case Release:
+		return "release"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
 
 // Outcome is the dispatcher's verdict on one message.
 type Outcome struct {
@@ -46,18 +65,6 @@ type Outcome struct {
 	// Route is the name of the notification's route, on every outcome of
 	// a message that holds a notification.
 	Route string
-}
-
-// State is the durable state the dispatcher shares with the service and with
-// other herald replicas: delivery records and each group's chat message per
-// sink. The queue's key-value buckets implement it.
-type State interface {
-	// Record returns the notification's delivery record, or nil if none.
-	Record(ctx context.Context, id string) (*heraldv1.DeliveryRecord, error)
-	PutRecord(ctx context.Context, id string, rec *heraldv1.DeliveryRecord) error
-	// Parent returns the message that stands for groupKey in sink, or nil.
-	Parent(ctx context.Context, sink, groupKey string) (*heraldv1.MessageRef, error)
-	SetParent(ctx context.Context, sink, groupKey string, ref *heraldv1.MessageRef) error
 }
 
 // Replayable is optionally implemented by a Message that knows when its
