@@ -5,7 +5,7 @@ BIN       := bin/herald
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build run generate lint breaking check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
+.PHONY: all build run generate lint breaking staticcheck check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
 
 all: build
 
@@ -21,9 +21,13 @@ run:
 generate:
 	$(BUF) generate
 
-## lint: buf lint, go vet and gofmt
-lint: vet fmt-check
+## lint: buf lint, go vet, gofmt and staticcheck
+lint: vet fmt-check staticcheck
 	$(BUF) lint
+
+## staticcheck: staticcheck, pinned in tools/go.mod (checks: staticcheck.conf)
+staticcheck:
+	$(GO) tool -modfile=tools/go.mod staticcheck ./...
 
 vet:
 	$(GO) vet ./...
@@ -32,10 +36,13 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## breaking: buf breaking (WIRE_JSON) against BREAKING_AGAINST (default: main)
-BREAKING_AGAINST ?= .git\#branch=main
+## breaking: buf breaking (WIRE_JSON) against BREAKING_AGAINST (default: the
+## previous commit, HEAD~1)
+BREAKING_AGAINST ?= .git\#ref=HEAD~1
 breaking:
-	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+	@if [ "$(BREAKING_AGAINST)" = '.git#ref=HEAD~1' ] && ! git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		echo "breaking: NOT CHECKED: this checkout has no previous commit (shallow clone); set BREAKING_AGAINST" >&2; \
+	else $(BUF) breaking --against '$(BREAKING_AGAINST)'; fi
 
 ## check-generated: fail when gen/ differs from a fresh buf generate
 check-generated: generate
@@ -43,7 +50,7 @@ check-generated: generate
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files"; exit 1; }
 
 ## check: everything CI checks besides tests
-check: check-generated lint
+check: check-generated lint breaking
 
 ## tools: install what the tests need (the real Alertmanager; promtool when apt is there)
 tools:

@@ -63,7 +63,8 @@ func Acquire(dir string) (*Lock, error) {
 		return nil, fmt.Errorf("data dir %s: lock: %w", dir, err)
 	}
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(pid, 0)
 	}
 	if err != nil {

@@ -882,7 +882,7 @@ func TestPaceGateOrder(t *testing.T) {
 				r.d.Handle(t.Context(), toChannel("n0", "#info", sevInfo))
 				var wg sync.WaitGroup
 				for _, a := range tt.arrivals {
-					time.Sleep(start.Add(a.at).Sub(time.Now()))
+					time.Sleep(time.Until(start.Add(a.at)))
 					wg.Go(func() {
 						if out := r.d.Handle(t.Context(), toChannel(a.id, a.channel, a.sev)); out.Action != delivery.Ack {
 							t.Errorf("%s: %+v", a.id, out)

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -193,8 +192,6 @@ func equalDurations(a, b []time.Duration) bool {
 	}
 	return true
 }
-
-var errBoom = errors.New("boom")
 
 // value reads the one counter or gauge c collects.
 func value(t *testing.T, c prometheus.Collector) float64 {

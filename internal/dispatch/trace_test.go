@@ -67,7 +67,7 @@ func (s *recSpan) AddEvent(name string, opts ...trace.EventOption) {
 	cfg := trace.NewEventConfig(opts...)
 	e := name
 	for _, a := range cfg.Attributes() {
-		e += " " + string(a.Key) + "=" + a.Value.Emit()
+		e += " " + string(a.Key) + "=" + a.Value.String()
 	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
@@ -81,7 +81,7 @@ func (s *recSpan) IsRecording() bool { return true }
 func (s *recSpan) SetStatus(c codes.Code, _ string) { s.status = c }
 func (s *recSpan) End(...trace.SpanEndOption)       { s.ended = true }
 
-func (s *recSpan) attr(k string) string { return s.attrs[attribute.Key(k)].Emit() }
+func (s *recSpan) attr(k string) string { return s.attrs[attribute.Key(k)].String() }
 
 func TestSpans(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -104,7 +104,7 @@ func hugeAnnotations() *heraldv1.Notification {
 func unicodeText() *heraldv1.Notification {
 	n := firing()
 	n.Title = "Диск заполнен 💾 ディスク満杯"
-	n.Text = "שגיאה ‏في الخادم — 99.9 % 🔥🔥 e\u0301 \u202eevil\u202c"
+	n.Text = "שגיאה \u200fفي الخادم — 99.9 % 🔥🔥 e\u0301 \u202eevil\u202c"
 	n.Labels["région"] = "Île-de-France"
 	n.Alerts[0].Labels["emoji"] = "🐘🐘🐘"
 	n.Alerts[0].Annotations["summary"] = "ñandú 💥 \x00\x07bell"

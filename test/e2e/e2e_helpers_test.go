@@ -357,18 +357,6 @@ func deadLetters(t *testing.T, h *apptest.Herald) []*heraldv1.NotificationSummar
 	}
 }
 
-// topLevelSlack returns the Slack channel's messages that are not thread
-// replies.
-func topLevelSlack(sl *slackfake.Server, channel string) []slackfake.Message {
-	var out []slackfake.Message
-	for _, m := range sl.Messages(channel) {
-		if m.ThreadTS == "" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // countStatus counts the fake Rocket.Chat's answers with status.
 func countStatus(rc *rocketchattest.Server, status int) int {
 	n := 0

@@ -158,8 +158,8 @@ func TestOneTraceFromWebhookToBothSinks(t *testing.T) {
 	}
 
 	// The fallback attempt: why it happened, and the message it made.
-	if v, ok := telemetrytest.Attr(fallback, telemetry.AttrFallbackReason); !ok || !strings.HasPrefix(v.Emit(), observability.PrimarySink+": ") {
-		t.Errorf("fallback attempt %s = %q, want %s's failure", telemetry.AttrFallbackReason, v.Emit(), observability.PrimarySink)
+	if v, ok := telemetrytest.Attr(fallback, telemetry.AttrFallbackReason); !ok || !strings.HasPrefix(v.String(), observability.PrimarySink+": ") {
+		t.Errorf("fallback attempt %s = %q, want %s's failure", telemetry.AttrFallbackReason, v.String(), observability.PrimarySink)
 	}
 	if _, ok := telemetrytest.Attr(fallback, telemetry.AttrErrorClass); ok || fallback.Status().Code == codes.Error {
 		t.Errorf("the successful fallback attempt is marked failed: %v", fallback.Status())
@@ -280,7 +280,7 @@ func checkHTTP(t *testing.T, spans telemetrytest.Spans, attempt sdktrace.ReadOnl
 	}
 	sink, _ := telemetrytest.Attr(attempt, telemetry.AttrSink)
 	if len(clients) == 0 {
-		t.Errorf("the %s attempt has no HTTP client span", sink.Emit())
+		t.Errorf("the %s attempt has no HTTP client span", sink.String())
 		return
 	}
 	last := clients[len(clients)-1]
@@ -293,11 +293,11 @@ func checkHTTP(t *testing.T, spans telemetrytest.Spans, attempt sdktrace.ReadOnl
 	for _, c := range clients {
 		u, ok := telemetrytest.Attr(c, "url.full")
 		if !ok {
-			t.Errorf("%s client span has no url.full", sink.Emit())
+			t.Errorf("%s client span has no url.full", sink.String())
 			continue
 		}
-		if _, p, _ := strings.Cut(strings.TrimPrefix(u.Emit(), "http://"), "/"); !strings.HasPrefix("/"+p, path) {
-			t.Errorf("%s client span shows url.full %q, want path %s...", sink.Emit(), u.Emit(), path)
+		if _, p, _ := strings.Cut(strings.TrimPrefix(u.String(), "http://"), "/"); !strings.HasPrefix("/"+p, path) {
+			t.Errorf("%s client span shows url.full %q, want path %s...", sink.String(), u.String(), path)
 		}
 	}
 }
@@ -318,7 +318,7 @@ func eventAttr(sp sdktrace.ReadOnlySpan, event string, key attribute.Key) string
 		}
 		for _, kv := range e.Attributes {
 			if kv.Key == key {
-				return kv.Value.Emit()
+				return kv.Value.String()
 			}
 		}
 	}
@@ -332,4 +332,4 @@ func nameOf(sp sdktrace.ReadOnlySpan) string {
 	return sp.Name()
 }
 
-func itoa(n int) string { return attribute.IntValue(n).Emit() }
+func itoa(n int) string { return attribute.IntValue(n).String() }

@@ -90,7 +90,7 @@ func (s Spans) Named(name string) Spans {
 func (s Spans) Where(key attribute.Key, value string) Spans {
 	var out Spans
 	for _, sp := range s {
-		if v, ok := Attr(sp, key); ok && v.Emit() == value {
+		if v, ok := Attr(sp, key); ok && v.String() == value {
 			out = append(out, sp)
 		}
 	}
@@ -220,8 +220,8 @@ func AssertAttrs(t testing.TB, sp sdktrace.ReadOnlySpan, want map[attribute.Key]
 		switch {
 		case !ok:
 			t.Errorf("span %q has no attribute %s (want %q)", sp.Name(), k, w)
-		case v.Emit() != w:
-			t.Errorf("span %q attribute %s = %q, want %q", sp.Name(), k, v.Emit(), w)
+		case v.String() != w:
+			t.Errorf("span %q attribute %s = %q, want %q", sp.Name(), k, v.String(), w)
 		}
 	}
 }
@@ -237,7 +237,7 @@ outer:
 		for k, w := range want {
 			found := false
 			for _, kv := range e.Attributes {
-				if kv.Key == k && kv.Value.Emit() == w {
+				if kv.Key == k && kv.Value.String() == w {
 					found = true
 					break
 				}
@@ -275,7 +275,7 @@ func texts(sp sdktrace.ReadOnlySpan) []text {
 	addKVs := func(where string, kvs []attribute.KeyValue) {
 		for _, kv := range kvs {
 			out = append(out, text{where + " " + string(kv.Key) + " (key)", string(kv.Key)})
-			out = append(out, text{where + " " + string(kv.Key), kv.Value.Emit()})
+			out = append(out, text{where + " " + string(kv.Key), kv.Value.String()})
 		}
 	}
 	addKVs("attribute", sp.Attributes())
