@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"sync"
+	"testing"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -10,9 +11,9 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 )
 
-// MemoryState is a State kept in memory: for tests, and for a herald that
-// runs without a durable queue. It is safe for concurrent use and stores
-// copies, so callers may keep changing what they passed in or got back.
+// MemoryState is a State kept in memory, for tests. Like the queue's
+// buckets it stores copies, so callers may keep changing what they passed
+// in or got back; it is safe for concurrent use.
 type MemoryState struct {
 	mu      sync.Mutex
 	records map[string]*heraldv1.DeliveryRecord
@@ -77,4 +78,43 @@ func (s *MemoryState) SetParent(_ context.Context, sink, groupKey string, ref *h
 	}
 	s.parents[parentKey{sink, groupKey}] = c
 	return nil
+}
+
+func TestMemoryStateCopies(t *testing.T) {
+	ctx := t.Context()
+	s := NewMemoryState()
+	if r, err := s.Record(ctx, "x"); r != nil || err != nil {
+		t.Errorf("unknown record: %v, %v", r, err)
+	}
+	rec := &heraldv1.DeliveryRecord{DeliveredBy: "rc"}
+	if err := s.PutRecord(ctx, "x", rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.DeliveredBy = "changed after put"
+	got, _ := s.Record(ctx, "x")
+	if got.GetDeliveredBy() != "rc" {
+		t.Errorf("stored record changed with the caller's: %q", got.GetDeliveredBy())
+	}
+	got.DeliveredBy = "changed after get"
+	if again, _ := s.Record(ctx, "x"); again.GetDeliveredBy() != "rc" {
+		t.Errorf("stored record changed with a returned one: %q", again.GetDeliveredBy())
+	}
+
+	ref := &heraldv1.MessageRef{MessageId: "m1"}
+	if err := s.SetParent(ctx, "rc", "g", ref); err != nil {
+		t.Fatal(err)
+	}
+	ref.MessageId = "changed"
+	if p, _ := s.Parent(ctx, "rc", "g"); p.GetMessageId() != "m1" {
+		t.Errorf("parent = %v, want m1", p)
+	}
+	if p, _ := s.Parent(ctx, "slack", "g"); p != nil {
+		t.Errorf("parent in another sink: %v", p)
+	}
+	if err := s.SetParent(ctx, "rc", "g", nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Parent(ctx, "rc", "g"); p != nil {
+		t.Errorf("parent after forgetting: %v", p)
+	}
 }
