@@ -1,6 +1,6 @@
 // Package sinks defines what herald delivers notifications to: the Sink
-// interface, the classification of delivery errors, and the registry that
-// builds sinks from configuration.
+// interface and the classification of delivery errors. Each sink type is a
+// package below it; internal/app builds the configured ones.
 package sinks
 
 import (
