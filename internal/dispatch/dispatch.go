@@ -387,9 +387,9 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 		d.fail(h, step.Sink, "not configured", true)
 		return sinkFailed
 	}
-	br := d.breakers[step.Sink]
-	allowed, probe := br.acquire(ctx)
-	if !allowed {
+	st := &stepRun{d: d, h: h, idx: idx, step: step, sd: sd, sink: s, br: d.breakers[step.Sink]}
+	var allowed bool
+	if allowed, st.probe = st.br.acquire(ctx); !allowed {
 		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 		sd.LastError = "circuit open"
 		sd.ErrorClass = ""
@@ -400,122 +400,177 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 		d.fail(h, step.Sink, "circuit open", false)
 		return sinkSkipped
 	}
-	log := h.log.With("sink", step.Sink)
-	parent, cached := h.parents[step.Sink]
-	if gk := h.n.GetGroupKey(); gk != "" && !cached {
-		var err error
-		parent, err = d.state.Parent(ctx, step.Sink, gk)
-		if err != nil {
-			// Delivering a new message beats not delivering at all.
-			log.WarnContext(ctx, "cannot read the group's message; posting a new one", "err", err)
-			parent = nil
-		}
-	}
-	deadline := time.Now().Add(d.cfg.QuickRetryBudget)
-	var lastErr error
+	st.log = h.log.With("sink", step.Sink)
+	st.parent = st.groupParent(ctx)
+	st.deadline = time.Now().Add(d.cfg.QuickRetryBudget)
 	for retry := 0; ; retry++ {
-		if !h.first {
-			h.touch(ctx)
-		}
-		h.first = false
-		h.attempted = true
-		sd.Attempts++
-		to := sinks.Target{
-			Channel:  step.Channel,
-			Route:    h.dec.Route,
-			Parent:   parent,
-			Attempt:  int(sd.Attempts),
-			Template: h.dec.Templates[step.Sink],
-		}
-		if idx > 0 {
-			to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
-		}
-		res := d.attempt(ctx, h, s, to, probe, d.holdFor(h, idx, s, deadline))
-		rcpt, err := res.rcpt, res.err
-		sd.UpdatedAt = timestamppb.Now()
-		if err == nil {
+		res := st.attempt(ctx)
+		if res.err == nil {
+			st.sd.UpdatedAt = timestamppb.Now()
 			if !res.shared() {
-				br.success(ctx)
+				st.br.success(ctx)
 			} else {
 				sd.DigestSize = uint32(res.size)
 			}
-			d.delivered(ctx, h, idx, step, sd, parent, rcpt, log)
+			d.delivered(ctx, h, idx, step, sd, st.parent, res.rcpt, st.log)
 			return sinkDelivered
 		}
 		if ctx.Err() != nil {
-			// Shutdown cut the attempt short. The attempt is kept in the
-			// record: the chat server may have taken it, and the next
-			// attempt must know it is not the first.
-			br.abandon(ctx, probe)
-			d.m.attempts.WithLabelValues(step.Sink, "canceled").Inc()
-			sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
-			sd.LastError, sd.ErrorClass = "interrupted by shutdown", ""
-			d.putRecord(ctx, h)
-			log.InfoContext(ctx, "delivery interrupted by shutdown; releasing the message")
-			return sinkReleased
+			return st.interrupted(ctx)
 		}
-		lastErr = err
-		class := sinks.Classify(err)
-		d.m.attempts.WithLabelValues(step.Sink, class.String()).Inc()
-		sd.LastError, sd.ErrorClass = truncate(err.Error(), 500), class.String()
-		log.WarnContext(ctx, "delivery attempt failed",
-			"attempt", sd.Attempts, "class", class.String(), "err", err, "probe", probe)
-
-		var wait time.Duration
-		switch class {
-		case sinks.ClassPermanent:
-			sd.State = heraldv1.DeliveryState_DELIVERY_STATE_FAILED
-			switch {
-			case res.shared():
-				// The digest's outcome is counted once, by the lane.
-			case sinkFault(err):
-				br.failure(ctx, probe, err.Error())
-			default:
-				// The sink answered; it refused this notification only.
-				br.success(ctx)
-			}
-			d.putRecord(ctx, h)
-			d.m.deliveries.WithLabelValues(step.Sink, "failed").Inc()
-			d.fail(h, step.Sink, err.Error(), true)
+		wait, again := st.failed(ctx, res, retry)
+		if !again {
 			return sinkFailed
-		case sinks.ClassThrottled:
-			// A rate limit means the sink is up.
-			if !res.shared() {
-				br.success(ctx)
-			}
-			wait, _ = sinks.ThrottleWait(err)
-			h.longestThrottle = max(h.longestThrottle, wait)
-			if probe || retry >= d.cfg.QuickRetries || wait > d.holdFor(h, idx, s, deadline) {
-				return d.giveUp(ctx, h, step, sd, lastErr)
-			}
-			d.m.throttleWait.WithLabelValues(step.Sink).Observe(wait.Seconds())
-			if paced(s, to) {
-				// The sink's pace knows the wait: the lane waits it out.
-				wait = 0
-			}
-		default:
-			h.transient = true
-			open := br.current() != BreakerClosed
-			if !res.shared() {
-				open = br.failure(ctx, probe, err.Error())
-			}
-			wait = d.cfg.QuickBackoff << min(retry, 30)
-			if open || probe || retry >= d.cfg.QuickRetries || wait > time.Until(deadline) {
-				return d.giveUp(ctx, h, step, sd, lastErr)
-			}
 		}
 		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 		h.rec.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
 		d.putRecord(ctx, h)
 		h.touch(ctx)
 		if !sleep(ctx, wait) {
-			log.InfoContext(ctx, "shutdown while waiting to retry; releasing the message")
+			st.log.InfoContext(ctx, "shutdown while waiting to retry; releasing the message")
 			return sinkReleased
 		}
-		if allowed, probe = br.acquire(ctx); !allowed {
+		if allowed, st.probe = st.br.acquire(ctx); !allowed {
 			// Other notifications opened the breaker meanwhile.
-			return d.giveUp(ctx, h, step, sd, lastErr)
+			return d.giveUp(ctx, h, step, sd, res.err)
 		}
+	}
+}
+
+// stepRun is one step of a chain while trySink makes its attempts.
+type stepRun struct {
+	d        *Dispatcher
+	h        *handling
+	idx      int
+	step     route.Step
+	sd       *heraldv1.SinkDelivery
+	sink     sinks.Sink
+	br       *breaker
+	probe    bool
+	log      *slog.Logger
+	parent   *heraldv1.MessageRef
+	deadline time.Time // of the quick retries
+}
+
+// groupParent is the message that stands for the notification's group in
+// the step's sink, or nil.
+func (st *stepRun) groupParent(ctx context.Context) *heraldv1.MessageRef {
+	parent, cached := st.h.parents[st.step.Sink]
+	gk := st.h.n.GetGroupKey()
+	if gk == "" || cached {
+		return parent
+	}
+	parent, err := st.d.state.Parent(ctx, st.step.Sink, gk)
+	if err != nil {
+		// Delivering a new message beats not delivering at all.
+		st.log.WarnContext(ctx, "cannot read the group's message; posting a new one", "err", err)
+		return nil
+	}
+	return parent
+}
+
+// attempt makes one attempt, counted in the record.
+func (st *stepRun) attempt(ctx context.Context) attemptResult {
+	h := st.h
+	if !h.first {
+		h.touch(ctx)
+	}
+	h.first = false
+	h.attempted = true
+	st.sd.Attempts++
+	to := st.target()
+	res := st.d.attempt(ctx, h, st.sink, to, st.probe, st.d.holdFor(h, st.idx, st.sink, st.deadline))
+	if res.err != nil {
+		st.sd.UpdatedAt = timestamppb.Now()
+	}
+	return res
+}
+
+// target is where the next attempt goes.
+func (st *stepRun) target() sinks.Target {
+	h := st.h
+	to := sinks.Target{
+		Channel:  st.step.Channel,
+		Route:    h.dec.Route,
+		Parent:   st.parent,
+		Attempt:  int(st.sd.Attempts),
+		Template: h.dec.Templates[st.step.Sink],
+	}
+	if st.idx > 0 {
+		to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
+	}
+	return to
+}
+
+// interrupted records an attempt that shutdown cut short. The attempt is
+// kept in the record: the chat server may have taken it, and the next
+// attempt must know it is not the first.
+func (st *stepRun) interrupted(ctx context.Context) sinkResult {
+	st.br.abandon(ctx, st.probe)
+	st.d.m.attempts.WithLabelValues(st.step.Sink, "canceled").Inc()
+	st.sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
+	st.sd.LastError, st.sd.ErrorClass = "interrupted by shutdown", ""
+	st.d.putRecord(ctx, st.h)
+	st.log.InfoContext(ctx, "delivery interrupted by shutdown; releasing the message")
+	return sinkReleased
+}
+
+// failed records a failed attempt and decides whether to try again after
+// wait (again), or to move the chain on: at once for a permanent failure,
+// and when the quick retries are spent, the wait is longer than they may
+// take, the breaker opened or the attempt was the breaker's probe.
+func (st *stepRun) failed(ctx context.Context, res attemptResult, retry int) (wait time.Duration, again bool) {
+	d, h, sd, err := st.d, st.h, st.sd, res.err
+	class := sinks.Classify(err)
+	d.m.attempts.WithLabelValues(st.step.Sink, class.String()).Inc()
+	sd.LastError, sd.ErrorClass = truncate(err.Error(), 500), class.String()
+	st.log.WarnContext(ctx, "delivery attempt failed",
+		"attempt", sd.Attempts, "class", class.String(), "err", err, "probe", st.probe)
+	switch class {
+	case sinks.ClassPermanent:
+		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_FAILED
+		switch {
+		case res.shared():
+			// The digest's outcome is counted once, by the lane.
+		case sinkFault(err):
+			st.br.failure(ctx, st.probe, err.Error())
+		default:
+			// The sink answered; it refused this notification only.
+			st.br.success(ctx)
+		}
+		d.putRecord(ctx, h)
+		d.m.deliveries.WithLabelValues(st.step.Sink, "failed").Inc()
+		d.fail(h, st.step.Sink, err.Error(), true)
+		return 0, false
+	case sinks.ClassThrottled:
+		// A rate limit means the sink is up.
+		if !res.shared() {
+			st.br.success(ctx)
+		}
+		wait, _ = sinks.ThrottleWait(err)
+		h.longestThrottle = max(h.longestThrottle, wait)
+		if st.probe || retry >= d.cfg.QuickRetries || wait > d.holdFor(h, st.idx, st.sink, st.deadline) {
+			d.giveUp(ctx, h, st.step, sd, err)
+			return 0, false
+		}
+		d.m.throttleWait.WithLabelValues(st.step.Sink).Observe(wait.Seconds())
+		if paced(st.sink, st.target()) {
+			// The sink's pace knows the wait: the lane waits it out.
+			wait = 0
+		}
+		return wait, true
+	default:
+		h.transient = true
+		open := st.br.current() != BreakerClosed
+		if !res.shared() {
+			open = st.br.failure(ctx, st.probe, err.Error())
+		}
+		wait = d.cfg.QuickBackoff << min(retry, 30)
+		if open || st.probe || retry >= d.cfg.QuickRetries || wait > time.Until(st.deadline) {
+			d.giveUp(ctx, h, st.step, sd, err)
+			return 0, false
+		}
+		return wait, true
 	}
 }
 
