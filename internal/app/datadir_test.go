@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/datadir"
 	"github.com/herald-notify/herald/internal/telemetry"
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 func testConfig(t *testing.T, dataDir, listen string) *config.Config {
@@ -99,22 +98,10 @@ func TestBusyListenAddressTouchesNoStore(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // TestLogLinesNameComponentOnce: every line, the queue's and the embedded
 // NATS server's included, has one component key.
 func TestLogLinesNameComponentOnce(t *testing.T) {
-	var buf lockedBuffer
+	var buf testutil.Buffer
 	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	h := apptest.Start(t, logOnly, apptest.Options{Logger: logger})
 	res, err := h.Client().Publish(context.Background(), connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
@@ -126,10 +113,9 @@ func TestLogLinesNameComponentOnce(t *testing.T) {
 	h.WaitDelivered(t, res.Msg.GetId(), heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, 10*time.Second)
 	h.Stop()
 
-	buf.mu.Lock()
-	defer buf.mu.Unlock()
+	logs := buf.String()
 	queueLines := 0
-	for line := range strings.Lines(buf.b.String()) {
+	for line := range strings.Lines(logs) {
 		if n := strings.Count(line, `"component":`); n > 1 {
 			t.Errorf("component %d times: %s", n, line)
 		}
@@ -138,6 +124,6 @@ func TestLogLinesNameComponentOnce(t *testing.T) {
 		}
 	}
 	if queueLines == 0 {
-		t.Errorf("no line from the queue: nothing checked\n%s", buf.b.String())
+		t.Errorf("no line from the queue: nothing checked\n%s", logs)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-notify/herald/internal/app"
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/queue"
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 // clusterConfig is a herald config on the NATS server at url.
@@ -77,7 +78,7 @@ func TestStartsBeforeTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natsPort := freePort(t)
+	natsPort := testutil.FreePort(t)
 	cfg := clusterConfig(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	a, err := app.New(t.Context(), cfg, slog.New(slog.DiscardHandler), app.Options{Listener: l})
 	if err != nil {
@@ -95,7 +96,7 @@ func TestStartsBeforeTheCluster(t *testing.T) {
 	}()
 	base := "http://" + l.Addr().String()
 
-	waitFor(t, func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
+	testutil.Eventually(t, 30*time.Second, "herald answers", func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
 	code, body := get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "queue: starting") {
 		t.Errorf("/readyz before the cluster = %d %q, want 503 saying the queue is starting", code, body)
@@ -112,7 +113,7 @@ func TestStartsBeforeTheCluster(t *testing.T) {
 	}
 
 	startNATS(t, natsPort, 8<<20)
-	waitFor(t, func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
+	testutil.Eventually(t, 30*time.Second, "herald answers", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
 	res, err = http.DefaultClient.Do(mustRequest(t, base, webhookBody))
 	if err != nil {
 		t.Fatal(err)
@@ -163,25 +164,4 @@ func mustRequest(t *testing.T, base, body string) *http.Request {
 	}
 	req.Header.Set("Authorization", "Bearer tok-app-test")
 	return req
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -1,7 +1,6 @@
 package slack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/slack-go/slack"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks"
 	"github.com/herald-notify/herald/sinks/slack/slackfake"
 )
@@ -134,7 +134,7 @@ func TestRetryWithoutListScope(t *testing.T) {
 	fake := slackfake.New(testToken)
 	t.Cleanup(fake.Close)
 	id := fake.AddChannel("alerts")
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fake.SetScopes("chat:write", "channels:history", "groups:history")
 
@@ -447,24 +447,6 @@ func TestResolverPageBound(t *testing.T) {
 	if err != nil || id != "" || f.count() != listMaxPages {
 		t.Errorf("resolve beyond the bound = %q, %v after %d pages; want \"\" after %d", id, err, f.count(), listMaxPages)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a logger used from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestRetryListHangs: a listing that hangs costs the retry its search, not

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -32,6 +31,7 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/shim"
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 // heraldToken is the bearer token Alertmanager presents to herald.
@@ -48,7 +48,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 	bin := alertmanagerBinary(t)
 	heraldURL, stored := startHerald(t)
 	proxyURL, deliveries := recordDeliveries(t, heraldURL)
-	am := startAlertmanager(t, bin, amOptions{webhookURL: proxyURL + shim.Path, tracingEndpoint: freeAddr(t)})
+	am := startAlertmanager(t, bin, amOptions{webhookURL: proxyURL + shim.Path, tracingEndpoint: testutil.FreeAddr(t)})
 
 	startsAt := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
 	am.postAlerts(t, testAlerts("HeraldSingle", startsAt, time.Time{}))
@@ -57,7 +57,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 		t.Fatalf("Alertmanager knows %d alerts, want 2", len(fingerprints))
 	}
 
-	waitFor(t, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
+	testutil.Eventually(t, waitLimit, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
 	firing := firingAll(stored(), fingerprints)
 	wantGroupKey := `{}:{alertname="HeraldSingle", service="checkout"}`
 	checkNotification(t, firing, heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
@@ -73,14 +73,14 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 
 	// Alertmanager (>= 0.30, with tracing on) sends a W3C traceparent, which
 	// herald's server middleware continues.
-	waitFor(t, "herald's answer to reach Alertmanager", func() bool { return len(deliveries()) >= 1 })
+	testutil.Eventually(t, waitLimit, "herald's answer to reach Alertmanager", func() bool { return len(deliveries()) >= 1 })
 	if tp := deliveries()[0].traceparent; !traceparentRE.MatchString(tp) {
 		t.Errorf("delivery without a valid traceparent: %q", tp)
 	}
 
 	endsAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
 	am.postAlerts(t, testAlerts("HeraldSingle", startsAt, endsAt))
-	waitFor(t, "the resolved notification", func() bool { return resolvedOne(stored()) != nil })
+	testutil.Eventually(t, waitLimit, "the resolved notification", func() bool { return resolvedOne(stored()) != nil })
 	resolved := resolvedOne(stored())
 	checkNotification(t, resolved, heraldv1.Status_STATUS_RESOLVED, wantGroupKey, fingerprints, startsAt, endsAt)
 	if resolved.GetTitle() != "HeraldSingle service=checkout" {
@@ -90,7 +90,7 @@ func TestAlertmanagerFiringThenResolved(t *testing.T) {
 		t.Error("firing and resolved share an idempotency key: the resolved one would be dropped")
 	}
 
-	waitFor(t, "Alertmanager to finish the group", func() bool { return am.aggregationGroups(t) == 0 })
+	testutil.Eventually(t, waitLimit, "Alertmanager to finish the group", func() bool { return am.aggregationGroups(t) == 0 })
 	checkStoredOnce(t, deliveries(), stored())
 }
 
@@ -105,14 +105,14 @@ func TestAlertmanagerClusterStoresOnce(t *testing.T) {
 	heraldURL, stored := startHerald(t)
 	proxyURL, deliveries := recordDeliveries(t, heraldURL)
 
-	clusterA, clusterB := freeAddr(t), freeAddr(t)
+	clusterA, clusterB := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	opts := amOptions{webhookURL: proxyURL + shim.Path}
 	optsA, optsB := opts, opts
 	optsA.cluster, optsA.peers = clusterA, []string{clusterB}
 	optsB.cluster, optsB.peers = clusterB, []string{clusterA}
 	peers := []*alertmanager{startAlertmanager(t, bin, optsA), startAlertmanager(t, bin, optsB)}
 	for _, p := range peers {
-		waitFor(t, "the cluster to form at "+p.url, func() bool { return p.clusterPeers(t) == 2 })
+		testutil.Eventually(t, waitLimit, "the cluster to form at "+p.url, func() bool { return p.clusterPeers(t) == 2 })
 	}
 
 	startsAt := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
@@ -124,21 +124,21 @@ func TestAlertmanagerClusterStoresOnce(t *testing.T) {
 
 	// A peer may flush between taking the two alerts of one POST and notify
 	// about the first alone; the notification to check is the one with both.
-	waitFor(t, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
+	testutil.Eventually(t, waitLimit, "the firing notification", func() bool { return firingAll(stored(), fingerprints) != nil })
 	checkNotification(t, firingAll(stored(), fingerprints), heraldv1.Status_STATUS_FIRING, wantGroupKey, fingerprints, startsAt, time.Time{})
 
 	endsAt := time.Now().UTC().Add(-time.Second).Truncate(time.Millisecond)
 	for _, p := range peers {
 		p.postAlerts(t, testAlerts("HeraldCluster", startsAt, endsAt))
 	}
-	waitFor(t, "the resolved notification", func() bool { return resolvedOne(stored()) != nil })
+	testutil.Eventually(t, waitLimit, "the resolved notification", func() bool { return resolvedOne(stored()) != nil })
 	checkNotification(t, resolvedOne(stored()), heraldv1.Status_STATUS_RESOLVED, wantGroupKey, fingerprints, startsAt, endsAt)
 
 	// Each peer is done with the group once it dropped it (after its resolved
 	// flush, sent or skipped by its notification log); only then has every
 	// delivery that will ever come arrived.
 	for _, p := range peers {
-		waitFor(t, p.url+" to finish the group", func() bool { return p.aggregationGroups(t) == 0 })
+		testutil.Eventually(t, waitLimit, p.url+" to finish the group", func() bool { return p.aggregationGroups(t) == 0 })
 	}
 	// A peer can flush between taking the two resolved alerts of one POST and
 	// send a third, half-resolved notification: that one is distinct and is
@@ -544,7 +544,7 @@ func startAlertmanager(t *testing.T, bin string, o amOptions) *alertmanager {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	web := freeAddr(t)
+	web := testutil.FreeAddr(t)
 	am := &alertmanager{url: "http://" + web}
 	args := []string{
 		"--config.file=" + cfgPath,
@@ -575,7 +575,7 @@ func startAlertmanager(t *testing.T, bin string, o amOptions) *alertmanager {
 		}
 	}
 
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -596,7 +596,7 @@ func startAlertmanager(t *testing.T, bin string, o amOptions) *alertmanager {
 		}
 	})
 
-	waitFor(t, "Alertmanager at "+am.url+" to be ready", func() bool {
+	testutil.Eventually(t, waitLimit, "Alertmanager at "+am.url+" to be ready", func() bool {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -698,44 +698,4 @@ func (am *alertmanager) getJSON(t *testing.T, path string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
-}
-
-// waitFor polls cond until it holds, failing the test after waitLimit.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, waitLimit)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/internal/queue"
 	"github.com/herald-notify/herald/internal/queue/queuetest"
 	"github.com/herald-notify/herald/internal/telemetry"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -78,7 +79,7 @@ routes:
 `, heraldTok, strings.Join(urls, ","), sinkName, fake.URL, fake.UserID(), fake.Token(), room, sinkName, room, sinkName)
 
 	logger := func(name string) *slog.Logger {
-		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(tLog{t, name}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(testutil.LogWriter(t, name), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}
 	h1 := apptest.Start(t, cfg, apptest.Options{Logger: logger("herald-1")})
 	h2 := apptest.Start(t, cfg, apptest.Options{Logger: logger("herald-2")})
@@ -164,7 +165,7 @@ routes:
 	t.Logf("%d publish attempts failed and were tried again on the other replica", failed)
 
 	var tl tally
-	waitFor(t, "every notification at the fake and an empty queue", func() bool {
+	testutil.Eventually(t, waitLimit, "every notification at the fake and an empty queue", func() bool {
 		tl = tallyMessages(fake.AllMessages(), plan)
 		return len(tl.missing(acked)) == 0 && gauge(t, h1, "herald_queue_depth") == 0
 	})
@@ -253,15 +254,4 @@ func gauge(t *testing.T, h *apptest.Herald, name string) int {
 		}
 	}
 	return -1
-}
-
-// tLog writes log lines to t.Log, prefixed with a name.
-type tLog struct {
-	t    *testing.T
-	name string
-}
-
-func (w tLog) Write(p []byte) (int, error) {
-	w.t.Log(w.name + ": " + strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

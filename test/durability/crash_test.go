@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -91,7 +92,7 @@ func crashRestart(t *testing.T, bin, mode string) {
 	}
 	fake.Inject(rocketchattest.Fault{Endpoint: endpoint, Delay: slowSink, AfterHandling: true})
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfgText := fmt.Sprintf(`
 listen: %q
 data_dir: %q
@@ -170,7 +171,7 @@ routes:
 
 	acked, _, _ := l.snapshot()
 	var tl tally
-	waitFor(t, "every acknowledged notification at the fake and an empty queue", func() bool {
+	testutil.Eventually(t, waitLimit, "every acknowledged notification at the fake and an empty queue", func() bool {
 		tl = tallyMessages(fake.AllMessages(), plan)
 		return len(tl.missing(acked)) == 0 && metric(url, "herald_queue_depth") == 0
 	})

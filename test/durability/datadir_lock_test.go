@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/config"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -80,7 +81,7 @@ routes:
 		}
 		return path
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfgPath := writeConfig("herald.yml", addr)
 	logPath := filepath.Join(dir, "herald.log")
 	url := "http://" + addr
@@ -110,7 +111,7 @@ routes:
 
 	secondAddr := addr
 	if !samePort {
-		secondAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		secondAddr = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	}
 	out, err := runSecond(t, bin, writeConfig("second.yml", secondAddr))
 	if err == nil {
@@ -135,7 +136,7 @@ routes:
 	first = startHerald(t, bin, cfgPath, logPath, url)
 	fake.ClearFaults()
 	var tl tally
-	waitFor(t, "every acknowledged notification at the fake and an empty queue", func() bool {
+	testutil.Eventually(t, waitLimit, "every acknowledged notification at the fake and an empty queue", func() bool {
 		tl = tallyMessages(fake.AllMessages(), plan)
 		return len(tl.missing(acked)) == 0 && metric(url, "herald_queue_depth") == 0
 	})

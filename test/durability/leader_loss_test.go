@@ -16,6 +16,7 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/queue"
 	"github.com/herald-notify/herald/internal/queue/queuetest"
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 // TestClusterWritesSurviveLeaderLoss: while herald writes to a three-node
@@ -47,7 +48,7 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	var q *queue.Queue
-	waitFor(t, "herald's streams and buckets on the cluster", func() bool {
+	testutil.Eventually(t, waitLimit, "herald's streams and buckets on the cluster", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		var err error
@@ -106,12 +107,12 @@ func TestClusterWritesSurviveLeaderLoss(t *testing.T) {
 		})
 	}
 
-	waitFor(t, "writes to flow", func() bool { return ok.Load() >= 200 })
+	testutil.Eventually(t, waitLimit, "writes to flow", func() bool { return ok.Load() >= 200 })
 	before := ok.Load()
 	t.Logf("shutting down %s, leader of the %s stream and the %s and %s buckets", target.Name(), queue.StreamName, queue.ThreadsBucket, queue.RecordsBucket)
 	target.Shutdown()
 	// Keep writing until writes have gone on well past the election.
-	waitFor(t, "writes to go on after the node loss", func() bool { return ok.Load() >= before+400 })
+	testutil.Eventually(t, waitLimit, "writes to go on after the node loss", func() bool { return ok.Load() >= before+400 })
 	time.Sleep(cfg.PublishTimeout + time.Second) // let a write stuck on the dead node come back
 	close(stop)
 	writers.Wait()
@@ -153,7 +154,7 @@ func leadOn(t *testing.T, srvs []*server.Server, target *server.Server, streams 
 					t.Logf("step down %s: %v", st, err)
 				}
 			}
-			waitFor(t, st+" to have a leader", func() bool { return leaderOf(st) != "" })
+			testutil.Eventually(t, waitLimit, st+" to have a leader", func() bool { return leaderOf(st) != "" })
 		}
 	}
 }

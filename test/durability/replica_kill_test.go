@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/queue/queuetest"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -50,7 +51,7 @@ func TestReplicaKilledMidDelivery(t *testing.T) {
 
 	dir := t.TempDir()
 	start := func(name string) (*heraldProc, string, string) {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 		cfgText := fmt.Sprintf(`
 listen: %q
 data_dir: %q
@@ -121,7 +122,7 @@ routes:
 	}
 
 	// Kill the first herald once it is delivering.
-	waitFor(t, "the first herald delivering", func() bool {
+	testutil.Eventually(t, waitLimit, "the first herald delivering", func() bool {
 		return metric(url, "herald_queue_depth") > 0 && len(fake.AllMessages()) > killTotal/5
 	})
 	victim.kill(t)
@@ -131,7 +132,7 @@ routes:
 
 	acked, _, _ := l.snapshot()
 	var tl tally
-	waitFor(t, "every acknowledged notification at the fake and an empty queue", func() bool {
+	testutil.Eventually(t, waitLimit, "every acknowledged notification at the fake and an empty queue", func() bool {
 		tl = tallyMessages(fake.AllMessages(), plan)
 		return len(tl.missing(acked)) == 0 && metric(url, "herald_queue_depth") == 0
 	})

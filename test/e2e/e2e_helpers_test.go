@@ -311,18 +311,6 @@ func record(t *testing.T, h *apptest.Herald, id string) *heraldv1.GetNotificatio
 	return res.Msg
 }
 
-// eventually polls cond until it holds or the wait bound passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, wait)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // sinkEntry returns the record's entry for sink, or nil.
 func sinkEntry(rec *heraldv1.DeliveryRecord, sink string) *heraldv1.SinkDelivery {
 	for _, s := range rec.GetSinks() {

@@ -27,6 +27,7 @@ import (
 	"connectrpc.com/connect"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 	"github.com/herald-notify/herald/sinks/slack/slackfake"
 )
@@ -295,7 +296,7 @@ func TestRocketChatOutageFallsBackToSlack(t *testing.T) {
 				t.Errorf("%s: %s reached Slack %s after receipt, more than %s", ph.name, as[i].name, lat, fallbackBound)
 			}
 		}
-		eventually(t, "herald meets Rocket.Chat's "+ph.name, func() bool { return ph.met() > before })
+		testutil.Eventually(t, wait, "herald meets Rocket.Chat's "+ph.name, func() bool { return ph.met() > before })
 		sent, ids = append(sent, as...), append(ids, phaseIDs...)
 	}
 	if n := len(s.rc.AllMessages()); n != 1 {
@@ -362,7 +363,7 @@ func bothDown(t *testing.T, comesBack string) {
 	retried := func() float64 {
 		return counter(t, s.h, "herald_dispatch_outcomes_total", map[string]string{"action": "retry"})
 	}
-	eventually(t, "every notification put back for a retry twice", func() bool { return retried() >= float64(2*len(ids)) })
+	testutil.Eventually(t, wait, "every notification put back for a retry twice", func() bool { return retried() >= float64(2*len(ids)) })
 	for i, id := range ids {
 		d := record(t, s.h, id).GetDelivery()
 		if d.GetState() != retrying {
@@ -380,7 +381,7 @@ func bothDown(t *testing.T, comesBack string) {
 
 	// They wait on disk: a restarted herald has them and keeps retrying.
 	s.restart(t)
-	eventually(t, "the restarted herald retries them", func() bool { return retried() >= float64(len(ids)) })
+	testutil.Eventually(t, wait, "the restarted herald retries them", func() bool { return retried() >= float64(len(ids)) })
 	for i, id := range ids {
 		if st := record(t, s.h, id).GetDelivery().GetState(); st != retrying {
 			t.Errorf("after restart %s is %v, want RETRYING", as[i].name, st)

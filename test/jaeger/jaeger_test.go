@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/telemetry"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/test/observability"
 )
 
@@ -412,12 +412,12 @@ exporters:
 func startJaeger(t *testing.T, bin string) jaegerEnv {
 	t.Helper()
 	dir := t.TempDir()
-	grpcAddr, httpAddr, queryAddr, queryGRPC := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, queryAddr, queryGRPC := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := filepath.Join(dir, "jaeger.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, grpcAddr, httpAddr, queryAddr, queryGRPC), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd := exec.Command(bin, "--config", "file:"+cfg)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -470,31 +470,4 @@ func listening(addr string) bool {
 	}
 	c.Close()
 	return true
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -23,6 +23,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/app/apptest"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -286,18 +287,6 @@ func checkGroupOrder(t *testing.T, srv *rocketchattest.Server, notes []*note) {
 	}
 }
 
-// eventually polls cond every 20ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitDelivered waits until herald's delivery record of every note says
 // delivered, and checks that sink delivered it.
 func waitDelivered(t *testing.T, h *apptest.Herald, notes []*note, sink string) {
@@ -386,14 +375,7 @@ series:
 // quietLogger logs herald's warnings and errors to t.Log: a test of
 // hundreds of notifications would drown in its info lines.
 func quietLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(testutil.LogWriter(t, ""), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // countStatus counts the requests srv answered with status.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/internal/app/apptest"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -162,7 +163,7 @@ routes:
 	// Operators see the broken route's groups held back, and nothing of
 	// the healthy route waiting.
 	var m metrics
-	eventually(t, hang, "the broken route's groups reported held in /metrics", func() bool {
+	testutil.Eventually(t, hang, "the broken route's groups reported held in /metrics", func() bool {
 		m = scrape(t, h)
 		retrying, _ := m.value("herald_queue_groups_held", "hold", "retrying")
 		brk, _ := m.value("herald_queue_groups_held", "hold", "broken")
@@ -182,12 +183,12 @@ routes:
 	// The server comes back: every held group is delivered, in order.
 	broken.SetDown(false)
 	healed := time.Now()
-	eventually(t, hang, "every critical notification posted once the server is back", func() bool { return allPosted(broken, brokenNotes) })
+	testutil.Eventually(t, hang, "every critical notification posted once the server is back", func() bool { return allPosted(broken, brokenNotes) })
 	t.Logf("critical route drained %s after the server came back", time.Since(healed).Round(time.Millisecond))
 	checkGroupOrder(t, broken, brokenNotes)
 	waitDelivered(t, h, healthyNotes, "rc-main")
 	waitDelivered(t, h, brokenNotes, "rc-critical")
-	eventually(t, hang, "no group held once everything is delivered", func() bool {
+	testutil.Eventually(t, hang, "no group held once everything is delivered", func() bool {
 		m := scrape(t, h)
 		sum := 0.0
 		for _, hold := range []string{"retrying", "throttled", "broken"} {
@@ -297,7 +298,7 @@ routes:
 	}
 	publish(t, h, firsts)
 	var reset time.Time
-	eventually(t, hang, "herald's post throttled", func() bool {
+	testutil.Eventually(t, hang, "herald's post throttled", func() bool {
 		for _, r := range throttled.Requests() {
 			if r.Endpoint == "chat.sendMessage" && r.Status == http.StatusTooManyRequests {
 				reset = r.RateLimitReset()
@@ -331,7 +332,7 @@ routes:
 	}
 	// Operators see the warnings waiting (their groups held back, when
 	// parked), and nothing of the other route.
-	eventually(t, time.Until(reset), "only the throttled route reported waiting in /metrics", func() bool {
+	testutil.Eventually(t, time.Until(reset), "only the throttled route reported waiting in /metrics", func() bool {
 		m := scrape(t, h)
 		age, warnWaits := m.value("herald_queue_oldest_waiting_seconds", "route", "warning")
 		_, defaultWaits := m.value("herald_queue_oldest_waiting_seconds", "route", "default")
@@ -341,7 +342,7 @@ routes:
 	})
 
 	// After the reset the warnings arrive, each group in order.
-	eventually(t, hang, "every warning posted after the throttle", func() bool { return allPosted(throttled, warnNotes) })
+	testutil.Eventually(t, hang, "every warning posted after the throttle", func() bool { return allPosted(throttled, warnNotes) })
 	checkGroupOrder(t, throttled, warnNotes)
 	seen := posted(throttled)
 	for _, n := range warnNotes {
@@ -351,7 +352,7 @@ routes:
 	}
 	waitDelivered(t, h, healthyNotes, "rc-main")
 	waitDelivered(t, h, warnNotes, "rc-warning")
-	eventually(t, hang, "no group held once everything is delivered", func() bool {
+	testutil.Eventually(t, hang, "no group held once everything is delivered", func() bool {
 		v, _ := scrape(t, h).value("herald_queue_held_notifications")
 		return v == 0
 	})
@@ -403,7 +404,7 @@ routes:
 	// channel's lane for the window to move.
 	publish(t, h, infos)
 	var reset time.Time
-	eventually(t, hang, "the hook's window full", func() bool {
+	testutil.Eventually(t, hang, "the hook's window full", func() bool {
 		n := 0
 		for _, r := range srv.Requests() {
 			if r.Endpoint == "webhook" && r.Status == 200 {
@@ -424,7 +425,7 @@ routes:
 
 	sentCrit := time.Now()
 	publish(t, h, crit)
-	eventually(t, hang, "the critical alert posted", func() bool { return allPosted(srv, crit) })
+	testutil.Eventually(t, hang, "the critical alert posted", func() bool { return allPosted(srv, crit) })
 
 	// The first post the hook received after the critical alert was sent
 	// is the critical alert, in its channel, before the infos that had
@@ -446,7 +447,7 @@ routes:
 	}
 
 	// Every info still arrives, in digests.
-	eventually(t, hang, "every info posted", func() bool { return allPosted(srv, infos) })
+	testutil.Eventually(t, hang, "every info posted", func() bool { return allPosted(srv, infos) })
 	digests, infoPosts := 0, 0
 	for _, m := range srv.Messages("alerts-info") {
 		infoPosts++

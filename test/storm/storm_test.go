@@ -24,6 +24,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/app/apptest"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
 )
 
@@ -79,7 +80,7 @@ routes:
   - name: default
     chain: [rocketchat]
 `, dispatch, srv.URL+hook, limit, window), apptest.Options{
-		Logger: slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: slog.New(slog.NewTextHandler(testutil.LogWriter(t, ""), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 
 	// Publish quickly, each group's notifications in order (one publisher
@@ -227,10 +228,3 @@ func counter(t *testing.T, h *apptest.Herald, name, label, value string) float64
 
 func title(i int) string { return fmt.Sprintf("storm-%03d", i) }
 func group(i int) string { return fmt.Sprintf("g%02d", i%groups) }
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/internal/app"
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/telemetry"
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 // Herald is a running herald.
@@ -60,7 +61,7 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 	cfg.DataDir = opts.DataDir
 	logger := opts.Logger
 	if logger == nil {
-		logger = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+		logger = slog.New(telemetry.NewLogHandler(slog.NewTextHandler(testutil.LogWriter(t, ""), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -168,11 +169,4 @@ func (h *Herald) WaitDelivered(t testing.TB, id string, want heraldv1.DeliverySt
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
