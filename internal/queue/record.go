@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/oklog/ulid"
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -104,36 +105,14 @@ func idFromSubject(subj string) string {
 	return subj
 }
 
-// crockfordValue maps Crockford base32 digits (as internal/service writes
-// them: upper case) to their values, and every other byte to 0xff.
-var crockfordValue = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i, c := range "0123456789ABCDEFGHJKMNPQRSTVWXYZ" {
-		t[c] = byte(i)
-	}
-	return t
-}()
-
-// idTime returns the receipt time in an id the service made: 26 Crockford
-// base32 digits whose first ten hold Unix milliseconds (a ULID). ok is false
-// for any other id.
+// idTime returns the receipt time in an id the service made (a ULID, see
+// internal/service). ok is false for any other id.
 func idTime(id string) (t time.Time, ok bool) {
-	if len(id) != 26 {
+	u, err := ulid.ParseStrict(id)
+	if err != nil {
 		return time.Time{}, false
 	}
-	var ms uint64
-	for i := range len(id) {
-		v := crockfordValue[id[i]]
-		if v == 0xff || (i == 0 && v > 7) {
-			return time.Time{}, false
-		}
-		if i < 10 {
-			ms = ms<<5 | uint64(v)
-		}
-	}
-	return time.UnixMilli(int64(ms)), true
+	return ulid.Time(u.Time()), true
 }
 
 // threadKey is the threads bucket key of a sink and group key. Group keys

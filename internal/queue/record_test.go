@@ -136,12 +136,13 @@ func TestIDTime(t *testing.T) {
 		{testID(at, 1<<63), at},
 		{"7ZZZZZZZZZZZZZZZZZZZZZZZZZ", time.UnixMilli(1<<48 - 1)},
 		// What the tests used to use, and other ids callers of the queue
-		// may pass: shorter, longer, not Crockford, lower case, over 48 bits.
+		// may pass: shorter, longer, not Crockford, over 48 bits.
 		{"01TEST000001", time.Time{}},
 		{"01ARZ3NDEKTSV4RRFFQ69G5FA", time.Time{}},
 		{"01ARZ3NDEKTSV4RRFFQ69G5FAVX", time.Time{}},
 		{"01ARZ3NDEKTSV4RRFFQ69G5FAI", time.Time{}},
-		{"01arz3ndektsv4rrffq69g5fav", time.Time{}},
+		// ULIDs are case-insensitive; the service writes upper case.
+		{"01aryz6s41tsv4rrffq69g5fav", time.UnixMilli(1469918176385)},
 		{"81ARZ3NDEKTSV4RRFFQ69G5FAV", time.Time{}},
 		{"", time.Time{}},
 	} {
