@@ -14,8 +14,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // TestCheckConfigGolden pins what check-config prints for the files in
 // testdata/checkconfig: the defaults herald runs with (dispatch's too), URL
-// credentials as <secret> in the output and in errors, and warnings on
-// stderr that do not fail the check.
+// credentials as <secret> in the output and in errors, the scopes each
+// client has, and warnings on stderr that do not fail the check.
 func TestCheckConfigGolden(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -25,6 +25,7 @@ func TestCheckConfigGolden(t *testing.T) {
 		{"url-credentials", 0},
 		{"bad-url-credentials", 1},
 		{"unreachable-route", 0},
+		{"scopes", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

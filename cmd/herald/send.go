@@ -158,6 +158,8 @@ func describe(err error) error {
 	switch ce.Code() {
 	case connect.CodeUnauthenticated:
 		return fmt.Errorf("unauthenticated: check -token or HERALD_TOKEN (%s)", ce.Message())
+	case connect.CodePermissionDenied:
+		return fmt.Errorf("this token's client lacks a scope (auth.clients[].scopes in herald's config): %s", ce.Message())
 	case connect.CodeInvalidArgument:
 		return fmt.Errorf("invalid notification: %s", ce.Message())
 	case connect.CodeUnavailable:

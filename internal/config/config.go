@@ -98,7 +98,8 @@ type AuthConfig struct {
 	Clients []ClientConfig `yaml:"clients"`
 }
 
-// ClientConfig is one caller: a bearer token, or a username and password.
+// ClientConfig is one caller: a bearer token, or a username and password,
+// and the scopes it has.
 type ClientConfig struct {
 	Name         string        `yaml:"name"`
 	Token        secret.String `yaml:"token"`
@@ -106,7 +107,38 @@ type ClientConfig struct {
 	Username     string        `yaml:"username"`
 	Password     secret.String `yaml:"password"`
 	PasswordFile string        `yaml:"password_file"`
+	// Scopes are what the client may do. Left out, the client has every
+	// scope, as all clients had before scopes existed, and Validate warns.
+	Scopes []Scope `yaml:"scopes"`
+
+	// allScopes records that Validate gave the client every scope because
+	// its config lists none.
+	allScopes bool
 }
+
+// Allows reports whether the client has scope s. A client whose scopes are
+// left out has every scope.
+func (c ClientConfig) Allows(s Scope) bool {
+	return c.Scopes == nil || slices.Contains(c.Scopes, s)
+}
+
+// Scope names a kind of request a client may make. Health, /healthz,
+// /readyz and /metrics need none; reflection needs only valid credentials.
+type Scope string
+
+const (
+	// ScopePublish allows POST /webhooks/alertmanager and Publish.
+	ScopePublish Scope = "publish"
+	// ScopeRead allows the RPCs that only read: notifications, their
+	// delivery and the dead letters.
+	ScopeRead Scope = "read"
+	// ScopeAdmin allows the RPCs that change something other than by
+	// publishing, such as ReplayDeadLetters.
+	ScopeAdmin Scope = "admin"
+)
+
+// AllScopes returns every scope, in the order check-config prints them.
+func AllScopes() []Scope { return []Scope{ScopePublish, ScopeRead, ScopeAdmin} }
 
 // WebhookConfig configures POST /webhooks/alertmanager.
 type WebhookConfig struct {
@@ -197,7 +229,7 @@ func (c *Config) Validate() error {
 	add(c.Log.validate())
 	add(c.Server.validate())
 	add(c.TLS.validate())
-	add(c.Auth.validate())
+	add(c.Auth.validate(func(path string) bool { return c.lines[path] > 0 }))
 	if err := c.Queue.Validate(); err != nil {
 		add(fmt.Errorf("queue: %w", err))
 	}
@@ -245,7 +277,8 @@ func (c *Config) Validate() error {
 		add(errors.New("sinks: at least one sink is required"))
 	}
 	add(route.Validate(c.Routes, names))
-	c.warnings = route.Warnings(c.Routes)
+	c.warnings = c.Auth.warnings()
+	c.warnings = append(c.warnings, route.Warnings(c.Routes)...)
 	c.warnings = append(c.warnings, c.sinkWarnings()...)
 	return errors.Join(errs...)
 }
@@ -368,7 +401,10 @@ func (c *TLSConfig) validate() error {
 	return nil
 }
 
-func (c *AuthConfig) validate() error {
+// validate checks the clients and gives every scope to a client whose
+// config lists none. inFile reports whether the file has a key path, so
+// that "scopes:" with no value is an error rather than every scope.
+func (c *AuthConfig) validate(inFile func(path string) bool) error {
 	var errs []error
 	names := map[string]bool{}
 	for i := range c.Clients {
@@ -380,6 +416,7 @@ func (c *AuthConfig) validate() error {
 			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", where, cl.Name))
 		}
 		names[cl.Name] = true
+		errs = append(errs, cl.validateScopes(where, inFile(where+".scopes")))
 		tokErr := secret.Resolve(&cl.Token, cl.TokenFile, "token")
 		pwErr := secret.Resolve(&cl.Password, cl.PasswordFile, "password")
 		if tokErr != nil || pwErr != nil {
@@ -397,4 +434,50 @@ func (c *AuthConfig) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// scopeNames lists the scopes for messages: "publish, read, admin".
+func scopeNames() string {
+	names := make([]string, 0, len(AllScopes()))
+	for _, s := range AllScopes() {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, ", ")
+}
+
+// validateScopes checks the client's scopes and, when its config has no
+// scopes key, gives it every scope.
+func (cl *ClientConfig) validateScopes(where string, keyInFile bool) error {
+	if cl.Scopes == nil && !keyInFile {
+		cl.Scopes, cl.allScopes = AllScopes(), true
+		return nil
+	}
+	if len(cl.Scopes) == 0 {
+		return fmt.Errorf("%s.scopes: empty: list one or more of %s (a client with none could do nothing)", where, scopeNames())
+	}
+	var errs []error
+	seen := map[Scope]bool{}
+	for j, s := range cl.Scopes {
+		switch {
+		case !slices.Contains(AllScopes(), s):
+			errs = append(errs, fmt.Errorf("%s.scopes[%d]: unknown scope %q: one of %s", where, j, s, scopeNames()))
+		case seen[s]:
+			errs = append(errs, fmt.Errorf("%s.scopes[%d]: %q is listed twice", where, j, s))
+		}
+		seen[s] = true
+	}
+	return errors.Join(errs...)
+}
+
+// warnings name the clients that have every scope because their config
+// lists none.
+func (c *AuthConfig) warnings() []string {
+	var out []string
+	for i, cl := range c.Clients {
+		if cl.allScopes {
+			out = append(out, fmt.Sprintf("auth.clients[%d] (%q): no scopes listed, so it has all of them (%s); "+
+				"list only what it needs, such as scopes: [publish] for Alertmanager", i, cl.Name, scopeNames()))
+		}
+	}
+	return out
 }

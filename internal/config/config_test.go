@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +50,13 @@ func TestParseErrors(t *testing.T) {
 		{"route to unknown sink", "sinks: [{name: a, log: {}}]\nroutes: [{name: d, chain: [b]}]\n", `no sink is named "b"`},
 		{"client without credentials", "auth:\n  clients: [{name: am}]\n" + minimal, "auth.clients[0]: token or username and password required"},
 		{"token and token_file", "auth:\n  clients: [{name: am, token: x, token_file: /nonexistent}]\n" + minimal, "token and token_file are both set"},
+		{"unknown scope", "auth:\n  clients:\n    - {name: am, token: x, scopes: [publish]}\n    - {name: ops, token: y, scopes: [raed, admin]}\n" + minimal,
+			`herald.yml: line 4: auth.clients[1].scopes[0]: unknown scope "raed": one of publish, read, admin`},
+		{"scope in capitals", "auth:\n  clients: [{name: am, token: x, scopes: [Publish]}]\n" + minimal, `auth.clients[0].scopes[0]: unknown scope "Publish"`},
+		{"scope listed twice", "auth:\n  clients: [{name: am, token: x, scopes: [read, read]}]\n" + minimal, `auth.clients[0].scopes[1]: "read" is listed twice`},
+		{"empty scopes", "auth:\n  clients: [{name: am, token: x, scopes: []}]\n" + minimal, "herald.yml: line 2: auth.clients[0].scopes: empty: list one or more of publish, read, admin"},
+		{"scopes key without a value", "auth:\n  clients:\n    - name: am\n      token: x\n      scopes:\n" + minimal, "herald.yml: line 5: auth.clients[0].scopes: empty"},
+		{"scopes as a string", "auth:\n  clients: [{name: am, token: x, scopes: publish}]\n" + minimal, "line 2"},
 		{"missing token_file", "auth:\n  clients: [{name: am, token_file: /nonexistent/token}]\n" + minimal, "token_file: open /nonexistent/token"},
 		{"retry budget outlives retention", "queue: {retention: 12h}\n" + minimal, "dispatch.retry_budget (24h0m0s) must be shorter than queue.retention"},
 		{"tls half", "tls: {cert_file: a.pem}\n" + minimal, "cert_file and key_file go together"},
@@ -128,7 +136,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN", "HERALD_DEPLOY_BOT_TOKEN"} {
+			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN", "HERALD_DEPLOY_BOT_TOKEN", "HERALD_OPERATOR_TOKEN"} {
 				t.Setenv(v, "x")
 			}
 			if _, err := Load(f); err != nil {
@@ -403,6 +411,74 @@ routes:
 	for _, want := range []string{"sinks[0].rocketchat.channel", "routes[0].channels.hook", `"#alerts-critical" is ignored`, "webhook_override_channel"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings %q lack %q", got, want)
+		}
+	}
+}
+
+// TestScopes: a client has the scopes it lists; one that lists none has
+// every scope, as before scopes existed, and check-config and the start
+// warn about it with its line.
+func TestScopes(t *testing.T) {
+	c, err := Parse("herald.yml", []byte(`
+auth:
+  clients:
+    - name: alertmanager
+      token: am-token
+      scopes: [publish]
+    - name: ops
+      username: ops
+      password: pw
+      scopes: [read, admin]
+    - name: legacy
+      token: legacy-token
+    - name: everything
+      token: all-token
+      scopes: [publish, read, admin]
+`+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]Scope{
+		"alertmanager": {ScopePublish},
+		"ops":          {ScopeRead, ScopeAdmin},
+		"legacy":       {ScopePublish, ScopeRead, ScopeAdmin},
+		"everything":   {ScopePublish, ScopeRead, ScopeAdmin},
+	}
+	for _, cl := range c.Auth.Clients {
+		if !slices.Equal(cl.Scopes, want[cl.Name]) {
+			t.Errorf("%s: scopes %v, want %v", cl.Name, cl.Scopes, want[cl.Name])
+		}
+		for _, s := range AllScopes() {
+			if got := cl.Allows(s); got != slices.Contains(want[cl.Name], s) {
+				t.Errorf("%s: Allows(%s) = %v", cl.Name, s, got)
+			}
+		}
+	}
+	wantWarnings := []string{`herald.yml: line 11: auth.clients[2] ("legacy"): no scopes listed, so it has all of them (publish, read, admin); ` +
+		`list only what it needs, such as scopes: [publish] for Alertmanager`}
+	if got := c.Warnings(); !slices.Equal(got, wantWarnings) {
+		t.Errorf("Warnings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantWarnings, "\n"))
+	}
+	// Validated again (as tests and Default do), the client still warns.
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Warnings(); !slices.Equal(got, wantWarnings) {
+		t.Errorf("after a second Validate, Warnings = %q", got)
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "name: legacy\n") || !strings.Contains(string(out), "scopes:\n            - publish\n            - read\n            - admin\n") {
+		t.Errorf("check-config output does not show the scopes herald runs with:\n%s", out)
+	}
+
+	// Not read from a file, a client without scopes has every scope too.
+	var zero ClientConfig
+	for _, s := range AllScopes() {
+		if !zero.Allows(s) {
+			t.Errorf("a client without scopes lacks %s", s)
 		}
 	}
 }

@@ -4,10 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/telemetry"
 )
@@ -17,16 +23,23 @@ import (
 const maxLoggedValue = 256
 
 // authenticator checks bearer tokens and basic credentials against the
-// configured clients. Comparisons are of SHA-256 digests in constant time,
-// over every client, so timing reveals neither a token nor which client
-// matched. Credentials are never logged.
+// configured clients, and the scopes of the client a request comes from.
+// Comparisons are of SHA-256 digests in constant time, over every client,
+// so timing reveals neither a token nor which client matched. Credentials
+// are never logged.
 type authenticator struct {
 	clients []credential
 	logger  *slog.Logger
 }
 
-type credential struct {
+// client is an authenticated caller, as a request's context carries it.
+type client struct {
 	name   string
+	scopes map[config.Scope]bool
+}
+
+type credential struct {
+	client
 	bearer bool
 	digest [sha256.Size]byte // of the token, or of "username:password"
 }
@@ -35,17 +48,23 @@ type clientKey struct{}
 
 // ClientName returns the name of the authenticated client, if any.
 func ClientName(ctx context.Context) string {
-	s, _ := ctx.Value(clientKey{}).(string)
-	return s
+	if c, ok := ctx.Value(clientKey{}).(*client); ok {
+		return c.name
+	}
+	return ""
 }
 
 func newAuthenticator(cfg config.AuthConfig, logger *slog.Logger) *authenticator {
 	a := &authenticator{logger: logger}
 	for _, c := range cfg.Clients {
+		cl := client{name: c.Name, scopes: map[config.Scope]bool{}}
+		for _, s := range config.AllScopes() {
+			cl.scopes[s] = c.Allows(s)
+		}
 		if c.Token.IsSet() {
-			a.clients = append(a.clients, credential{name: c.Name, bearer: true, digest: sha256.Sum256([]byte(c.Token.Value()))})
+			a.clients = append(a.clients, credential{client: cl, bearer: true, digest: sha256.Sum256([]byte(c.Token.Value()))})
 		} else {
-			a.clients = append(a.clients, credential{name: c.Name, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password.Value()))})
+			a.clients = append(a.clients, credential{client: cl, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password.Value()))})
 		}
 	}
 	return a
@@ -56,7 +75,7 @@ func newAuthenticator(cfg config.AuthConfig, logger *slog.Logger) *authenticator
 func (a *authenticator) enabled() bool { return len(a.clients) > 0 }
 
 // identify returns the client the request's credentials belong to.
-func (a *authenticator) identify(r *http.Request) (string, bool) {
+func (a *authenticator) identify(r *http.Request) (*client, bool) {
 	var bearer bool
 	var digest [sha256.Size]byte
 	h := r.Header.Get("Authorization")
@@ -65,7 +84,7 @@ func (a *authenticator) identify(r *http.Request) (string, bool) {
 	} else if user, pass, ok := r.BasicAuth(); ok {
 		digest = sha256.Sum256([]byte(user + ":" + pass))
 	} else {
-		return "", false
+		return nil, false
 	}
 	match := -1
 	for i, c := range a.clients {
@@ -75,9 +94,9 @@ func (a *authenticator) identify(r *http.Request) (string, bool) {
 		}
 	}
 	if match < 0 {
-		return "", false
+		return nil, false
 	}
-	return a.clients[match].name, true
+	return &a.clients[match].client, true
 }
 
 // wrap refuses requests without valid credentials with 401. Connect, gRPC
@@ -87,7 +106,7 @@ func (a *authenticator) wrap(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, ok := a.identify(r)
+		c, ok := a.identify(r)
 		if !ok {
 			a.logger.InfoContext(r.Context(), "request refused: missing or wrong credentials",
 				"path", telemetry.Clip(r.URL.Path, maxLoggedValue), "remote", r.RemoteAddr)
@@ -95,6 +114,106 @@ func (a *authenticator) wrap(next http.Handler) http.Handler {
 			http.Error(w, "unauthenticated: missing or wrong credentials", http.StatusUnauthorized)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, c)))
 	})
+}
+
+// procedureScopes is the scope each procedure of NotificationService needs.
+// New refuses to serve a service with a procedure missing here, so that no
+// procedure is served before someone decided who may call it.
+var procedureScopes = map[string]config.Scope{
+	heraldv1connect.NotificationServicePublishProcedure:           config.ScopePublish,
+	heraldv1connect.NotificationServiceGetNotificationProcedure:   config.ScopeRead,
+	heraldv1connect.NotificationServiceListNotificationsProcedure: config.ScopeRead,
+	heraldv1connect.NotificationServiceListDeadLettersProcedure:   config.ScopeRead,
+	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: config.ScopeAdmin,
+}
+
+// checkProcedureScopes returns an error naming every procedure of
+// NotificationService that has no scope in procedureScopes.
+func checkProcedureScopes() error {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(heraldv1connect.NotificationServiceName)
+	if err != nil {
+		return fmt.Errorf("server: %s: %w", heraldv1connect.NotificationServiceName, err)
+	}
+	svc, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return fmt.Errorf("server: %s is a %T, not a service", heraldv1connect.NotificationServiceName, d)
+	}
+	var missing []string
+	for i := range svc.Methods().Len() {
+		p := "/" + string(svc.FullName()) + "/" + string(svc.Methods().Get(i).Name())
+		if _, ok := procedureScopes[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("server: no scope for %s: add it to procedureScopes in internal/server/auth.go",
+			strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// procedureScope returns the scope the request's procedure needs, and
+// false for a path that names no procedure (the service answers it with
+// NotFound).
+func procedureScope(r *http.Request) (config.Scope, bool) {
+	s, ok := procedureScopes[r.URL.Path]
+	return s, ok
+}
+
+// needs returns a scopeOf for handlers that need one scope for every
+// request.
+func needs(s config.Scope) func(*http.Request) (config.Scope, bool) {
+	return func(*http.Request) (config.Scope, bool) { return s, true }
+}
+
+// require hands a request to next when its client, which wrap put in the
+// context, has the scope that scopeOf names for the request, and answers
+// it with deny (403, PermissionDenied) when not. It goes inside wrap and
+// before anything that reads the body or waits for a slot. With auth off
+// every request goes through.
+func (a *authenticator) require(scopeOf func(*http.Request) (config.Scope, bool),
+	deny func(http.ResponseWriter, *http.Request, error), next http.Handler,
+) http.Handler {
+	if !a.enabled() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scope, ok := scopeOf(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, _ := r.Context().Value(clientKey{}).(*client)
+		if c != nil && c.scopes[scope] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		name := ""
+		if c != nil {
+			name = c.name
+		}
+		a.logger.WarnContext(r.Context(), "request refused: the client lacks the scope it needs",
+			"client", telemetry.Clip(name, maxLoggedValue), "scope", scope,
+			"path", telemetry.Clip(r.URL.Path, maxLoggedValue), "remote", r.RemoteAddr)
+		deny(w, r, fmt.Errorf("client %q lacks scope %q, which %s needs: add it to the client's scopes in herald's auth.clients",
+			name, scope, r.URL.Path))
+	})
+}
+
+// httpDenied answers 403 with the reason as text. Alertmanager does not
+// retry a 4xx, which suits a mistake in the config.
+func httpDenied(w http.ResponseWriter, _ *http.Request, err error) {
+	http.Error(w, "permission denied: "+err.Error(), http.StatusForbidden)
+}
+
+// connectDenied answers PermissionDenied in the request's protocol (HTTP
+// 403 for Connect unary).
+func connectDenied(w http.ResponseWriter, r *http.Request, err error) {
+	if !rpcErrors.IsSupported(r) {
+		httpDenied(w, r, err)
+		return
+	}
+	_ = rpcErrors.Write(w, r, connect.NewError(connect.CodePermissionDenied, err))
 }

@@ -85,16 +85,18 @@ func httpBusy(w http.ResponseWriter, _ *http.Request) {
 	http.Error(w, busyMessage, http.StatusServiceUnavailable)
 }
 
-var busyErrors = connect.NewErrorWriter()
+// rpcErrors writes errors in the protocol of the request: Connect, gRPC or
+// gRPC-Web.
+var rpcErrors = connect.NewErrorWriter()
 
 // connectBusy answers Unavailable in the request's protocol (HTTP 503 for
 // Connect unary).
 func connectBusy(w http.ResponseWriter, r *http.Request) {
-	if !busyErrors.IsSupported(r) {
+	if !rpcErrors.IsSupported(r) {
 		httpBusy(w, r)
 		return
 	}
-	_ = busyErrors.Write(w, r, connect.NewError(connect.CodeUnavailable, errors.New(busyMessage)))
+	_ = rpcErrors.Write(w, r, connect.NewError(connect.CodeUnavailable, errors.New(busyMessage)))
 }
 
 // boundPages keeps the pages of ListNotifications and ListDeadLetters

@@ -1,7 +1,8 @@
 // Package server owns herald's one HTTP listener: the Connect service (with
 // gRPC and gRPC-Web), gRPC health and reflection, the Alertmanager webhook,
-// /metrics, /healthz and /readyz, with auth, body limits, bounds on requests
-// in flight and on list answers, timeouts, TLS and a graceful shutdown.
+// /metrics, /healthz and /readyz, with auth and per-client scopes, body
+// limits, bounds on requests in flight and on list answers, timeouts, TLS
+// and a graceful shutdown.
 package server
 
 import (
@@ -117,6 +118,9 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 func handler(opts Options) (http.Handler, error) {
 	cfg := opts.Config
+	if err := checkProcedureScopes(); err != nil {
+		return nil, err
+	}
 	auth := newAuthenticator(cfg.Auth, opts.Logger)
 	if !auth.enabled() {
 		opts.Logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
@@ -139,12 +143,13 @@ func handler(opts Options) (http.Handler, error) {
 		connect.WithReadMaxBytes(int(cfg.Server.MaxBodyBytes)),
 	)...)
 	api := http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024)
-	mux.Handle(path, metrics.wrap("api", auth.wrap(api)))
+	mux.Handle(path, metrics.wrap("api", auth.wrap(auth.require(procedureScope, connectDenied, api))))
 	mux.Handle(heraldv1connect.NotificationServicePublishProcedure,
-		metrics.wrap("api", auth.wrap(limit.wrap("api", api, connectBusy))))
+		metrics.wrap("api", auth.wrap(auth.require(procedureScope, connectDenied, limit.wrap("api", api, connectBusy)))))
 
 	// Health answers load balancers' and Kubernetes' probes, which carry no
-	// credentials; reflection describes the API to those who may call it.
+	// credentials; reflection describes the API to every client, whatever
+	// its scopes.
 	checker := &healthChecker{ready: opts.Ready}
 	mux.Handle(grpchealth.NewHandler(checker))
 	reflector := grpcreflect.NewStaticReflector(heraldv1connect.NotificationServiceName, grpchealth.HealthV1ServiceName)
@@ -153,7 +158,8 @@ func handler(opts Options) (http.Handler, error) {
 	mux.Handle(authed(grpcreflect.NewHandlerV1Alpha(reflector)))
 
 	if opts.Webhook != nil {
-		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook", auth.wrap(limit.wrap("webhook", opts.Webhook, httpBusy))))
+		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook",
+			auth.wrap(auth.require(needs(config.ScopePublish), httpDenied, limit.wrap("webhook", opts.Webhook, httpBusy)))))
 		mux.Handle(WebhookPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "method not allowed: POST an Alertmanager webhook here", http.StatusMethodNotAllowed)
