@@ -71,6 +71,13 @@ type Options struct {
 	MaxBodyBytes int64
 }
 
+// apiTimeout bounds a JetStream API request made without a deadline of
+// its own, e.g. creating a stream at start. A fresh cluster, or one
+// electing a leader, leaves such requests unanswered: Open fails sooner
+// and its caller tries again. Publishes have their own deadline
+// (publish_timeout, tried again every second within it).
+const apiTimeout = 5 * time.Second
+
 // ErrIncompatible marks a reason Open fails that will not pass by itself:
 // the cluster's limits or the queue's contents conflict with the config.
 // Any other failure of Open (a server unreachable, an election under way)
@@ -155,7 +162,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Queue, error) {
 		q.Close()
 		return nil, err
 	}
-	q.js, err = jetstream.New(q.nc, jetstream.WithDefaultTimeout(cfg.PublishTimeout))
+	q.js, err = jetstream.New(q.nc, jetstream.WithDefaultTimeout(apiTimeout))
 	if err != nil {
 		q.Close()
 		return nil, fmt.Errorf("queue: %w", err)
