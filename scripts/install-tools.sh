@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs beyond Go itself, idempotently:
 #   - the real Alertmanager (built from the Go module proxy) for test/alertmanager
+#   - nats-server (built from the Go module proxy, the version go.mod pins)
+#     for test/cluster and heraldload -scenario scale
 #   - promtool (Debian's prometheus package) to check deploy/ alerting rules,
 #     when apt-get is usable; the rules test skips without it.
 #   - node and npm (Debian's nodejs and npm packages when missing) and
@@ -10,6 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 "$root/scripts/install-alertmanager.sh"
+"$root/scripts/install-nats-server.sh"
 "$root/scripts/install-mdparser.sh"
 
 if ! command -v promtool >/dev/null 2>&1; then
