@@ -471,10 +471,6 @@ func isWordRune(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r)
 }
 
-func isNameRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.'
-}
-
 // safeURL returns u when it is an absolute http(s) URL, with the characters
 // that would end a markdown link or a <url|title> escaped, and "" otherwise.
 func safeURL(u string) string {

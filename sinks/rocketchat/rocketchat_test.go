@@ -318,7 +318,7 @@ func TestWebhookPacing(t *testing.T) {
 			t.Fatalf("11th send: %v, want ErrPaced throttled", err)
 		}
 		// The first post's slot frees 60s after it.
-		if want := start.Add(time.Minute).Sub(time.Now()); wait != want {
+		if want := time.Until(start.Add(time.Minute)); wait != want {
 			t.Errorf("wait = %v, want %v", wait, want)
 		}
 		if w := s.Wait(to); w != wait {

@@ -194,7 +194,7 @@ func TestHookRateLimit(t *testing.T) {
 		if r.header.Get("Retry-After") != "" {
 			t.Error("Rocket.Chat sends no Retry-After")
 		}
-		time.Sleep(time.UnixMilli(reset).Sub(time.Now()))
+		time.Sleep(time.Until(time.UnixMilli(reset)))
 		do("POST", hook, `{"text":"after"}`, false).is(t, 200, "")
 		if n := len(s.Messages("alerts")); n != DefaultRateLimit+1 {
 			t.Errorf("%d messages, want %d", n, DefaultRateLimit+1)
