@@ -115,8 +115,9 @@ func (r *replica) ready(t *testing.T) bool {
 
 // publishAll publishes plan through the replicas, each note first to
 // replica seq%len, then to the others until one acknowledges it, as
-// Alertmanager retries a 5xx, with the same idempotency key.
-func publishAll(t *testing.T, rs []*replica, plan []note, l *ledger) {
+// Alertmanager retries a 5xx, with the same idempotency key. It returns
+// the longest a publish that was acknowledged took.
+func publishAll(t *testing.T, rs []*replica, plan []note, l *ledger) time.Duration {
 	t.Helper()
 	var clients []func(note) (string, error)
 	for _, r := range rs {
@@ -125,13 +126,19 @@ func publishAll(t *testing.T, rs []*replica, plan []note, l *ledger) {
 		clients = append(clients, func(nt note) (string, error) { return publish(t.Context(), c, nt) })
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var longest time.Duration
 	for _, notes := range split(plan, 3) {
 		wg.Go(func() {
 			for _, nt := range notes {
 				deadline := time.Now().Add(waitLimit)
 				for try := 0; ; try++ {
+					began := time.Now()
 					id, err := clients[(nt.seq+try)%len(clients)](nt)
 					if err == nil {
+						mu.Lock()
+						longest = max(longest, time.Since(began))
+						mu.Unlock()
 						l.ack(nt.seq, id)
 						break
 					}
@@ -145,6 +152,7 @@ func publishAll(t *testing.T, rs []*replica, plan []note, l *ledger) {
 		})
 	}
 	wg.Wait()
+	return longest
 }
 
 // deliveredOnce waits until every acknowledged note reached the fake and
@@ -236,7 +244,10 @@ func TestReplicaStartsDuringElection(t *testing.T) {
 	c.Kill(leader)
 	second := startReplica(t, "herald-2", yaml)
 	var during sync.WaitGroup
-	during.Go(func() { publishAll(t, []*replica{first, second}, plan[40:80], l) })
+	during.Go(func() {
+		longest := publishAll(t, []*replica{first, second}, plan[40:80], l)
+		t.Logf("during the election the longest acknowledged publish took %v", longest.Round(time.Millisecond))
+	})
 	testutil.Eventually(t, waitLimit, "herald-2 ready after the election", func() bool { return second.ready(t) })
 	t.Logf("herald-2 ready %v after the leader was killed", time.Since(killed).Round(time.Millisecond))
 	during.Wait()
