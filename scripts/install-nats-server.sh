@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real nats-server binary into .tools/bin/nats-server for the
 # tests that run herald on a three-node NATS cluster of separate processes
-# (test/cluster) and for `heraldload -scenario scale`. Idempotent: does
-# nothing when the binary is already there at the pinned version.
+# (test/durability, through test/natscluster) and for `heraldload -scenario
+# scale`. Idempotent: does nothing when the binary is already there at the
+# pinned version.
 #
 # The version is the one go.mod pins for the embedded server, so the
 # cluster the tests run against is the server herald embeds. It is built

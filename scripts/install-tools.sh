@@ -2,7 +2,7 @@
 # Installs everything the test suite needs beyond Go itself, idempotently:
 #   - the real Alertmanager (built from the Go module proxy) for test/alertmanager
 #   - nats-server (built from the Go module proxy, the version go.mod pins)
-#     for test/cluster and heraldload -scenario scale
+#     for test/durability (through test/natscluster) and heraldload -scenario scale
 #   - promtool (Debian's prometheus package) to check deploy/ alerting rules,
 #     when apt-get is usable; the rules test skips without it.
 #   - node and npm (Debian's nodejs and npm packages when missing) and

@@ -126,9 +126,32 @@ func (c *Cluster) URL() string {
 // Kill sends node i SIGKILL and waits for it to exit.
 func (c *Cluster) Kill(i int) { c.kill(c.nodes[i]) }
 
+// Stop sends node i SIGTERM, as an orchestrator stops a node, and waits
+// for it to exit: the server hands its leaderships to the other nodes
+// first. It fails the test when the node is still running after a minute.
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	nd := c.nodes[i]
+	if nd.cmd == nil {
+		return
+	}
+	_ = nd.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-nd.exited:
+		nd.cmd = nil
+	case <-time.After(time.Minute):
+		c.kill(nd)
+		c.t.Fatalf("nats-server %s still running a minute after SIGTERM", nd.name)
+	}
+}
+
 // Restart starts node i again on its ports and store, and waits until it
-// is healthy.
+// is healthy. The node must have been killed or stopped.
 func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	if c.nodes[i].cmd != nil {
+		c.t.Fatalf("restart nats-server %s: it is running", c.nodes[i].name)
+	}
 	c.start(i)
 	c.WaitHealthy(i)
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // deploy/nats/nats.conf forms a cluster that holds a stream at three
-// replicas, elects a new leader when the leader is killed, and takes the
-// node back after a restart.
+// replicas, elects a new leader when the leader is killed, takes the node
+// back after a restart, and moves the leadership off a node stopped with
+// SIGTERM.
 func TestClusterFromDeployConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
@@ -65,4 +66,14 @@ func TestClusterFromDeployConfig(t *testing.T) {
 		}
 		return s.CachedInfo().Cluster.Leader == c.Name(old)
 	})
+
+	stopped := c.StreamLeader("T")
+	c.Stop(stopped)
+	testutil.Eventually(t, 30*time.Second, "a new leader after SIGTERM", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, "t", []byte("after the stop"))
+		return err == nil && c.StreamLeader("T") != stopped
+	})
+	c.Restart(stopped)
 }
