@@ -3,55 +3,10 @@ package shim
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 )
-
-// decodeBytesGeneric is decodeBytes with JSON v2's generic map arshaler
-// instead of stringMap's own decoding: the reference that stringMap must
-// match value for value and error for error.
-func decodeBytesGeneric(data []byte) (*Message, error) {
-	if len(strings.TrimSpace(string(data))) == 0 {
-		return decodeBytes(data)
-	}
-	var w wireMessage
-	if err := json.Unmarshal(data, &w, decodeOptions, genericMaps); err != nil {
-		return nil, jsonError(err, int64(len(data)))
-	}
-	return w.check()
-}
-
-var genericMaps = json.WithUnmarshalers(json.UnmarshalFromFunc(func(dec *jsontext.Decoder, m *stringMap) error {
-	return json.UnmarshalDecode(dec, (*map[string]string)(m))
-}))
-
-// compareWithGeneric checks that decodeBytes gives for body exactly what
-// the generic map arshaler gives: the same message, or an error with the
-// same field, offset and message.
-func compareWithGeneric(t *testing.T, body []byte) {
-	t.Helper()
-	want, wantErr := decodeBytesGeneric(body)
-	got, err := decodeBytes(body)
-	switch {
-	case (err == nil) != (wantErr == nil):
-		t.Errorf("body %q: stringMap gives %v, the generic arshaler %v", body, err, wantErr)
-	case err == nil && !reflect.DeepEqual(got, want):
-		t.Errorf("body %q:\nstringMap gives %+v\ngeneric         %+v", body, *got, *want)
-	case err != nil:
-		var de, wantDE *DecodeError
-		if !errors.As(err, &de) || !errors.As(wantErr, &wantDE) {
-			t.Fatalf("body %q: errors %v, %v: want *DecodeErrors", body, err, wantErr)
-		}
-		if de.Field != wantDE.Field || de.Offset != wantDE.Offset || de.Reason != wantDE.Reason {
-			t.Errorf("body %q:\nstringMap gives %q\ngeneric         %q", body, err, wantErr)
-		}
-	}
-}
 
 // mapEdgeCases are bodies with label and annotation objects at the edges of
 // what JSON allows.
@@ -96,7 +51,7 @@ var mapEdgeCases = []string{
 	"{\"version\":\"4\",\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"\xff\":\"x\",\"\xfe\":\"y\",\"\xe2\x82\":1}}]}",
 	// Whitespace everywhere.
 	"{\"version\":\"4\",\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\",\"labels\" :\n{ \"a\" :\t\"b\" ,\r\n\"c\" : null } }]}",
-	// Long strings: past the string cache's limit and the scratch space.
+	// Long strings.
 	`{"version":"4","status":"firing","alerts":[{"status":"firing","annotations":{"` + strings.Repeat("n", 300) + `":"` + strings.Repeat("v\\u00e9", 1500) + `","d":"` + strings.Repeat("w", 257) + `"}}]}`,
 	// Very many members, with names repeated.
 	manyLabels(5000),
@@ -121,28 +76,15 @@ func manyLabels(n int) string {
 	return b.String()
 }
 
-func TestDecodeStringMapsMatch(t *testing.T) {
+// TestDecodeMapsMatchEncodingJSON holds the decoding of label and
+// annotation objects at the edges of JSON to what encoding/json did.
+func TestDecodeMapsMatchEncodingJSON(t *testing.T) {
 	for _, s := range mapEdgeCases {
-		compareWithGeneric(t, []byte(s))
 		compareWithV1(t, []byte(s))
 	}
-	for _, s := range v1Quirks {
-		compareWithGeneric(t, []byte(s))
-	}
 }
 
-// FuzzDecodeStringMaps holds stringMap to both the generic arshaler (same
-// messages, same errors) and encoding/json (same accepted bodies and
-// messages).
-func FuzzDecodeStringMaps(f *testing.F) {
-	addBodySeeds(f, mapEdgeCases, v1Quirks)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		compareWithGeneric(t, body)
-		compareWithV1(t, body)
-	})
-}
-
-func TestStringMapValues(t *testing.T) {
+func TestDecodeMapValues(t *testing.T) {
 	const body = `{"version":"4","status":"firing","commonLabels":{"a":"x"},"commonLabels":null,` +
 		`"alerts":[{"status":"firing","labels":{"a":"x","b":"y","a":"z","c":"w"},"labels":{"b":null,"d\u00e9":"\u003e \ud800"},` +
 		`"annotations":{}}]}`
@@ -162,7 +104,7 @@ func TestStringMapValues(t *testing.T) {
 	}
 }
 
-func TestStringMapWrongValueError(t *testing.T) {
+func TestDecodeMapWrongValueError(t *testing.T) {
 	body := `{"version":"4","status":"firing","alerts":[{"status":"firing"},{"status":"firing","labels":{"a":"x","a b":{"c":1}}}]}`
 	_, err := Decode(strings.NewReader(body))
 	var de *DecodeError
@@ -175,24 +117,5 @@ func TestStringMapWrongValueError(t *testing.T) {
 	}
 	if body[de.Offset-1] != '{' {
 		t.Errorf("Offset %d is at %q, want the value's first byte", de.Offset, body[de.Offset-1:])
-	}
-}
-
-func TestStringCache(t *testing.T) {
-	var c stringCache
-	r := rand.New(rand.NewPCG(1, 2))
-	seen := make(map[string]bool)
-	for range 20000 {
-		b := make([]byte, r.IntN(300))
-		for i := range b {
-			b[i] = "ab\x00é"[r.IntN(4)]
-		}
-		if got := c.make(b); got != string(b) {
-			t.Fatalf("make(%q) = %q", b, got)
-		}
-		seen[string(b)] = true
-	}
-	if len(seen) < 1000 {
-		t.Fatalf("only %d distinct strings: the test checks too little", len(seen))
 	}
 }

@@ -67,31 +67,30 @@ type Alert struct {
 }
 
 // wireMessage is the JSON shape. Times stay strings here so that a bad one
-// can be reported with the field it came from; label and annotation
-// objects are stringMaps, decoded without reflection.
+// can be reported with the field it came from.
 type wireMessage struct {
-	Version            *string     `json:"version"`
-	GroupKey           string      `json:"groupKey"`
-	TruncatedAlerts    uint64      `json:"truncatedAlerts"`
-	Status             string      `json:"status"`
-	Receiver           string      `json:"receiver"`
-	GroupLabels        stringMap   `json:"groupLabels"`
-	CommonLabels       stringMap   `json:"commonLabels"`
-	CommonAnnotations  stringMap   `json:"commonAnnotations"`
-	RouteLabels        stringMap   `json:"routeLabels"`
-	ExternalURL        string      `json:"externalURL"`
-	NotificationReason string      `json:"notification_reason"`
-	Alerts             []wireAlert `json:"alerts"`
+	Version            *string           `json:"version"`
+	GroupKey           string            `json:"groupKey"`
+	TruncatedAlerts    uint64            `json:"truncatedAlerts"`
+	Status             string            `json:"status"`
+	Receiver           string            `json:"receiver"`
+	GroupLabels        map[string]string `json:"groupLabels"`
+	CommonLabels       map[string]string `json:"commonLabels"`
+	CommonAnnotations  map[string]string `json:"commonAnnotations"`
+	RouteLabels        map[string]string `json:"routeLabels"`
+	ExternalURL        string            `json:"externalURL"`
+	NotificationReason string            `json:"notification_reason"`
+	Alerts             []wireAlert       `json:"alerts"`
 }
 
 type wireAlert struct {
-	Status       string    `json:"status"`
-	Labels       stringMap `json:"labels"`
-	Annotations  stringMap `json:"annotations"`
-	StartsAt     string    `json:"startsAt"`
-	EndsAt       string    `json:"endsAt"`
-	GeneratorURL string    `json:"generatorURL"`
-	Fingerprint  string    `json:"fingerprint"`
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     string            `json:"startsAt"`
+	EndsAt       string            `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
 }
 
 // DecodeError says why a payload can never be accepted, whoever sends it

@@ -11,11 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-	"unicode/utf8"
-
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/herald-notify/herald/sinks"
 )
@@ -137,207 +133,28 @@ var permanentTypes = map[string]bool{
 
 // parseAnswer decodes a JSON object field by field, so that one field of an
 // unexpected type (401 answers carry "message" as a string, where
-// chat.sendMessage has an object) does not hide the others. It accepts
-// exactly the bodies encoding/json accepts as a JSON object, and decodes
-// each field it keeps with encoding/json as before.
+// chat.sendMessage has an object) does not hide the others.
 func parseAnswer(body []byte) (apiResponse, error) {
-	a := answerDecoders.Get().(*answerDecoder)
-	defer a.release()
-	raw, err := a.split(body)
-	if err != nil {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
 		return apiResponse{}, err
 	}
+	if raw == nil {
+		return apiResponse{}, errors.New("not an object")
+	}
 	var ar apiResponse
-	field := func(b []byte, v any) {
-		if b != nil {
+	field := func(key string, v any) {
+		if b, ok := raw[key]; ok {
 			_ = json.Unmarshal(b, v)
 		}
 	}
-	field(raw[keySuccess], &ar.Success)
-	field(raw[keyError], &ar.Error)
-	field(raw[keyErrorType], &ar.ErrorType)
-	field(raw[keyDetails], &ar.Details)
-	field(raw[keyMessage], &ar.Message)
-	field(raw[keyRoom], &ar.Room)
+	field("success", &ar.Success)
+	field("error", &ar.Error)
+	field("errorType", &ar.ErrorType)
+	field("details", &ar.Details)
+	field("message", &ar.Message)
+	field("room", &ar.Room)
 	return ar, nil
-}
-
-// The keys of an answer that parseAnswer reads, as indexes of answerKeys.
-const (
-	keySuccess = iota
-	keyError
-	keyErrorType
-	keyDetails
-	keyMessage
-	keyRoom
-	numKeys
-)
-
-var answerKeys = [numKeys]string{"success", "error", "errorType", "details", "message", "room"}
-
-// inMessageKeys are the JSON names of inMessage's fields.
-var inMessageKeys = [...]string{"_id", "rid", "tmid", "t"}
-
-// answerDecoder finds the fields of an answer in one pass, without copying
-// the rest: chat.sendMessage echoes the whole posted message, of which
-// herald reads four short strings.
-type answerDecoder struct {
-	in  bytes.Buffer // aliases the body: the decoder reads it without a copy
-	dec jsontext.Decoder
-	// msg is "message" reduced to the members inMessage may take.
-	msg []byte
-	key []byte
-}
-
-var answerDecoders = sync.Pool{New: func() any { return new(answerDecoder) }}
-
-// release drops the references to the body and returns a to the pool.
-func (a *answerDecoder) release() {
-	a.in = bytes.Buffer{}
-	a.dec.Reset(&a.in)
-	if cap(a.msg) > 4<<10 {
-		a.msg = nil
-	}
-	if cap(a.key) > 4<<10 {
-		a.key = nil
-	}
-	answerDecoders.Put(a)
-}
-
-// errNotObject is the error of an answer that is JSON but not an object.
-var errNotObject = errors.New("not an object")
-
-// split returns the raw value of each key of answerKeys in body (nil when
-// absent; the last one when repeated, as a map would keep). The value of
-// "message", when an object, keeps only the members whose name may match a
-// field of inMessage (encoding/json matches names without regard to case):
-// the others change nothing when decoded. Like json.Unmarshal, it fails
-// unless body is one valid JSON object, with nothing but white space after.
-func (a *answerDecoder) split(body []byte) (raw [numKeys][]byte, err error) {
-	a.in = *bytes.NewBuffer(body)
-	// encoding/json accepts duplicate names and invalid UTF-8 in strings.
-	a.dec.Reset(&a.in, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	d := &a.dec
-	tok, err := d.ReadToken()
-	if err != nil {
-		return raw, err
-	}
-	if tok.Kind() != '{' {
-		return raw, errNotObject
-	}
-	// value returns the next value as a slice of body.
-	value := func() ([]byte, error) {
-		v, err := d.ReadValue()
-		if err != nil {
-			return nil, err
-		}
-		end := int(d.InputOffset())
-		return body[end-len(v) : end], nil
-	}
-	for d.PeekKind() != '}' {
-		name, err := d.ReadValue()
-		if err != nil {
-			return raw, err
-		}
-		k := a.topKey(name)
-		switch {
-		case k == keyMessage && d.PeekKind() == '{':
-			if err := a.reduceMessage(value); err != nil {
-				return raw, err
-			}
-			raw[k] = a.msg
-		case k >= 0:
-			if raw[k], err = value(); err != nil {
-				return raw, err
-			}
-		default:
-			if _, err := d.ReadValue(); err != nil {
-				return raw, err
-			}
-		}
-	}
-	if _, err := d.ReadToken(); err != nil {
-		return raw, err
-	}
-	for _, c := range body[d.InputOffset():] {
-		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
-			return raw, errors.New("data after the answer's object")
-		}
-	}
-	return raw, nil
-}
-
-// topKey is the index of the quoted name in answerKeys, or -1. Names match
-// exactly once unescaped, as keys of a map do.
-func (a *answerDecoder) topKey(quoted []byte) int {
-	name := quoted[1 : len(quoted)-1]
-	if bytes.IndexByte(name, '\\') >= 0 {
-		// Invalid UTF-8 becomes U+FFFD here and in encoding/json alike;
-		// it never matches a key either way.
-		a.key, _ = jsontext.AppendUnquote(a.key[:0], quoted)
-		name = a.key
-	}
-	for i, k := range answerKeys {
-		if string(name) == k {
-			return i
-		}
-	}
-	return -1
-}
-
-// reduceMessage reads the object value of "message" into a.msg, keeping
-// the members whose name may match a field of inMessage: every name that
-// equals one without regard to ASCII case, and, to leave the finer rules
-// to encoding/json, every name with an escape or a non-ASCII byte.
-func (a *answerDecoder) reduceMessage(value func() ([]byte, error)) error {
-	d := &a.dec
-	if _, err := d.ReadToken(); err != nil { // '{'
-		return err
-	}
-	a.msg = append(a.msg[:0], '{')
-	for d.PeekKind() != '}' {
-		name, err := value()
-		if err != nil {
-			return err
-		}
-		if !mayMatch(name[1:len(name)-1], inMessageKeys[:]) {
-			if _, err := d.ReadValue(); err != nil {
-				return err
-			}
-			continue
-		}
-		v, err := value()
-		if err != nil {
-			return err
-		}
-		if len(a.msg) > 1 {
-			a.msg = append(a.msg, ',')
-		}
-		a.msg = append(a.msg, name...)
-		a.msg = append(a.msg, ':')
-		a.msg = append(a.msg, v...)
-	}
-	if _, err := d.ReadToken(); err != nil { // '}'
-		return err
-	}
-	a.msg = append(a.msg, '}')
-	return nil
-}
-
-// mayMatch reports whether the raw (still quoted inside) name may match
-// one of keys under encoding/json's rules for struct fields.
-func mayMatch(name []byte, keys []string) bool {
-	for _, c := range name {
-		if c == '\\' || c >= utf8.RuneSelf {
-			return true
-		}
-	}
-	for _, k := range keys {
-		if len(name) == len(k) && strings.EqualFold(string(name), k) {
-			return true
-		}
-	}
-	return false
 }
 
 // reason is the server's explanation: error, else errorType.
@@ -429,24 +246,14 @@ func (s *Sink) call(ctx context.Context, method, endpoint string, query url.Valu
 		return nil, s.transportFailure(ctx, endpoint, err)
 	}
 	defer resp.Body.Close()
-	// decodeAnswer copies what it keeps, so the buffer can serve again.
-	b := answerBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= maxPooledBuffer {
-			b.Reset()
-			answerBuffers.Put(b)
-		}
-	}()
-	if _, err := b.ReadFrom(io.LimitReader(resp.Body, maxBody)); err != nil {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
 		return nil, s.transportFailure(ctx, endpoint, fmt.Errorf("reading the answer: %w", err))
 	}
-	ar, err := decodeAnswer(endpoint, resp.StatusCode, resp.Header, b.Bytes(), time.Now(), s.redact)
+	ar, err := decodeAnswer(endpoint, resp.StatusCode, resp.Header, b, time.Now(), s.redact)
 	s.observe(ctx, resp, err)
 	return ar, err
 }
-
-// answerBuffers hold answers while they are decoded.
-var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // transportFailure turns a failed round trip into a retryable error that
 // wraps the context's error when the context ended, and never holds the URL.

@@ -44,19 +44,11 @@ const (
 const lineHead = "#>-+=|\\"
 
 // escapeText makes prose (a title, a summary, a description) inert. With
-// multiline false every line break becomes a space. Text with nothing to
-// escape is returned as it is, without a copy.
+// multiline false every line break becomes a space.
 func escapeText(s string, multiline bool) string {
-	if plainText(s, multiline) {
-		return s
-	}
-	return escapeClean(clean(s, multiline))
-}
-
-// escapeClean is escapeText of a string that clean returns unchanged.
-func escapeClean(s string) string {
-	var b strings.Builder // written from the first change on
-	changed := false
+	s = clean(s, multiline)
+	var b strings.Builder
+	b.Grow(len(s) + 16)
 	var prev rune // the previous rune of the input; 0 at a line start
 	head := true  // only spaces since the line started
 	ipEnd := -1   // the end of the digits and dots that look like an IPv4 address
@@ -145,22 +137,13 @@ func escapeClean(s string) string {
 				post = zwsp
 			}
 		}
-		if rep != "" || pre != "" || post != "" {
-			if !changed {
-				changed = true
-				b.Grow(len(s) + 16)
-				b.WriteString(s[:i])
-			}
-			b.WriteString(pre)
-			if rep != "" {
-				b.WriteString(rep)
-			} else {
-				b.WriteString(s[i : i+size])
-			}
-			b.WriteString(post)
-		} else if changed {
+		b.WriteString(pre)
+		if rep != "" {
+			b.WriteString(rep)
+		} else {
 			b.WriteString(s[i : i+size])
 		}
+		b.WriteString(post)
 		head = head && r == ' ' || r == '\n'
 		if r == '\n' {
 			prev = 0
@@ -169,10 +152,12 @@ func escapeClean(s string) string {
 		}
 		i += size
 	}
-	if !changed {
-		return s
-	}
 	return b.String()
+}
+
+// escapeProse is prose s cleaned, shortened to max UTF-16 units and escaped.
+func escapeProse(s string, max int, multiline bool) string {
+	return escapeText(shorten(clean(s, multiline), max), multiline)
 }
 
 // wordStart reports whether a word starts after prev, as the parser sees
@@ -223,14 +208,6 @@ func ipv4End(s string, i int) int {
 	return j
 }
 
-// numberStart is where the run of digits and dots that i is in starts.
-func numberStart(s string, i int) int {
-	for i > 0 && (isDigit(rune(s[i-1])) || s[i-1] == '.') {
-		i--
-	}
-	return i
-}
-
 // emoticonLike reports whether the word that s starts with (up to a space
 // or a line break) may be an ASCII emoticon such as ":)", ";-)", "8)",
 // "(y)", "D:" or "-_-": two to six characters, ASCII punctuation and
@@ -269,129 +246,27 @@ const emoticonLetters = "0389BDLOPXbyÞ"
 // escapeCode makes a value safe inside a single-backtick code span: it
 // cannot close the span, break the line, mention anyone (Rocket.Chat's
 // server finds mentions in code spans too), or end a link title that
-// something before the span opened. A value with nothing to escape is
-// returned as it is.
+// something before the span opened.
 func escapeCode(s string) string {
-	if plainCode(s) {
-		return s
-	}
-	return escapeCodeClean(clean(s, false))
-}
-
-// escapeCodeClean is escapeCode of a string that clean returns unchanged.
-func escapeCodeClean(s string) string {
+	s = clean(s, false)
 	var b strings.Builder
-	changed := false
+	b.Grow(len(s))
 	prev := rune(0)
-	for i, r := range s {
-		var rep string
+	for _, r := range s {
 		switch {
 		case r == '`':
-			rep = string(backtick)
+			b.WriteRune(backtick)
 		case r == '@' && !isWordRune(prev):
-			rep = string(atSign)
+			b.WriteRune(atSign)
 		case r == '(' && prev == ']':
-			rep = zwsp + "("
-		}
-		switch {
-		case rep != "":
-			if !changed {
-				changed = true
-				b.Grow(len(s) + 4)
-				b.WriteString(s[:i])
-			}
-			b.WriteString(rep)
-		case changed:
-			b.WriteString(s[i : i+utf8.RuneLen(r)])
+			b.WriteString(zwsp + "(")
+		default:
+			b.WriteRune(r)
 		}
 		prev = r
 	}
-	if !changed {
-		return s
-	}
 	return b.String()
 }
-
-// plainText reports, cheaply, that escapeText(s, multiline) is s: s is
-// printable ASCII (and line feeds, when multiline) in which no character
-// is one escapeText may change or precede with a zero-width space. It may
-// report false for some such strings.
-func plainText(s string, multiline bool) bool {
-	head := true
-	word := 0 // where the current word started
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\n':
-			if c == '\n' && !multiline || emoticonLike(s[word:i]) {
-				return false
-			}
-			head = head && c == ' ' || c == '\n'
-			word = i + 1
-			continue
-		case c < 0x20 || c >= 0x7f || textSpecial[c]:
-			return false
-		case head && !isASCIILetter(c):
-			// A digit or a sign may open a list, a rule or a quote.
-			return false
-		}
-		head = false
-		var next byte
-		if i+1 < len(s) {
-			next = s[i+1]
-		}
-		if (c == 'l' || c == 'L') && localhostAt(s, i) {
-			return false
-		}
-		switch c {
-		case ':':
-			if next != 0 && next != ' ' && next != '\n' {
-				return false
-			}
-		case '.':
-			if isASCIILetter(next) || isDigit(rune(next)) && ipv4End(s, numberStart(s, i)) >= 0 {
-				return false
-			}
-		case '+':
-			if isDigit(rune(next)) {
-				return false
-			}
-		}
-	}
-	if n := len(s); n > 0 && isASCIIPunct(rune(s[n-1])) && strings.IndexByte(".,!?)'\"", s[n-1]) < 0 {
-		return false
-	}
-	return !emoticonLike(s[word:])
-}
-
-// textSpecial are the ASCII characters that make plainText give up.
-var textSpecial = [128]bool{
-	'#': true, '>': true, '*': true, '~': true, '`': true, '|': true, '<': true,
-	'[': true, ']': true, '$': true, '\\': true, '@': true, '_': true,
-}
-
-// plainCode reports, cheaply, that escapeCode(s) is s: s is printable
-// ASCII with no backtick and no "](", and every "@" follows a letter or a
-// digit.
-func plainCode(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '@':
-			if i == 0 || !isASCIIAlnum(s[i-1]) {
-				return false
-			}
-		case c == '(':
-			if i > 0 && s[i-1] == ']' {
-				return false
-			}
-		case c < 0x20 || c >= 0x7f || c == '`':
-			return false
-		}
-	}
-	return true
-}
-
-func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 func isDigit(r rune) bool { return '0' <= r && r <= '9' }
 
@@ -405,11 +280,8 @@ func isASCIIAlnum(c byte) bool {
 
 // clean drops control and bidirectional-override characters, normalises
 // line breaks, and, unless multiline, turns them into spaces. Invalid UTF-8
-// becomes U+FFFD. A string that needs none of this is returned as it is.
+// becomes U+FFFD.
 func clean(s string, multiline bool) string {
-	if isClean(s, multiline) {
-		return s
-	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -439,28 +311,6 @@ func dropped(r rune) bool {
 	return isBidiControl(r) || unicode.IsControl(r) || r == '\u200b' || r == '\ufeff'
 }
 
-// isClean reports whether clean(s, multiline) is s: valid UTF-8 with no
-// character that clean drops or replaces.
-func isClean(s string, multiline bool) bool {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			// The ASCII controls are \x00-\x1f and \x7f; of them only a
-			// line feed of multiline text stays as it is.
-			if (c < 0x20 || c == 0x7f) && !(c == '\n' && multiline) {
-				return false
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 || dropped(r) {
-			return false
-		}
-		i += size
-	}
-	return true
-}
-
 func isBidiControl(r rune) bool {
 	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u200e' || r == '\u200f'
 }
@@ -474,9 +324,6 @@ func isWordRune(r rune) bool {
 // safeURL returns u when it is an absolute http(s) URL, with the characters
 // that would end a markdown link or a <url|title> escaped, and "" otherwise.
 func safeURL(u string) string {
-	if plainURL(u) {
-		return u
-	}
 	p, err := url.Parse(strings.TrimSpace(u))
 	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 		return ""
@@ -487,78 +334,8 @@ func safeURL(u string) string {
 	return urlEscaper.Replace(p.String())
 }
 
-// plainURL reports, cheaply, that safeURL(u) is u: u is an http(s) URL of a
-// host name, perhaps with a port, followed by a path, query and fragment of
-// only characters that url.URL.String writes back as they are and that
-// urlEscaper leaves alone. It may report false for some such URLs.
-func plainURL(u string) bool {
-	rest, ok := strings.CutPrefix(u, "http://")
-	if !ok {
-		if rest, ok = strings.CutPrefix(u, "https://"); !ok {
-			return false
-		}
-	}
-	i := 0
-	for i < len(rest) && (isASCIIAlnum(rest[i]) || rest[i] == '.' || rest[i] == '-') {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	if i < len(rest) && rest[i] == ':' {
-		j := i + 1
-		for j < len(rest) && '0' <= rest[j] && rest[j] <= '9' {
-			j++
-		}
-		if j == i+1 || j > i+6 {
-			return false
-		}
-		i = j
-	}
-	if i < len(rest) && rest[i] != '/' && rest[i] != '?' && rest[i] != '#' {
-		return false
-	}
-	fragment := false
-	for ; i < len(rest); i++ {
-		switch c := rest[i]; {
-		case c == '%':
-			if i+2 >= len(rest) || !isHex(rest[i+1]) || !isHex(rest[i+2]) {
-				return false
-			}
-			i += 2
-		case c == '#':
-			// String drops an empty fragment, and escapes a second "#".
-			if fragment || i == len(rest)-1 {
-				return false
-			}
-			fragment = true
-		case c >= utf8.RuneSelf || !urlPlain[c]:
-			return false
-		}
-	}
-	return true
-}
-
-// urlPlain are the characters plainURL accepts after the host: unreserved
-// ones and the delimiters that need no escaping in a path, a query or a
-// fragment.
-var urlPlain = func() (t [128]bool) {
-	for c := range t {
-		t[c] = isASCIIAlnum(byte(c))
-	}
-	for _, c := range "-._~/?=&+,;:!$'@" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
 // urlEscaper percent-encodes what would end a markdown link or change its
-// meaning. Built once: a Replacer is safe for concurrent use, and building
-// one per URL was over a quarter of the bytes herald allocated under load.
+// meaning.
 var urlEscaper = strings.NewReplacer(
 	"(", "%28", ")", "%29", " ", "%20", "<", "%3C", ">", "%3E",
 	"|", "%7C", "`", "%60", "\"", "%22", "*", "%2A", "[", "%5B", "]", "%5D",
@@ -567,15 +344,6 @@ var urlEscaper = strings.NewReplacer(
 // utf16Len is the length of s as JavaScript counts it, which is how
 // Rocket.Chat applies Message_MaxAllowedSize.
 func utf16Len(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return i + utf16LenRunes(s[i:])
-		}
-	}
-	return len(s)
-}
-
-func utf16LenRunes(s string) int {
 	n := 0
 	for _, r := range s {
 		if r >= 0x10000 {
@@ -609,8 +377,7 @@ func cutUTF16(s string, max int) string {
 
 // shorten cuts s to at most max UTF-16 units, ending it with "…" when cut.
 func shorten(s string, max int) string {
-	// A string has no more UTF-16 units than bytes.
-	if len(s) <= max || utf16Len(s) <= max {
+	if utf16Len(s) <= max {
 		return s
 	}
 	return strings.TrimRightFunc(cutUTF16(s, max-1), unicode.IsSpace) + "…"

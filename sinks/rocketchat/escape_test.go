@@ -134,11 +134,19 @@ func checkInert(t *testing.T, in, s string) {
 	}
 }
 
-// escapeSeeds are FuzzEscape's seeds; mdparser_test.go parses them too.
-var escapeSeeds = []string{"@here", "x [a](b) <c|d>", "# h\n> q", "||s|| *b* `c`", "\u202e@all", "a@b", "_i_", "\xff@x"}
+// escapeSeeds and escapeSameSeeds are FuzzEscape's seeds, the latter at
+// the edges of clean; mdparser_test.go parses them too.
+var (
+	escapeSeeds     = []string{"@here", "x [a](b) <c|d>", "# h\n> q", "||s|| *b* `c`", "\u202e@all", "a@b", "_i_", "\xff@x"}
+	escapeSameSeeds = []string{
+		"", "plain text", "@here", "a@b", "x [a](b) <c|d>", "# h\n> q", "#room", "a#b", "||s|| *b* `c`", "_i_ a_b",
+		"\u202e@all", "\xff@x", "\xf0\x9f", "line\r\nbreak\rx\ty", "\x00\x1f\x7f\u0085\u200b\ufeff", "\ufffd",
+		"< x", "a<", "<b", "](x)", "\n#\n>", "🔥 @🔥 #é", "é@x ß#y", "|", "||", "x|", "end#",
+	}
+)
 
 func FuzzEscape(f *testing.F) {
-	for _, s := range escapeSeeds {
+	for _, s := range append(escapeSeeds, escapeSameSeeds...) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -150,6 +158,62 @@ func FuzzEscape(f *testing.F) {
 		c := escapeCode(in)
 		if strings.ContainsAny(c, "`\n\r") || activeMention.MatchString(c) {
 			t.Fatalf("escapeCode(%q) = %q", in, c)
+		}
+	})
+}
+
+// FuzzSafeURL holds safeURL to its promise: "" or an http(s) URL with a
+// host and no user info, and no character that would end a markdown link
+// or a <url|title>.
+func FuzzSafeURL(f *testing.F) {
+	for _, u := range append(oddURLs,
+		"http://prometheus.example.com:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
+		"https://h", "http://h:", "http://h:123456", "http://h?q", "http://h#a#b", "http://h/%zz", "http://h/a%",
+		"http://h//x", "http://h/;a=b,c!$'@:", "http://h/?a=b&c=d+e@f:g/h", "http://h%41/", "http://h:8080:90/",
+		"http://h?x@y/z", "http://h/%00", "http://1.2.3.4:8080/", "http://[::1]:80/", "http://h/?a b#c d", "http://h/#(x)",
+	) {
+		f.Add(u)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		s := safeURL(u)
+		if s == "" {
+			return
+		}
+		if strings.ContainsAny(s, "()<>|`\"*[] \n\r\t") {
+			t.Fatalf("safeURL(%q) = %q: a character that ends a link", u, s)
+		}
+		rest, ok := strings.CutPrefix(s, "http://")
+		if !ok {
+			rest, ok = strings.CutPrefix(s, "https://")
+		}
+		host, _, _ := strings.Cut(rest, "/")
+		host, _, _ = strings.Cut(host, "?")
+		host, _, _ = strings.Cut(host, "#")
+		if !ok || host == "" || strings.Contains(host, "@") {
+			t.Fatalf("safeURL(%q) = %q: not an http(s) URL with a host and no user info", u, s)
+		}
+	})
+}
+
+// FuzzUTF16 holds utf16Len to JavaScript's count and shorten to its limit.
+func FuzzUTF16(f *testing.F) {
+	for _, s := range []string{"", "abc", "é", "🔥x", "a\xffb", "\xf0\x9f", "ab🔥 cd ", strings.Repeat("x", 200) + "🔥"} {
+		f.Add(s, 3)
+	}
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if got, want := utf16Len(s), len(utf16.Encode([]rune(s))); got != want {
+			t.Fatalf("utf16Len(%q) = %d, want %d", s, got, want)
+		}
+		max = max%300 + 1
+		if max < 1 {
+			max += 300
+		}
+		out := shorten(s, max)
+		if utf16Len(out) > max {
+			t.Fatalf("shorten(%q, %d) = %q: %d units", s, max, out, utf16Len(out))
+		}
+		if kept, cut := strings.CutSuffix(out, "…"); out != s && (!cut || !strings.HasPrefix(s, kept)) {
+			t.Fatalf("shorten(%q, %d) = %q: not a marked prefix", s, max, out)
 		}
 	})
 }

@@ -1,13 +1,12 @@
 package rocketchat
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"text/template"
 	"time"
 
@@ -207,16 +206,9 @@ const (
 	timeLayout    = "2006-01-02 15:04 UTC"
 )
 
-// data builds the template data of n with every alert.
+// data builds the template data of n.
 func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
-	return r.buildData(n, o, true)
-}
-
-// buildData is data; without details it leaves out the alerts' times and
-// URLs, which the default templates do not show.
-func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details bool) Data {
 	sev := severityName[n.GetSeverity()]
-	resolved := n.GetStatus() == heraldv1.Status_STATUS_RESOLVED
 	d := Data{
 		Status: "firing", StatusText: "FIRING", Firing: true,
 		Severity: sev, Emoji: severityEmoji[sev], Color: severityColor[sev],
@@ -227,7 +219,7 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 		FallbackFrom:   escapeText(shorten(o.fallbackFrom, capLabel), false),
 		FallbackReason: escapeText(shorten(o.fallbackReason, capAlertSummary), false),
 	}
-	if resolved {
+	if n.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
 		d.Status, d.StatusText, d.Firing, d.Resolved = "resolved", "RESOLVED", false, true
 		d.Emoji, d.Color = resolvedEmoji, resolvedColor
 	}
@@ -235,17 +227,7 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 		d.Mention = r.mentions[sev]
 	}
 	alerts := n.GetAlerts()
-	title := n.GetTitle()
-	if title == "" {
-		title = n.GetLabels()["alertname"]
-	}
-	if title == "" && len(alerts) > 0 {
-		title = alerts[0].GetLabels()["alertname"]
-	}
-	if title == "" {
-		title = "(no title)"
-	}
-	d.Title = escapeProse(title, capTitle, false)
+	d.Title = escapeProse(title(n), capTitle, false)
 
 	summary := firstNonEmpty(n.GetText(), n.GetAnnotations()["summary"])
 	desc := n.GetAnnotations()["description"]
@@ -258,62 +240,27 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 		d.Description = escapeProse(desc, capDescription, true)
 	}
 
-	// Alerts of a group mostly share their generator URL and their times:
-	// each distinct one is checked or formatted once.
-	var memo renderMemo
-	l := n.GetLinks()
-	d.Links = Links{
-		Generator: memo.safeURL(l.GetGenerator()),
-		Silence:   memo.safeURL(l.GetSilence()),
-		Runbook:   memo.safeURL(l.GetRunbook()),
-		Dashboard: memo.safeURL(l.GetDashboard()),
-	}
-	if d.Links.Generator == "" && len(alerts) == 1 {
-		d.Links.Generator = memo.safeURL(alerts[0].GetGeneratorUrl())
-	}
-	d.MoreURL = firstNonEmpty(memo.safeURL(n.GetExternalUrl()), d.Links.Generator)
+	d.Links = links(n)
+	d.MoreURL = firstNonEmpty(safeURL(n.GetExternalUrl()), d.Links.Generator)
 
-	// The pairs of the common labels and of every shown alert share one
-	// array; common holds the labels every alert shares, sorted by name.
-	shown := min(len(alerts), maxShownAlerts)
-	var commonBuf [16]Pair
-	var common []Pair
+	common := commonLabels(alerts)
 	if len(alerts) == 0 {
-		common = appendLabels(commonBuf[:0], n.GetLabels(), nil)
-	} else {
-		common = commonLabels(commonBuf[:0], alerts)
+		common = n.GetLabels()
 	}
-	size := len(common)
-	for _, a := range alerts[:shown] {
-		size += len(a.GetLabels())
-	}
-	all := make([]Pair, 0, size)
-	for _, p := range common {
-		if p.Name != "alertname" && p.Name != "severity" {
-			all = append(all, p)
-		}
-	}
-	d.CommonLabels, all = escapePairs(all, 0)
-	if shown > 0 {
-		d.Alerts = make([]AlertData, 0, min(len(alerts), maxShownAlerts))
-	}
-	firingEmoji := severityEmoji[sev]
+	d.CommonLabels = pairs(common, func(k string) bool { return k != "alertname" && k != "severity" })
 
 	var start, end time.Time
 	for i, a := range alerts {
-		resolvedAlert := a.GetStatus() == heraldv1.Status_STATUS_RESOLVED
-		if resolvedAlert {
+		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
 			d.ResolvedCount++
 		} else {
 			d.FiringCount++
 		}
-		starts, hasStart := alertTime(a.GetStartsAt())
-		if hasStart && (start.IsZero() || starts.Before(start)) {
-			start = starts
+		if t, ok := alertTime(a.GetStartsAt()); ok && (start.IsZero() || t.Before(start)) {
+			start = t
 		}
-		ends, hasEnd := alertTime(a.GetEndsAt())
-		if hasEnd && ends.After(end) {
-			end = ends
+		if t, ok := alertTime(a.GetEndsAt()); ok && t.After(end) {
+			end = t
 		}
 		if i >= maxShownAlerts {
 			// A reader takes in a few dozen lines at most; the rest is
@@ -321,30 +268,13 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 			d.MoreAlerts++
 			continue
 		}
-		ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
-		if resolvedAlert {
-			ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
-		}
-		from := len(all)
-		all = appendLabels(all, a.GetLabels(), common)
-		ad.Labels, all = escapePairs(all, from)
-		ad.Summary = escapeProse(a.GetAnnotations()["summary"], capAlertSummary, false)
-		if details {
-			if hasStart {
-				ad.StartsAt = memo.format(starts)
-			}
-			if hasEnd {
-				ad.EndsAt = memo.format(ends)
-			}
-			ad.URL = memo.safeURL(a.GetGeneratorUrl())
-		}
-		d.Alerts = append(d.Alerts, ad)
+		d.Alerts = append(d.Alerts, alertData(a, severityEmoji[sev], common))
 	}
 	if !start.IsZero() {
-		d.StartsAt = memo.format(start)
+		d.StartsAt = start.UTC().Format(timeLayout)
 	}
 	if !end.IsZero() {
-		d.EndsAt = memo.format(end)
+		d.EndsAt = end.UTC().Format(timeLayout)
 	}
 	truncated := int(n.GetTruncatedAlerts())
 	d.MoreAlerts += truncated
@@ -357,6 +287,58 @@ func (r *renderer) buildData(n *heraldv1.Notification, o renderOpts, details boo
 	return d
 }
 
+// title is the notification's title, else the alertname of the group or of
+// its first alert.
+func title(n *heraldv1.Notification) string {
+	if t := n.GetTitle(); t != "" {
+		return t
+	}
+	if t := n.GetLabels()["alertname"]; t != "" {
+		return t
+	}
+	if alerts := n.GetAlerts(); len(alerts) > 0 {
+		if t := alerts[0].GetLabels()["alertname"]; t != "" {
+			return t
+		}
+	}
+	return "(no title)"
+}
+
+// links are n's links that safeURL keeps; a group of one alert without a
+// generator link gets its alert's.
+func links(n *heraldv1.Notification) Links {
+	l := n.GetLinks()
+	out := Links{
+		Generator: safeURL(l.GetGenerator()),
+		Silence:   safeURL(l.GetSilence()),
+		Runbook:   safeURL(l.GetRunbook()),
+		Dashboard: safeURL(l.GetDashboard()),
+	}
+	if alerts := n.GetAlerts(); out.Generator == "" && len(alerts) == 1 {
+		out.Generator = safeURL(alerts[0].GetGeneratorUrl())
+	}
+	return out
+}
+
+// alertData is one shown alert, with the labels that not every alert has
+// (those not in common); firingEmoji stands for it while it fires.
+func alertData(a *heraldv1.Alert, firingEmoji string, common map[string]string) AlertData {
+	ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
+	if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
+		ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
+	}
+	if t, ok := alertTime(a.GetStartsAt()); ok {
+		ad.StartsAt = t.UTC().Format(timeLayout)
+	}
+	if t, ok := alertTime(a.GetEndsAt()); ok {
+		ad.EndsAt = t.UTC().Format(timeLayout)
+	}
+	ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
+	ad.Summary = escapeProse(a.GetAnnotations()["summary"], capAlertSummary, false)
+	ad.URL = safeURL(a.GetGeneratorUrl())
+	return ad
+}
+
 // alertTime is t and whether it is set: valid and after 1970.
 func alertTime(t *timestamppb.Timestamp) (time.Time, bool) {
 	if !t.IsValid() {
@@ -366,128 +348,33 @@ func alertTime(t *timestamppb.Timestamp) (time.Time, bool) {
 	return at, at.Unix() > 0
 }
 
-// renderMemo remembers the last few results of safeURL and of formatting a
-// time, for one call of data.
-type renderMemo struct {
-	urls  [4]struct{ in, out string }
-	nurl  int
-	times [2]struct {
-		minute int64
-		out    string
+// commonLabels returns the labels that every alert has with the same value
+// (a missing label counts as "").
+func commonLabels(alerts []*heraldv1.Alert) map[string]string {
+	if len(alerts) == 0 {
+		return nil
 	}
-	ntime int
-}
-
-func (m *renderMemo) safeURL(u string) string {
-	if u == "" {
-		return ""
-	}
-	for _, e := range m.urls {
-		if e.in == u {
-			return e.out
-		}
-	}
-	out := safeURL(u)
-	m.urls[m.nurl%len(m.urls)] = struct{ in, out string }{u, out}
-	m.nurl++
-	return out
-}
-
-// format is t in timeLayout, which shows minutes: times within the same
-// minute share their text.
-func (m *renderMemo) format(t time.Time) string {
-	minute := t.Unix()
-	if rem := minute % 60; rem < 0 {
-		minute -= rem + 60
-	} else {
-		minute -= rem
-	}
-	for _, e := range m.times {
-		if e.out != "" && e.minute == minute {
-			return e.out
-		}
-	}
-	out := t.UTC().Format(timeLayout)
-	m.times[m.ntime%len(m.times)] = struct {
-		minute int64
-		out    string
-	}{minute, out}
-	m.ntime++
-	return out
-}
-
-// commonLabels appends to buf the labels that every alert has with the
-// same value (a missing label counts as ""), sorted by name.
-func commonLabels(buf []Pair, alerts []*heraldv1.Alert) []Pair {
-	rest := alerts[1:]
-	for k, v := range alerts[0].GetLabels() {
-		same := true
-		for _, a := range rest {
+	common := maps.Clone(alerts[0].GetLabels())
+	for _, a := range alerts[1:] {
+		for k, v := range common {
 			if a.GetLabels()[k] != v {
-				same = false
-				break
+				delete(common, k)
 			}
 		}
-		if same {
-			buf = append(buf, Pair{Name: k, Value: v})
+	}
+	return common
+}
+
+// pairs returns the labels of m that keep selects, sorted by name and
+// escaped for a code span.
+func pairs(m map[string]string, keep func(string) bool) []Pair {
+	var out []Pair
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if keep(k) {
+			out = append(out, Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))})
 		}
 	}
-	slices.SortFunc(buf, comparePairs)
-	return buf
-}
-
-// appendLabels appends to buf the labels of m not named in skip (sorted by
-// name), themselves sorted by name.
-func appendLabels(buf []Pair, m map[string]string, skip []Pair) []Pair {
-	from := len(buf)
-	for k, v := range m {
-		if !hasName(skip, k) {
-			buf = append(buf, Pair{Name: k, Value: v})
-		}
-	}
-	slices.SortFunc(buf[from:], comparePairs)
-	return buf
-}
-
-// hasName reports whether ps, sorted by name, has a pair named k.
-func hasName(ps []Pair, k string) bool {
-	if len(ps) > 16 {
-		_, found := slices.BinarySearchFunc(ps, k, comparePairName)
-		return found
-	}
-	// Comparing a few strings for equality beats a binary search.
-	for i := range ps {
-		if ps[i].Name == k {
-			return true
-		}
-	}
-	return false
-}
-
-func comparePairs(a, b Pair) int           { return strings.Compare(a.Name, b.Name) }
-func comparePairName(p Pair, k string) int { return strings.Compare(p.Name, k) }
-
-// escapePairs escapes all[from:] for a code span and returns it, or nil
-// when it is empty, with all to append more to.
-func escapePairs(all []Pair, from int) (pairs, rest []Pair) {
-	if len(all) == from {
-		return nil, all
-	}
-	for i := from; i < len(all); i++ {
-		p := &all[i]
-		p.Name, p.Value = escapeCode(shorten(p.Name, capLabel)), escapeCode(shorten(p.Value, capLabel))
-	}
-	return all[from:len(all):len(all)], all
-}
-
-// escapeProse is prose s cleaned, shortened to max UTF-16 units and escaped:
-// escapeText(shorten(clean(s, multiline), max), multiline), in one scan
-// when s is plain.
-func escapeProse(s string, max int, multiline bool) string {
-	if len(s) <= max && plainText(s, multiline) {
-		return s
-	}
-	return escapeText(shorten(clean(s, multiline), max), multiline)
+	return out
 }
 
 func firstNonEmpty(ss ...string) string {
@@ -501,32 +388,20 @@ func firstNonEmpty(ss ...string) string {
 
 // execute runs one named template.
 func (r *renderer) execute(t *template.Template, name string, data any) (string, error) {
-	b := execBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= maxPooledBuffer {
-			b.Reset()
-			execBuffers.Put(b)
-		}
-	}()
-	if err := t.ExecuteTemplate(b, name, data); err != nil {
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, name, data); err != nil {
 		return "", err
 	}
-	return string(bytes.TrimSpace(b.Bytes())), nil
+	return strings.TrimSpace(b.String()), nil
 }
-
-// execBuffers hold the output of template executions, which is copied out
-// trimmed; buffers larger than maxPooledBuffer (a huge message) are dropped.
-var execBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-const maxPooledBuffer = 64 << 10
 
 // render renders n as one message that fits the size limit: alerts are left
 // out from the end ("+N more alerts") until the text fits, and as a last
 // resort the text is cut. It falls back to the default templates when t
 // fails, and never fails itself.
 func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
-	d := r.buildData(n, o, t != defaultTemplates)
-	text, err := r.fitText(t, &d)
+	d := r.data(n, o)
+	text, err := r.fitText(t, d)
 	if err != nil && t != defaultTemplates {
 		msg, _ := r.render(defaultTemplates, n, o)
 		return msg, err
@@ -535,9 +410,7 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 	if len(att.Actions) == 0 {
 		att.ButtonAlignment = ""
 	}
-	if t == defaultTemplates {
-		att.Text = r.cut(executeDefault(&d, true))
-	} else if at, aerr := r.execute(t, "attachment", d); aerr == nil {
+	if at, aerr := r.execute(t, "attachment", d); aerr == nil {
 		att.Text = r.cut(at)
 	} else if err == nil {
 		err = aerr
@@ -545,38 +418,25 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 	return rendered{Text: text, Attachments: []Attachment{att}}, err
 }
 
-// text executes "text" on d: written out in Go for the default templates.
-func (r *renderer) text(t *template.Template, d *Data) (string, error) {
-	if t == defaultTemplates {
-		return executeDefault(d, false), nil
-	}
-	return r.execute(t, "text", *d)
-}
-
 // fitText executes "text" with as many alerts as fit.
-func (r *renderer) fitText(t *template.Template, d *Data) (string, error) {
-	text, err := r.text(t, d)
+func (r *renderer) fitText(t *template.Template, d Data) (string, error) {
+	text, err := r.execute(t, "text", d)
 	if err != nil {
 		return r.cut(d.Emoji + " " + d.StatusText + " · " + d.Title), err
 	}
-	if len(text) <= r.max || utf16Len(text) <= r.max || len(d.Alerts) == 0 {
+	if utf16Len(text) <= r.max || len(d.Alerts) == 0 {
 		return r.cut(text), nil
 	}
-	return r.fitAlerts(t, *d)
-}
-
-// fitAlerts executes "text" on d with the largest number of its alerts
-// whose text fits; k = 0 always "fits" by this search.
-func (r *renderer) fitAlerts(t *template.Template, d Data) (string, error) {
 	all := d.Alerts
 	extra := d.MoreAlerts
+	// The largest k whose text fits; k = 0 always "fits" by this search.
 	k := sort.Search(len(all), func(k int) bool {
 		d.Alerts, d.MoreAlerts = all[:k+1], extra+len(all)-(k+1)
-		s, err := r.text(t, &d)
+		s, err := r.execute(t, "text", d)
 		return err != nil || utf16Len(s) > r.max
 	})
 	d.Alerts, d.MoreAlerts = all[:k], extra+len(all)-k
-	text, err := r.text(t, &d)
+	text, err = r.execute(t, "text", d)
 	return r.cut(text), err
 }
 
@@ -588,8 +448,7 @@ const truncMark = "\n_… message shortened_"
 // text has no backtick, so an odd number of them before the cut means that
 // the last one opened a span, and the cut moves before it.
 func (r *renderer) cut(s string) string {
-	// A string has no more UTF-16 units than bytes.
-	if len(s) <= r.max || utf16Len(s) <= r.max {
+	if utf16Len(s) <= r.max {
 		return s
 	}
 	kept := cutUTF16(s, r.max-utf16Len(truncMark))
@@ -604,9 +463,6 @@ func buttons(l Links) []Action {
 	var out []Action
 	add := func(text, u string) {
 		if u != "" {
-			if out == nil {
-				out = make([]Action, 0, 4)
-			}
 			out = append(out, Action{Type: "button", Text: text, URL: u})
 		}
 	}

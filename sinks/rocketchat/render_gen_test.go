@@ -3,7 +3,6 @@ package rocketchat
 import (
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -170,18 +169,55 @@ func genRenderer(r *rand.Rand) *renderer {
 	return rr
 }
 
-func TestDataSame(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range 3000 {
+// TestRenderGenerated renders random notifications in random roles and
+// size limits: every message fits its limit, mentions no one but the
+// configured mention, and leaves no code span open. It counts the shapes
+// that matter most, so that a change of the generator cannot quietly stop
+// covering them.
+func TestRenderGenerated(t *testing.T) {
+	var fitted, cut, resolved, zero, one, several, over int
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
 		rr, n, o := genRenderer(r), genNotification(r), genOpts(r)
-		if got, want := rr.data(n, o), rr.dataRef(n, o); !reflect.DeepEqual(got, want) {
-			t.Fatalf("case %d: data differs from dataRef:\ngot  %+v\nwant %+v", i, got, want)
+		m, err := rr.render(defaultTemplates, n, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMessage(t, m, rr.max)
+		if strings.Count(m.Text, "`")%2 != 0 {
+			t.Fatalf("a code span is left open:\n%s", m.Text)
+		}
+		if t.Failed() {
+			t.Fatalf("max %d, opts %+v:\n%s", rr.max, o, dump(t, m))
+		}
+		// Alerts were left out to fit: the text with all of them is over.
+		if d := rr.data(n, o); len(d.Alerts) > 0 {
+			if all, _ := rr.execute(defaultTemplates, "text", d); utf16Len(all) > rr.max {
+				fitted++
+			}
+		}
+		if strings.HasSuffix(m.Text, truncMark) {
+			cut++
+		}
+		switch len(n.Alerts) {
+		case 0:
+			zero++
+		case 1:
+			one++
+		default:
+			several++
+		}
+		if len(n.Alerts) > maxShownAlerts {
+			over++
+		}
+		if n.Status == heraldv1.Status_STATUS_RESOLVED {
+			resolved++
 		}
 	}
-	for _, n := range []*heraldv1.Notification{firing(), resolved(), many(300), huge(), unicodeN(), mentions(), kube1, kube10, {}} {
-		rr := &renderer{max: DefaultMaxMessageSize, mentions: map[string]string{"critical": "@here"}}
-		if got, want := rr.data(n, renderOpts{mention: true}), rr.dataRef(n, renderOpts{mention: true}); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: data differs from dataRef:\ngot  %+v\nwant %+v", n.GetId(), got, want)
+	t.Logf("fitted %d, cut %d, resolved %d, 0/1/many alerts %d/%d/%d, more than %d alerts %d", fitted, cut, resolved, zero, one, several, maxShownAlerts, over)
+	for name, c := range map[string]int{"fitted": fitted, "cut": cut, "resolved": resolved, "no alert": zero, "one alert": one, "several alerts": several, "too many alerts": over} {
+		if c < 50 {
+			t.Errorf("only %d generated cases %s", c, name)
 		}
 	}
 }
