@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -18,7 +19,9 @@ import (
 // rate (one webhook every 1/rate, each in its own goroutine, at most
 // maxInFlight outstanding). Both stop after duration or maxCount webhooks.
 type loadSpec struct {
-	url         string
+	url string
+	// urls, when set, replaces url: webhook i goes to urls[i%len(urls)].
+	urls        []string
 	concurrency int
 	rate        float64
 	duration    time.Duration
@@ -29,6 +32,10 @@ type loadSpec struct {
 	firstSeq  int
 	templates []*template
 	timeout   time.Duration
+	// retry5xx sends a webhook again after a 5xx or a transport error, as
+	// Alertmanager does (see retryWait), until timeout has passed since
+	// its first attempt.
+	retry5xx bool
 }
 
 // sent is the fate of one webhook.
@@ -36,7 +43,9 @@ type sent struct {
 	seq    int
 	start  time.Time // request started
 	acked  time.Time // 200 received (zero otherwise)
-	status int       // 0: transport error
+	status int       // of the last attempt; 0: transport error
+	// retries counts the attempts after the first (loadSpec.retry5xx).
+	retries int
 }
 
 // loadResult is what one run measured.
@@ -67,6 +76,7 @@ func newClient(conns int, timeout time.Duration) *http.Client {
 // runLoad fires webhooks as spec says and waits for every answer (each
 // bounded by spec.timeout).
 func runLoad(ctx context.Context, spec loadSpec) *loadResult {
+	parent := ctx // ctx becomes the run's deadline below; retries outlast it
 	conns := spec.concurrency
 	if spec.rate > 0 {
 		conns = spec.maxInFlight
@@ -99,7 +109,21 @@ func runLoad(ctx context.Context, spec loadSpec) *loadResult {
 		mu.Unlock()
 		seq := spec.firstSeq + i
 		body := spec.templates[i%len(spec.templates)].stamp(seq)
-		s, errKey := post(ctx, client, spec.url, body)
+		url := spec.url
+		if len(spec.urls) > 0 {
+			url = spec.urls[i%len(spec.urls)]
+		}
+		s, errKey := post(ctx, client, url, body)
+		for first := s.start; spec.retry5xx && (s.status == 0 || s.status >= 500); {
+			wait := retryWait(s.retries, rand.Float64())
+			if time.Since(first)+wait >= spec.timeout || parent.Err() != nil {
+				break
+			}
+			time.Sleep(wait)
+			n := s.retries + 1
+			s, errKey = post(ctx, client, url, body)
+			s.start, s.retries = first, n
+		}
 		s.seq = seq
 		record(s, errKey)
 	}
@@ -177,6 +201,21 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) (se
 		return s, ""
 	}
 	return s, fmt.Sprintf("HTTP %d", resp.StatusCode)
+}
+
+// retryWait is the wait before retry n+1 (n from 0) of a webhook, as
+// Alertmanager's notifier backs off (cenkalti/backoff's defaults): 500 ms
+// growing 1.5 times per retry up to 60 s, randomised by ±50% with r in
+// [0, 1).
+func retryWait(n int, r float64) time.Duration {
+	d := 500 * time.Millisecond
+	for range n {
+		if d = d * 3 / 2; d >= time.Minute {
+			d = time.Minute
+			break
+		}
+	}
+	return time.Duration(float64(d) * (0.5 + r))
 }
 
 // latencies returns the request latencies of the acknowledged webhooks.

@@ -40,6 +40,14 @@
 //	             -broken-duration, every fourth webhook critical, each its
 //	             own group: the healthy route's receipt→chat while the
 //	             broken one retries, and what herald holds back
+//	scale        not part of all: for each count of -scale-replicas
+//	             (1,2,3), a fresh 3-node cluster of -nats-server processes
+//	             (deploy/nats/nats.conf) and that many herald replicas
+//	             sharing its queue (started at once), one fake
+//	             answering every chat.sendMessage after -slow-delay;
+//	             -scale-rate over the replicas for -scale-duration: the
+//	             deliveries per second against replicas ×
+//	             dispatch.max_in_flight_per_sink / delay, side by side
 //
 // Run it from the repository root (it runs `go build ./cmd/herald`) or pass
 // -herald. All traffic stays on 127.0.0.1.
@@ -87,6 +95,14 @@ type options struct {
 	profileDir   string
 	heraldEnv    []string
 	jsonOut      string
+
+	// The scale scenario.
+	scaleReplicas []int
+	scaleRate     float64
+	scaleDur      time.Duration
+	scaleWarmup   time.Duration
+	natsServer    string
+	natsConf      string
 }
 
 func main() {
@@ -120,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("heraldload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, ingest-only, e2e, slow, broken, or all")
+	scen := fs.String("scenario", "all", "scenarios to run, comma-separated: ingest, ingest-only, e2e, slow, broken, all (these five), scale")
 	fs.StringVar(&o.heraldBin, "herald", "", "herald binary (default: go build ./cmd/herald into a temp dir)")
 	fs.IntVar(&o.concurrency, "c", 32, "ingest: concurrent senders")
 	fs.DurationVar(&o.ingestDur, "ingest-duration", 10*time.Second, "ingest: how long to send")
@@ -131,6 +147,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.slowDelay, "slow-delay", 200*time.Millisecond, "slow: the fake's delay per chat.sendMessage")
 	fs.Float64Var(&o.brokenRate, "broken-rate", 20, "broken: webhooks per second")
 	fs.DurationVar(&o.brokenDur, "broken-duration", 10*time.Second, "broken: how long to send")
+	replicas := fs.String("scale-replicas", "1,2,3", "scale: herald replica counts to run, comma-separated")
+	fs.Float64Var(&o.scaleRate, "scale-rate", 600, "scale: webhooks per second, over all replicas")
+	fs.DurationVar(&o.scaleDur, "scale-duration", 20*time.Second, "scale: how long to send")
+	fs.DurationVar(&o.scaleWarmup, "scale-warmup", 5*time.Second, "scale: time from the start of the load not counted in delivered/s")
+	fs.StringVar(&o.natsServer, "nats-server", ".tools/bin/nats-server", "scale: the nats-server binary (scripts/install-nats-server.sh)")
+	fs.StringVar(&o.natsConf, "nats-conf", "deploy/nats/nats.conf", "scale: the config every nats-server node runs")
 	fs.IntVar(&o.partitions, "partitions", 0, "herald queue.partitions (0: herald's default)")
 	fs.IntVar(&o.deliveryConc, "delivery-concurrency", 0, "herald dispatch.max_in_flight_per_sink, with dispatch.max_in_flight this times the scenario's sinks (0: herald's defaults)")
 	fs.IntVar(&o.maxAlerts, "max-alerts", 20, "alerts per webhook: 1 to this many, uniformly")
@@ -154,6 +176,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		o.heraldEnv = append(o.heraldEnv, kv)
 	}
+	var err error
+	if o.scaleReplicas, err = parseReplicas(*replicas); err != nil {
+		return nil, err
+	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -161,22 +187,26 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		switch s = strings.TrimSpace(s); s {
 		case "all":
 			o.scenarios = append(o.scenarios, "ingest", "ingest-only", "e2e", "slow", "broken")
-		case "ingest", "ingest-only", "e2e", "slow", "broken":
+		case "ingest", "ingest-only", "e2e", "slow", "broken", "scale":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("-scenario: unknown %q (ingest, ingest-only, e2e, slow, broken, all)", s)
+			return nil, fmt.Errorf("-scenario: unknown %q (ingest, ingest-only, e2e, slow, broken, all, scale)", s)
 		}
 	}
 	switch {
 	case o.concurrency < 1 || o.concurrency > 1024:
 		return nil, errors.New("-c: between 1 and 1024")
-	case o.rate <= 0 || o.slowRate <= 0 || o.brokenRate <= 0 || o.rate > 100000 || o.slowRate > 100000 || o.brokenRate > 100000:
-		return nil, errors.New("-rate, -slow-rate, -broken-rate: between 0 and 100000")
+	case o.rate <= 0 || o.slowRate <= 0 || o.brokenRate <= 0 || o.scaleRate <= 0 ||
+		o.rate > 100000 || o.slowRate > 100000 || o.brokenRate > 100000 || o.scaleRate > 100000:
+		return nil, errors.New("-rate, -slow-rate, -broken-rate, -scale-rate: between 0 and 100000")
 	case o.maxAlerts < 1 || o.maxAlerts > 1000:
 		return nil, errors.New("-max-alerts: between 1 and 1000")
 	case o.ingestDur <= 0 || o.e2eDur <= 0 || o.slowDur <= 0 || o.brokenDur <= 0 ||
-		o.ingestDur > time.Hour || o.e2eDur > time.Hour || o.slowDur > time.Hour || o.brokenDur > time.Hour:
+		o.ingestDur > time.Hour || o.e2eDur > time.Hour || o.slowDur > time.Hour || o.brokenDur > time.Hour ||
+		o.scaleDur <= 0 || o.scaleDur > time.Hour || o.slowDelay <= 0:
 		return nil, errors.New("durations: between 0 and 1h")
+	case o.scaleWarmup < 0 || o.scaleWarmup+scaleCool >= o.scaleDur:
+		return nil, fmt.Errorf("-scale-warmup: from 0 to -scale-duration less %v", scaleCool)
 	case o.deliveryConc < 0 || o.deliveryConc > 5000:
 		return nil, errors.New("-delivery-concurrency: between 0 and 5000")
 	case o.restarts < 0 || o.restarts > 20:
@@ -227,8 +257,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		dir := filepath.Join(tmp, fmt.Sprintf("%d-%s", i, name))
+		if name == "scale" {
+			fmt.Fprintf(stderr, "scenario %s ...\n", name)
+			r, err := runScale(ctx, o, dir, templates, stderr)
+			if err != nil {
+				return fmt.Errorf("scenario %s: %w", name, err)
+			}
+			r.print(stdout)
+			continue
+		}
 		sc := scenarioFor(name, o)
-		sc.dir = filepath.Join(tmp, fmt.Sprintf("%d-%s", i, name))
+		sc.dir = dir
 		sc.templates = templates
 		if sc.broken {
 			sc.templates = brokenTemplates
@@ -241,7 +281,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		r.print(stdout)
 		results = append(results, r)
 	}
-	printTargets(stdout, results)
+	if len(results) > 0 {
+		printTargets(stdout, results)
+	}
 	if o.jsonOut != "" {
 		return writeSummary(o.jsonOut, results)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,12 @@ type scenario struct {
 	// slowDelay > 0 makes the fake hold every chat.sendMessage that long.
 	slowDelay  time.Duration
 	partitions int
+	// queueURL, when set, points herald at that NATS cluster, with its
+	// streams and buckets at queueReplicas replicas.
+	queueURL      string
+	queueReplicas int
+	// logLevel is herald's log.level; "" is warn.
+	logLevel string
 	// deliveryConc > 0 sets dispatch.max_in_flight_per_sink to it and
 	// dispatch.max_in_flight to it times the number of sinks, so that each
 	// sink's bound is deliveryConc; 0 keeps herald's defaults.
@@ -59,7 +66,7 @@ type scenario struct {
 
 // firstSeqOf gives every scenario its own range of load ids.
 func firstSeqOf(name string) int {
-	return map[string]int{"ingest": 1_000_000, "e2e": 2_000_000, "slow": 3_000_000, "ingest-only": 4_000_000, "broken": 5_000_000}[name]
+	return map[string]int{"ingest": 1_000_000, "e2e": 2_000_000, "slow": 3_000_000, "ingest-only": 4_000_000, "broken": 5_000_000, "scale": 6_000_000}[name]
 }
 
 func scenarioFor(name string, o *options) *scenario {
@@ -163,9 +170,15 @@ func perThousand(cpu time.Duration, ok int) float64 {
 // the broken scenario's other one.
 func (sc *scenario) config(fakeURL, brokenURL string) string {
 	var b strings.Builder
-	b.WriteString("# written by heraldload\nlog:\n  level: warn\n")
+	fmt.Fprintf(&b, "# written by heraldload\nlog:\n  level: %s\n", cmp.Or(sc.logLevel, "warn"))
+	if sc.partitions > 0 || sc.queueURL != "" {
+		b.WriteString("queue:\n")
+	}
+	if sc.queueURL != "" {
+		fmt.Fprintf(&b, "  url: %s\n  replicas: %d\n", sc.queueURL, sc.queueReplicas)
+	}
 	if sc.partitions > 0 {
-		fmt.Fprintf(&b, "queue:\n  partitions: %d\n", sc.partitions)
+		fmt.Fprintf(&b, "  partitions: %d\n", sc.partitions)
 	}
 	sinkCount := 1
 	if sc.broken {

@@ -58,7 +58,7 @@ func newMetrics(q *Queue) *metrics {
 			Help: "Partitions this herald began to serve, by what waited for the previous herald's deliveries: none, the groups it had in hand (after a handover), or the whole partition (after a crash, a node loss or a pin that expired).",
 		}, []string{"wait"}),
 		served: prometheus.NewDesc("herald_queue_partitions_served",
-			"Partitions this herald serves now; on a cluster the replicas share them.", nil, nil),
+			"Partitions this herald serves now (from the first notification it was handed in each); on a cluster the replicas share them.", nil, nil),
 		held: prometheus.NewDesc("herald_queue_groups_held",
 			"Groups held back in the partitions this herald serves, by why: retrying, throttled or broken.", []string{"hold"}, nil),
 		heldNotifs: prometheus.NewDesc("herald_queue_held_notifications",
