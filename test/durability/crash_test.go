@@ -201,10 +201,12 @@ routes:
 	if mode == "webhook" {
 		// A notification whose delivery record says delivered is acked
 		// without a second post, even when its ack was lost at the kill;
-		// only a post whose answer the kill cut off (before the record was
-		// written) is made again. At most max_in_flight_per_sink posts
-		// are under way, so at most that many.
-		o.maxDuplicates = inFlight
+		// only a post whose delivered record was not yet written at the
+		// kill is made again: one under way (at most
+		// max_in_flight_per_sink), or one answered whose record write was
+		// still on its way (the slot is free again once the answer is in,
+		// so under load up to about as many more).
+		o.maxDuplicates = 2 * inFlight
 		o.explain = "each reached the fake through the incoming webhook before the kill, but herald died before it " +
 			"saw the answer and wrote the delivery record, so the restarted herald posted it again; a webhook " +
 			"post has no id to look up"
