@@ -53,30 +53,7 @@ func TestClusterNodeAndReplicaLoss(t *testing.T) {
 	t.Cleanup(fake.Close)
 	fake.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Delay: 20 * time.Millisecond, AfterHandling: true})
 
-	cfg := fmt.Sprintf(`
-log: {level: warn}
-auth:
-  clients:
-    - name: durability
-      token: %s
-queue:
-  url: %q
-  replicas: 3
-  partitions: 8
-  ack_wait: 2s
-sinks:
-  - name: %s
-    rocketchat:
-      url: %s
-      mode: rest
-      user_id: %s
-      token: %s
-      channel: "#%s"
-routes:
-  - name: all
-    channels: {%s: "#%s"}
-    chain: [%s]
-`, heraldTok, strings.Join(urls, ","), sinkName, fake.URL, fake.UserID(), fake.Token(), room, sinkName, room, sinkName)
+	cfg := clusterYAML(strings.Join(urls, ","), fake)
 
 	logger := func(name string) *slog.Logger {
 		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(testutil.LogWriter(t, name), &slog.HandlerOptions{Level: slog.LevelWarn})))
