@@ -5,7 +5,7 @@ BIN       := bin/herald
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build run generate lint breaking staticcheck check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
+.PHONY: all build run generate lint breaking staticcheck vulncheck check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
 
 all: build
 
@@ -44,13 +44,18 @@ breaking:
 		echo "breaking: NOT CHECKED: this checkout has no previous commit (shallow clone); set BREAKING_AGAINST" >&2; \
 	else $(BUF) breaking --against '$(BREAKING_AGAINST)'; fi
 
+## vulncheck: govulncheck against the vulnerability database pinned in
+## tools/go.mod, offline (scripts/vulncheck.sh)
+vulncheck:
+	./scripts/vulncheck.sh
+
 ## check-generated: fail when gen/ differs from a fresh buf generate
 check-generated: generate
 	@git diff --exit-code --stat -- gen/ || { echo "gen/ is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files"; exit 1; }
 
 ## check: everything CI checks besides tests
-check: check-generated lint breaking
+check: check-generated lint breaking vulncheck
 
 ## tools: install what the tests need (the real Alertmanager; promtool when apt is there)
 tools:
