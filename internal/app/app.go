@@ -131,12 +131,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Logger:       logger.With("component", "shim"),
 	})
 	a.server, err = server.New(server.Options{
-		Config:   cfg,
-		Service:  svc,
-		Webhook:  webhook,
-		Ready:    a.pending.Ready,
-		Registry: a.registry,
-		Logger:   logger.With("component", "server"),
+		Addr:         cfg.Listen,
+		Timeouts:     serverTimeouts(cfg.Server),
+		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		TLS:          serverTLS(cfg.TLS),
+		Clients:      serverClients(cfg.Auth),
+		Service:      svc,
+		Webhook:      webhook,
+		Ready:        a.pending.Ready,
+		Registry:     a.registry,
+		Logger:       logger.With("component", "server"),
 	})
 	if err != nil {
 		return nil, err
@@ -205,4 +209,43 @@ func (a *App) Registry() *prometheus.Registry { return a.registry }
 // logged with a context carries its trace and span ids.
 func NewLogger(c config.LogConfig) *slog.Logger {
 	return telemetry.NewLogger(c.Format, c.Level, os.Stderr)
+}
+
+func serverTimeouts(c config.ServerConfig) server.Timeouts {
+	return server.Timeouts{
+		ReadHeader: c.ReadHeaderTimeout,
+		Read:       c.ReadTimeout,
+		Write:      c.WriteTimeout,
+		Idle:       c.IdleTimeout,
+		Shutdown:   c.ShutdownTimeout,
+	}
+}
+
+func serverTLS(c config.TLSConfig) *server.TLS {
+	if !c.Enabled() {
+		return nil
+	}
+	return &server.TLS{CertFile: c.CertFile, KeyFile: c.KeyFile, ClientCAFile: c.ClientCAFile}
+}
+
+// serverClients gives each client its credentials, read from their files
+// by config.Validate, and its scopes: every scope when the config lists
+// none.
+func serverClients(c config.AuthConfig) []server.Client {
+	var out []server.Client
+	for _, cl := range c.Clients {
+		sc := server.Client{
+			Name:     cl.Name,
+			Token:    cl.Token.Value(),
+			Username: cl.Username,
+			Password: cl.Password.Value(),
+		}
+		for _, s := range server.AllScopes() {
+			if cl.Allows(s) {
+				sc.Scopes = append(sc.Scopes, s)
+			}
+		}
+		out = append(out, sc)
+	}
+	return out
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/internal/queue"
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/secret"
+	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/sinks/logsink"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
@@ -109,7 +110,7 @@ type ClientConfig struct {
 	PasswordFile string        `yaml:"password_file"`
 	// Scopes are what the client may do. Left out, the client has every
 	// scope, as all clients had before scopes existed, and Validate warns.
-	Scopes []Scope `yaml:"scopes"`
+	Scopes []server.Scope `yaml:"scopes"`
 
 	// allScopes records that Validate gave the client every scope because
 	// its config lists none.
@@ -118,27 +119,9 @@ type ClientConfig struct {
 
 // Allows reports whether the client has scope s. A client whose scopes are
 // left out has every scope.
-func (c ClientConfig) Allows(s Scope) bool {
+func (c ClientConfig) Allows(s server.Scope) bool {
 	return c.Scopes == nil || slices.Contains(c.Scopes, s)
 }
-
-// Scope names a kind of request a client may make. Health, /healthz,
-// /readyz and /metrics need none; reflection needs only valid credentials.
-type Scope string
-
-const (
-	// ScopePublish allows POST /webhooks/alertmanager and Publish.
-	ScopePublish Scope = "publish"
-	// ScopeRead allows the RPCs that only read: notifications, their
-	// delivery and the dead letters.
-	ScopeRead Scope = "read"
-	// ScopeAdmin allows the RPCs that change something other than by
-	// publishing, such as ReplayDeadLetters.
-	ScopeAdmin Scope = "admin"
-)
-
-// AllScopes returns every scope, in the order check-config prints them.
-func AllScopes() []Scope { return []Scope{ScopePublish, ScopeRead, ScopeAdmin} }
 
 // WebhookConfig configures POST /webhooks/alertmanager.
 type WebhookConfig struct {
@@ -438,8 +421,8 @@ func (c *AuthConfig) validate(inFile func(path string) bool) error {
 
 // scopeNames lists the scopes for messages: "publish, read, admin".
 func scopeNames() string {
-	names := make([]string, 0, len(AllScopes()))
-	for _, s := range AllScopes() {
+	names := make([]string, 0, len(server.AllScopes()))
+	for _, s := range server.AllScopes() {
 		names = append(names, string(s))
 	}
 	return strings.Join(names, ", ")
@@ -449,17 +432,17 @@ func scopeNames() string {
 // scopes key, gives it every scope.
 func (cl *ClientConfig) validateScopes(where string, keyInFile bool) error {
 	if cl.Scopes == nil && !keyInFile {
-		cl.Scopes, cl.allScopes = AllScopes(), true
+		cl.Scopes, cl.allScopes = server.AllScopes(), true
 		return nil
 	}
 	if len(cl.Scopes) == 0 {
 		return fmt.Errorf("%s.scopes: empty: list one or more of %s (a client with none could do nothing)", where, scopeNames())
 	}
 	var errs []error
-	seen := map[Scope]bool{}
+	seen := map[server.Scope]bool{}
 	for j, s := range cl.Scopes {
 		switch {
-		case !slices.Contains(AllScopes(), s):
+		case !slices.Contains(server.AllScopes(), s):
 			errs = append(errs, fmt.Errorf("%s.scopes[%d]: unknown scope %q: one of %s", where, j, s, scopeNames()))
 		case seen[s]:
 			errs = append(errs, fmt.Errorf("%s.scopes[%d]: %q is listed twice", where, j, s))

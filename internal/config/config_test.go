@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/herald-notify/herald/internal/dispatch"
+	"github.com/herald-notify/herald/internal/server"
 )
 
 const minimal = `
@@ -438,17 +439,17 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]Scope{
-		"alertmanager": {ScopePublish},
-		"ops":          {ScopeRead, ScopeAdmin},
-		"legacy":       {ScopePublish, ScopeRead, ScopeAdmin},
-		"everything":   {ScopePublish, ScopeRead, ScopeAdmin},
+	want := map[string][]server.Scope{
+		"alertmanager": {server.ScopePublish},
+		"ops":          {server.ScopeRead, server.ScopeAdmin},
+		"legacy":       {server.ScopePublish, server.ScopeRead, server.ScopeAdmin},
+		"everything":   {server.ScopePublish, server.ScopeRead, server.ScopeAdmin},
 	}
 	for _, cl := range c.Auth.Clients {
 		if !slices.Equal(cl.Scopes, want[cl.Name]) {
 			t.Errorf("%s: scopes %v, want %v", cl.Name, cl.Scopes, want[cl.Name])
 		}
-		for _, s := range AllScopes() {
+		for _, s := range server.AllScopes() {
 			if got := cl.Allows(s); got != slices.Contains(want[cl.Name], s) {
 				t.Errorf("%s: Allows(%s) = %v", cl.Name, s, got)
 			}
@@ -476,7 +477,7 @@ auth:
 
 	// Not read from a file, a client without scopes has every scope too.
 	var zero ClientConfig
-	for _, s := range AllScopes() {
+	for _, s := range server.AllScopes() {
 		if !zero.Allows(s) {
 			t.Errorf("a client without scopes lacks %s", s)
 		}

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
-	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/telemetry"
 )
 
@@ -35,7 +34,7 @@ type authenticator struct {
 // client is an authenticated caller, as a request's context carries it.
 type client struct {
 	name   string
-	scopes map[config.Scope]bool
+	scopes map[Scope]bool
 }
 
 type credential struct {
@@ -54,17 +53,17 @@ func ClientName(ctx context.Context) string {
 	return ""
 }
 
-func newAuthenticator(cfg config.AuthConfig, logger *slog.Logger) *authenticator {
+func newAuthenticator(clients []Client, logger *slog.Logger) *authenticator {
 	a := &authenticator{logger: logger}
-	for _, c := range cfg.Clients {
-		cl := client{name: c.Name, scopes: map[config.Scope]bool{}}
-		for _, s := range config.AllScopes() {
-			cl.scopes[s] = c.Allows(s)
+	for _, c := range clients {
+		cl := client{name: c.Name, scopes: map[Scope]bool{}}
+		for _, s := range AllScopes() {
+			cl.scopes[s] = c.allows(s)
 		}
-		if c.Token.IsSet() {
-			a.clients = append(a.clients, credential{client: cl, bearer: true, digest: sha256.Sum256([]byte(c.Token.Value()))})
+		if c.Token != "" {
+			a.clients = append(a.clients, credential{client: cl, bearer: true, digest: sha256.Sum256([]byte(c.Token))})
 		} else {
-			a.clients = append(a.clients, credential{client: cl, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password.Value()))})
+			a.clients = append(a.clients, credential{client: cl, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password))})
 		}
 	}
 	return a
@@ -121,12 +120,12 @@ func (a *authenticator) wrap(next http.Handler) http.Handler {
 // procedureScopes is the scope each procedure of NotificationService needs.
 // New refuses to serve a service with a procedure missing here, so that no
 // procedure is served before someone decided who may call it.
-var procedureScopes = map[string]config.Scope{
-	heraldv1connect.NotificationServicePublishProcedure:           config.ScopePublish,
-	heraldv1connect.NotificationServiceGetNotificationProcedure:   config.ScopeRead,
-	heraldv1connect.NotificationServiceListNotificationsProcedure: config.ScopeRead,
-	heraldv1connect.NotificationServiceListDeadLettersProcedure:   config.ScopeRead,
-	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: config.ScopeAdmin,
+var procedureScopes = map[string]Scope{
+	heraldv1connect.NotificationServicePublishProcedure:           ScopePublish,
+	heraldv1connect.NotificationServiceGetNotificationProcedure:   ScopeRead,
+	heraldv1connect.NotificationServiceListNotificationsProcedure: ScopeRead,
+	heraldv1connect.NotificationServiceListDeadLettersProcedure:   ScopeRead,
+	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: ScopeAdmin,
 }
 
 // checkProcedureScopes returns an error naming every procedure of
@@ -157,15 +156,15 @@ func checkProcedureScopes() error {
 // procedureScope returns the scope the request's procedure needs, and
 // false for a path that names no procedure (the service answers it with
 // NotFound).
-func procedureScope(r *http.Request) (config.Scope, bool) {
+func procedureScope(r *http.Request) (Scope, bool) {
 	s, ok := procedureScopes[r.URL.Path]
 	return s, ok
 }
 
 // needs returns a scopeOf for handlers that need one scope for every
 // request.
-func needs(s config.Scope) func(*http.Request) (config.Scope, bool) {
-	return func(*http.Request) (config.Scope, bool) { return s, true }
+func needs(s Scope) func(*http.Request) (Scope, bool) {
+	return func(*http.Request) (Scope, bool) { return s, true }
 }
 
 // require hands a request to next when its client, which wrap put in the
@@ -173,7 +172,7 @@ func needs(s config.Scope) func(*http.Request) (config.Scope, bool) {
 // it with deny (403, PermissionDenied) when not. It goes inside wrap and
 // before anything that reads the body or waits for a slot. With auth off
 // every request goes through.
-func (a *authenticator) require(scopeOf func(*http.Request) (config.Scope, bool),
+func (a *authenticator) require(scopeOf func(*http.Request) (Scope, bool),
 	deny func(http.ResponseWriter, *http.Request, error), next http.Handler,
 ) http.Handler {
 	if !a.enabled() {

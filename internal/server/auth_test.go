@@ -17,7 +17,6 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
-	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/server"
 )
 
@@ -25,32 +24,29 @@ import (
 // written out again here: a procedure added to the proto without a scope
 // here fails TestScopes, and one without a scope in the server fails every
 // test that starts a server.
-var procedureScopes = map[string]config.Scope{
-	heraldv1connect.NotificationServicePublishProcedure:           config.ScopePublish,
-	heraldv1connect.NotificationServiceGetNotificationProcedure:   config.ScopeRead,
-	heraldv1connect.NotificationServiceListNotificationsProcedure: config.ScopeRead,
-	heraldv1connect.NotificationServiceListDeadLettersProcedure:   config.ScopeRead,
-	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: config.ScopeAdmin,
+var procedureScopes = map[string]server.Scope{
+	heraldv1connect.NotificationServicePublishProcedure:           server.ScopePublish,
+	heraldv1connect.NotificationServiceGetNotificationProcedure:   server.ScopeRead,
+	heraldv1connect.NotificationServiceListNotificationsProcedure: server.ScopeRead,
+	heraldv1connect.NotificationServiceListDeadLettersProcedure:   server.ScopeRead,
+	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: server.ScopeAdmin,
 }
 
 // scopedClients are bearer clients, each named for its scopes, with the
 // token "tok-" + name.
-var scopedClients = []config.ClientConfig{
-	{Name: "publish", Token: "tok-publish", Scopes: []config.Scope{config.ScopePublish}},
-	{Name: "read", Token: "tok-read", Scopes: []config.Scope{config.ScopeRead}},
-	{Name: "admin", Token: "tok-admin", Scopes: []config.Scope{config.ScopeAdmin}},
-	{Name: "read-admin", Token: "tok-read-admin", Scopes: []config.Scope{config.ScopeRead, config.ScopeAdmin}},
-	{Name: "all", Token: "tok-all", Scopes: config.AllScopes()},
+var scopedClients = []server.Client{
+	{Name: "publish", Token: "tok-publish", Scopes: []server.Scope{server.ScopePublish}},
+	{Name: "read", Token: "tok-read", Scopes: []server.Scope{server.ScopeRead}},
+	{Name: "admin", Token: "tok-admin", Scopes: []server.Scope{server.ScopeAdmin}},
+	{Name: "read-admin", Token: "tok-read-admin", Scopes: []server.Scope{server.ScopeRead, server.ScopeAdmin}},
+	{Name: "all", Token: "tok-all", Scopes: server.AllScopes()},
 }
 
 // withScopedClients adds scopedClients to the harness's clients, next to
 // "am" (token, no scopes listed: every scope) and "ops" (basic, likewise).
 func withScopedClients(t *testing.T) func(*server.Options) {
 	return func(o *server.Options) {
-		o.Config.Auth.Clients = append(o.Config.Auth.Clients, scopedClients...)
-		if err := o.Config.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		o.Clients = append(o.Clients, scopedClients...)
 	}
 }
 
@@ -106,15 +102,15 @@ func TestScopes(t *testing.T) {
 		}
 		// A procedure that changes nothing is read; one that does is not.
 		level := m.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel()
-		if readOnly := level == descriptorpb.MethodOptions_NO_SIDE_EFFECTS; readOnly != (scope == config.ScopeRead) {
+		if readOnly := level == descriptorpb.MethodOptions_NO_SIDE_EFFECTS; readOnly != (scope == server.ScopeRead) {
 			t.Errorf("%s: scope %q, but its idempotency level is %v", procedure, scope, level)
 		}
-		clients := append(slices.Clone(scopedClients), config.ClientConfig{Name: "am", Token: token}) // no scopes listed
+		clients := append(slices.Clone(scopedClients), server.Client{Name: "am", Token: token, Scopes: server.AllScopes()})
 		for _, cl := range clients {
-			allowed := cl.Allows(scope)
+			allowed := slices.Contains(cl.Scopes, scope)
 			for _, p := range protocols {
 				t.Run(fmt.Sprintf("%s/%s/%s", m.Name(), cl.Name, p.name), func(t *testing.T) {
-					err := callEmpty(t, h, procedure, m, cl.Token.Value(), p.opts...)
+					err := callEmpty(t, h, procedure, m, cl.Token, p.opts...)
 					code := connect.CodeOf(err)
 					if !allowed {
 						if code != connect.CodePermissionDenied || !strings.Contains(err.Error(), fmt.Sprintf("lacks scope %q", scope)) {
@@ -142,11 +138,8 @@ func TestScopesOverHTTP(t *testing.T) {
 	long := strings.Repeat("n", 300)
 	h := startWith(t, nil, func(o *server.Options) {
 		withScopedClients(t)(o)
-		o.Config.Auth.Clients = append(o.Config.Auth.Clients,
-			config.ClientConfig{Name: long, Token: "tok-long", Scopes: []config.Scope{config.ScopeRead}})
-		if err := o.Config.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		o.Clients = append(o.Clients,
+			server.Client{Name: long, Token: "tok-long", Scopes: []server.Scope{server.ScopeRead}})
 	})
 	tests := []struct {
 		name       string
@@ -226,7 +219,7 @@ func TestScopesOverHTTP(t *testing.T) {
 // are open, as before scopes existed.
 func TestAuthOff(t *testing.T) {
 	h := startWith(t, nil, func(o *server.Options) {
-		o.Config.Auth.Clients = nil
+		o.Clients = nil
 	})
 	for procedure, m := range serviceMethods(t) {
 		if code := connect.CodeOf(callEmpty(t, h, procedure, m, "")); code == connect.CodePermissionDenied || code == connect.CodeUnauthenticated {

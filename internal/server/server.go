@@ -27,7 +27,6 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
-	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/service"
 )
 
@@ -36,7 +35,16 @@ const WebhookPath = "/webhooks/alertmanager"
 
 // Options are the parts the server serves.
 type Options struct {
-	Config  *config.Config
+	// Addr is the address Serve's caller listens on, for logs.
+	Addr     string
+	Timeouts Timeouts
+	// MaxBodyBytes bounds every request body, API and webhook.
+	MaxBodyBytes int64
+	// TLS, when set, serves TLS on the listener.
+	TLS *TLS
+	// Clients are the callers accepted; with none, every request is let
+	// through and New logs a warning.
+	Clients []Client
 	Service heraldv1connect.NotificationServiceHandler
 	// Webhook handles POST /webhooks/alertmanager; nil leaves it unmounted.
 	Webhook http.Handler
@@ -82,18 +90,20 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxAnswerBytes == 0 {
 		opts.MaxAnswerBytes = DefaultMaxAnswerBytes
 	}
+	if opts.Timeouts.Shutdown == 0 {
+		opts.Timeouts.Shutdown = DefaultShutdownTimeout
+	}
 	h, err := handler(opts)
 	if err != nil {
 		return nil, err
 	}
-	cfg := opts.Config.Server
 	srv := &http.Server{
-		Addr:              opts.Config.Listen,
+		Addr:              opts.Addr,
 		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
+		ReadHeaderTimeout: opts.Timeouts.ReadHeader,
+		ReadTimeout:       opts.Timeouts.Read,
+		WriteTimeout:      opts.Timeouts.Write,
+		IdleTimeout:       opts.Timeouts.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
@@ -103,8 +113,8 @@ func New(opts Options) (*Server, error) {
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
-	if opts.Config.TLS.Enabled() {
-		tc, err := tlsConfig(opts.Config.TLS)
+	if opts.TLS != nil {
+		tc, err := tlsConfig(*opts.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -117,11 +127,10 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 func handler(opts Options) (http.Handler, error) {
-	cfg := opts.Config
 	if err := checkProcedureScopes(); err != nil {
 		return nil, err
 	}
-	auth := newAuthenticator(cfg.Auth, opts.Logger)
+	auth := newAuthenticator(opts.Clients, opts.Logger)
 	if !auth.enabled() {
 		opts.Logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
 	}
@@ -140,9 +149,9 @@ func handler(opts Options) (http.Handler, error) {
 	// value instead of reading it as unset ("required").
 	path, svc := heraldv1connect.NewNotificationServiceHandler(opts.Service, append(service.HandlerOptions(),
 		connect.WithInterceptors(otelInterceptor, boundPages(opts.MaxAnswerBytes)),
-		connect.WithReadMaxBytes(int(cfg.Server.MaxBodyBytes)),
+		connect.WithReadMaxBytes(int(opts.MaxBodyBytes)),
 	)...)
-	api := http.MaxBytesHandler(svc, cfg.Server.MaxBodyBytes+1024)
+	api := http.MaxBytesHandler(svc, opts.MaxBodyBytes+1024)
 	mux.Handle(path, metrics.wrap("api", auth.wrap(auth.require(procedureScope, connectDenied, api))))
 	mux.Handle(heraldv1connect.NotificationServicePublishProcedure,
 		metrics.wrap("api", auth.wrap(auth.require(procedureScope, connectDenied, limit.wrap("api", api, connectBusy)))))
@@ -159,7 +168,7 @@ func handler(opts Options) (http.Handler, error) {
 
 	if opts.Webhook != nil {
 		mux.Handle("POST "+WebhookPath, metrics.wrap("webhook",
-			auth.wrap(auth.require(needs(config.ScopePublish), httpDenied, limit.wrap("webhook", opts.Webhook, httpBusy)))))
+			auth.wrap(auth.require(needs(ScopePublish), httpDenied, limit.wrap("webhook", opts.Webhook, httpBusy)))))
 		mux.Handle(WebhookPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "method not allowed: POST an Alertmanager webhook here", http.StatusMethodNotAllowed)
@@ -206,7 +215,7 @@ func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest)
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 }
 
-func tlsConfig(c config.TLSConfig) (*tls.Config, error) {
+func tlsConfig(c TLS) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
@@ -247,8 +256,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.logger.Info("shutting down: finishing in-flight requests", "timeout", s.opts.Config.Server.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), s.opts.Config.Server.ShutdownTimeout)
+	s.logger.Info("shutting down: finishing in-flight requests", "timeout", s.opts.Timeouts.Shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeouts.Shutdown)
 	defer cancel()
 	err := s.http.Shutdown(sctx)
 	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {

@@ -20,8 +20,6 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
-	"github.com/herald-notify/herald/internal/config"
-	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
 	"github.com/herald-notify/herald/internal/store"
@@ -67,16 +65,6 @@ func startWith(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandle
 	edit func(*server.Options),
 ) *harness {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Server.MaxBodyBytes = 64 << 10
-	cfg.Auth.Clients = []config.ClientConfig{
-		{Name: "am", Token: secret.String(token)},
-		{Name: "ops", Username: "ops", Password: "pw-ops"},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	st := store.NewMemory()
 	var svc heraldv1connect.NotificationServiceHandler = service.New(st, service.Options{})
 	if wrap != nil {
@@ -84,7 +72,11 @@ func startWith(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandle
 	}
 	logs := &syncBuffer{}
 	opts := server.Options{
-		Config:   cfg,
+		MaxBodyBytes: 64 << 10,
+		Clients: []server.Client{
+			{Name: "am", Token: token, Scopes: server.AllScopes()},
+			{Name: "ops", Username: "ops", Password: "pw-ops", Scopes: server.AllScopes()},
+		},
 		Service:  svc,
 		Webhook:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hooked")) }),
 		Registry: prometheus.NewRegistry(),

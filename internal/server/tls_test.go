@@ -22,7 +22,6 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
-	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
 	"github.com/herald-notify/herald/internal/store"
@@ -90,16 +89,12 @@ func makeCerts(t *testing.T) *certs {
 
 func TestMutualTLS(t *testing.T) {
 	c := makeCerts(t)
-	cfg := config.Default()
-	cfg.TLS = config.TLSConfig{
+	tlsOpts := &server.TLS{
 		CertFile:     filepath.Join(c.dir, "server.pem"),
 		KeyFile:      filepath.Join(c.dir, "server-key.pem"),
 		ClientCAFile: filepath.Join(c.dir, "ca.pem"),
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Config: cfg, Service: service.New(store.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
+	srv, err := server.New(server.Options{TLS: tlsOpts, Service: service.New(store.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
