@@ -22,14 +22,14 @@ import (
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
-	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 const token = "test-token-0123456789"
 
 type harness struct {
 	url      string
-	store    *store.Memory
+	store    *storetest.Memory
 	registry *prometheus.Registry
 	log      *syncBuffer
 	cancel   context.CancelFunc
@@ -65,7 +65,7 @@ func startWith(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandle
 	edit func(*server.Options),
 ) *harness {
 	t.Helper()
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	var svc heraldv1connect.NotificationServiceHandler = service.New(st, service.Options{})
 	if wrap != nil {
 		svc = wrap(svc)

@@ -24,7 +24,7 @@ import (
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/internal/service"
-	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 type certs struct {
@@ -94,7 +94,7 @@ func TestMutualTLS(t *testing.T) {
 		KeyFile:      filepath.Join(c.dir, "server-key.pem"),
 		ClientCAFile: filepath.Join(c.dir, "ca.pem"),
 	}
-	srv, err := server.New(server.Options{TLS: tlsOpts, Service: service.New(store.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
+	srv, err := server.New(server.Options{TLS: tlsOpts, Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

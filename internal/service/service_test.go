@@ -12,6 +12,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 func TestIDsSortByReceiptTime(t *testing.T) {
@@ -65,7 +66,7 @@ func TestStoreErrorsMapToCodes(t *testing.T) {
 
 func TestPublishAssignsIDAndTime(t *testing.T) {
 	now := time.Date(2026, 11, 27, 3, 4, 5, 0, time.UTC)
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	s := New(st, Options{Now: func() time.Time { return now }})
 	res, err := s.Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
 		Source: "t", Title: "x", Severity: heraldv1.Severity_SEVERITY_INFO,

@@ -15,6 +15,7 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 func validNotification() *heraldv1.Notification {
@@ -74,7 +75,7 @@ func TestPublishValidationErrors(t *testing.T) {
 			for range 5 {
 				n := validNotification()
 				tc.edit(n)
-				_, err := New(store.NewMemory(), Options{}).Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: n}))
+				_, err := New(storetest.NewMemory(), Options{}).Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: n}))
 				if tc.want == nil {
 					if err != nil {
 						t.Fatalf("refused: %v", err)
@@ -120,7 +121,7 @@ func TestListRejectsUnknownEnums(t *testing.T) {
 		{&heraldv1.ListNotificationsRequest{Severity: 4}, "severity: unknown value 4, want one of SEVERITY_CRITICAL, SEVERITY_WARNING, SEVERITY_INFO"},
 	}
 	for _, tc := range cases {
-		_, err := New(store.NewMemory(), Options{}).ListNotifications(t.Context(), connect.NewRequest(tc.req))
+		_, err := New(storetest.NewMemory(), Options{}).ListNotifications(t.Context(), connect.NewRequest(tc.req))
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%v refused: %v", tc.req, err)
@@ -137,7 +138,7 @@ func TestListRejectsUnknownEnums(t *testing.T) {
 // while unknown fields are still ignored for newer clients.
 func TestJSONUnknownEnumNames(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.Handle(heraldv1connect.NewNotificationServiceHandler(New(store.NewMemory(), Options{}), HandlerOptions()...))
+	mux.Handle(heraldv1connect.NewNotificationServiceHandler(New(storetest.NewMemory(), Options{}), HandlerOptions()...))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -217,7 +218,7 @@ func TestTooLargeIsRecognisable(t *testing.T) {
 			t.Errorf("%s: %v (IsTooLarge %v), want a recognisable InvalidArgument", name, err, IsTooLarge(err))
 		}
 	}
-	_, invalid := New(store.NewMemory(), Options{}).Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{}))
+	_, invalid := New(storetest.NewMemory(), Options{}).Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{}))
 	for _, err := range []error{invalid, errors.New("plain"), connect.NewError(connect.CodeInvalidArgument, errors.New("too large"))} {
 		if IsTooLarge(err) {
 			t.Errorf("IsTooLarge(%v) = true", err)

@@ -19,7 +19,7 @@ import (
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/service"
-	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 // FuzzDecodeConvert feeds arbitrary bodies through Decode and Convert, as
@@ -57,7 +57,7 @@ func FuzzDecodeConvert(f *testing.F) {
 		if err != nil || !proto.Equal(again[0], ns[0]) {
 			t.Fatal("Convert is not deterministic")
 		}
-		svc := service.New(store.NewMemory(), service.Options{})
+		svc := service.New(storetest.NewMemory(), service.Options{})
 		if _, err := svc.Publish(t.Context(), connect.NewRequest(&heraldv1.PublishRequest{Notification: ns[0]})); err != nil {
 			t.Fatalf("the service refuses the notification: %v", err)
 		}

@@ -30,9 +30,7 @@ const DefaultMaxBodyBytes = 4 << 20
 // retries with its own backoff; other callers may use it.
 const retryAfterSeconds = 5
 
-// Publisher stores one notification. The generated
-// heraldv1connect.NotificationServiceClient (a remote herald) and the
-// in-process NotificationService handler both satisfy it.
+// Publisher stores one notification: herald's NotificationService handler.
 type Publisher interface {
 	Publish(context.Context, *connect.Request[heraldv1.PublishRequest]) (*connect.Response[heraldv1.PublishResponse], error)
 }
@@ -64,8 +62,8 @@ type Options struct {
 //	413  body over Options.MaxBodyBytes, after gzip decoding
 //	415  a Content-Type that is not JSON (no Content-Type is accepted), or a
 //	     Content-Encoding other than gzip (answered with Accept-Encoding)
-//	503  anything else pub reports, e.g. storage unavailable, or a remote
-//	     herald refusing the shim's own credentials: Alertmanager retries
+//	503  anything else pub reports, e.g. storage unavailable: Alertmanager
+//	     retries
 //
 // Every payload within the body limit is stored. One over the service's
 // limits is shortened (see Convert) rather than refused, and one whose
@@ -81,8 +79,7 @@ type Options struct {
 // Authentication of the caller happens before this handler (server
 // middleware). Publish runs with the request's context, so the trace that
 // the server's otelhttp middleware continued from Alertmanager's traceparent
-// carries on into the service, in process or, through an instrumented
-// Connect client, to a remote herald.
+// carries on into the service.
 func NewHandler(pub Publisher, opts Options) http.Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -224,12 +221,6 @@ func publishStatus(err error) (int, string) {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument:
 		return http.StatusBadRequest, "notification refused: " + msg
-	case connect.CodeUnauthenticated, connect.CodePermissionDenied:
-		// The remote herald refused the shim's own credentials, not
-		// Alertmanager's: a config fault on herald's side that someone will
-		// fix. A 4xx would make Alertmanager drop the notification; a 5xx
-		// keeps it retrying until then.
-		return http.StatusServiceUnavailable, "herald refused the shim's credentials; notification not stored, retry"
 	}
 	// Unavailable, DeadlineExceeded, ResourceExhausted, Internal, Unknown,
 	// Canceled and anything unexpected: the notification is not stored, and

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,9 +15,9 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
-	"github.com/herald-notify/herald/gen/herald/v1/heraldv1connect"
 	"github.com/herald-notify/herald/internal/service"
 	"github.com/herald-notify/herald/internal/store"
+	"github.com/herald-notify/herald/internal/store/storetest"
 )
 
 // The service's limits, written out so that a change to them shows here.
@@ -109,7 +108,7 @@ func perAlertText(size int) func(*amMessage) {
 // sizedStore is the fake store refusing, as the queue does, a notification
 // over max bytes with store.ErrTooLarge.
 type sizedStore struct {
-	*store.Memory
+	*storetest.Memory
 	max int
 }
 
@@ -123,8 +122,8 @@ func (s sizedStore) Put(ctx context.Context, n *heraldv1.Notification) (string, 
 // storingHandler is the webhook in front of the real service, which
 // validates, over the fake store holding at most maxStore bytes a
 // notification.
-func storingHandler(maxStore int, opts Options) (http.Handler, *store.Memory) {
-	mem := store.NewMemory()
+func storingHandler(maxStore int, opts Options) (http.Handler, *storetest.Memory) {
+	mem := storetest.NewMemory()
 	return NewHandler(service.New(sizedStore{mem, maxStore}, service.Options{}), opts), mem
 }
 
@@ -423,37 +422,25 @@ func TestLongIDsStayStableAndDistinct(t *testing.T) {
 }
 
 // TestHandlerShrinksForTheStore runs the handler against a store that takes
-// less than the shim fits to (an external NATS server's max_payload), in
-// process and through a Connect client of a remote herald: the service's
-// "too large" makes the shim store fewer alerts, counted, instead of
-// answering 400.
+// less than the shim fits to (an external NATS server's max_payload): the
+// service's "too large" makes the shim store fewer alerts, counted, instead
+// of answering 400.
 func TestHandlerShrinksForTheStore(t *testing.T) {
 	const maxStore = 256 << 10
 	sent := amGroup(200)
 	perAlertText(4000)(sent)
-	for _, remote := range []bool{false, true} {
-		t.Run("remote="+strconv.FormatBool(remote), func(t *testing.T) {
-			mem := store.NewMemory()
-			var pub Publisher = service.New(sizedStore{mem, maxStore}, service.Options{})
-			if remote {
-				mux := http.NewServeMux()
-				mux.Handle(heraldv1connect.NewNotificationServiceHandler(pub.(*service.Service)))
-				srv := httptest.NewServer(mux)
-				defer srv.Close()
-				pub = heraldv1connect.NewNotificationServiceClient(srv.Client(), srv.URL)
-			}
-			rec := post(t, NewHandler(pub, Options{}), sent.json(t))
-			if rec.Code != http.StatusOK {
-				t.Fatalf("status %d: %s", rec.Code, rec.Body)
-			}
-			n := mem.All()[0]
-			if size := n.SizeVT(); size > maxStore || len(n.GetAlerts()) == 0 || int(n.GetTruncatedAlerts())+len(n.GetAlerts()) != 200 {
-				t.Errorf("stored %d bytes, %d alerts, %d counted out", size, len(n.GetAlerts()), n.GetTruncatedAlerts())
-			}
-			if !strings.Contains(n.GetText(), "more alerts not stored") {
-				t.Errorf("text does not say alerts were left out: %q", lastLine(n.GetText()))
-			}
-		})
+	mem := storetest.NewMemory()
+	pub := service.New(sizedStore{mem, maxStore}, service.Options{})
+	rec := post(t, NewHandler(pub, Options{}), sent.json(t))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	n := mem.All()[0]
+	if size := n.SizeVT(); size > maxStore || len(n.GetAlerts()) == 0 || int(n.GetTruncatedAlerts())+len(n.GetAlerts()) != 200 {
+		t.Errorf("stored %d bytes, %d alerts, %d counted out", size, len(n.GetAlerts()), n.GetTruncatedAlerts())
+	}
+	if !strings.Contains(n.GetText(), "more alerts not stored") {
+		t.Errorf("text does not say alerts were left out: %q", lastLine(n.GetText()))
 	}
 }
 

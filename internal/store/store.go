@@ -1,6 +1,6 @@
 // Package store defines where the service keeps notifications and their
 // delivery records. The JetStream queue (internal/queue) is the durable
-// implementation; Memory serves tests.
+// implementation; storetest.Memory serves tests.
 package store
 
 import (

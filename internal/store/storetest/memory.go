@@ -1,4 +1,6 @@
-package store
+// Package storetest holds a store.Store in memory for the tests of the
+// packages above the store.
+package storetest
 
 import (
 	"context"
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/store"
 )
 
 // Memory is a Store that keeps everything in memory. It is for tests: it
@@ -22,7 +25,7 @@ type Memory struct {
 	failed error
 }
 
-var _ Store = (*Memory)(nil)
+var _ store.Store = (*Memory)(nil)
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
@@ -68,7 +71,7 @@ func (m *Memory) check() error {
 type unavailable struct{ err error }
 
 func (e *unavailable) Error() string   { return "storage unavailable: " + e.err.Error() }
-func (e *unavailable) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+func (e *unavailable) Unwrap() []error { return []error{store.ErrUnavailable, e.err} }
 
 func (m *Memory) Put(_ context.Context, n *heraldv1.Notification) (string, bool, error) {
 	m.mu.Lock()
@@ -98,19 +101,19 @@ func (m *Memory) Get(_ context.Context, id string) (*heraldv1.NotificationSummar
 	}
 	i, ok := m.byID[id]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	return proto.Clone(m.items[i]).(*heraldv1.NotificationSummary), nil
 }
 
-func (m *Memory) List(_ context.Context, q Query) (Page, error) {
+func (m *Memory) List(_ context.Context, q store.Query) (store.Page, error) {
 	return m.page(q.PageSize, q.PageToken, func(s *heraldv1.NotificationSummary) bool {
 		return (q.State == heraldv1.DeliveryState_DELIVERY_STATE_UNSPECIFIED || s.GetDelivery().GetState() == q.State) &&
 			(q.Severity == heraldv1.Severity_SEVERITY_UNSPECIFIED || s.GetNotification().GetSeverity() == q.Severity)
 	})
 }
 
-func (m *Memory) ListDeadLetters(_ context.Context, pageSize int, token string) (Page, error) {
+func (m *Memory) ListDeadLetters(_ context.Context, pageSize int, token string) (store.Page, error) {
 	return m.page(pageSize, token, isDead)
 }
 
@@ -119,21 +122,21 @@ func isDead(s *heraldv1.NotificationSummary) bool {
 }
 
 // page walks newest first; the token is the index to continue below.
-func (m *Memory) page(size int, token string, keep func(*heraldv1.NotificationSummary) bool) (Page, error) {
+func (m *Memory) page(size int, token string, keep func(*heraldv1.NotificationSummary) bool) (store.Page, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(); err != nil {
-		return Page{}, err
+		return store.Page{}, err
 	}
 	start := len(m.items) - 1
 	if token != "" {
 		n, err := strconv.Atoi(token)
 		if err != nil || n < 0 || n >= len(m.items) {
-			return Page{}, ErrBadPageToken
+			return store.Page{}, store.ErrBadPageToken
 		}
 		start = n
 	}
-	var p Page
+	var p store.Page
 	for i := start; i >= 0; i-- {
 		if !keep(m.items[i]) {
 			continue
@@ -164,7 +167,7 @@ func (m *Memory) ReplayDeadLetters(_ context.Context, ids []string, all bool) ([
 	for _, id := range ids {
 		i, ok := m.byID[id]
 		if !ok || !isDead(m.items[i]) {
-			return nil, ErrNotFound
+			return nil, store.ErrNotFound
 		}
 		if !slices.Contains(idx, i) {
 			idx = append(idx, i)
