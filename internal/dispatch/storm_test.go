@@ -1,11 +1,7 @@
 package dispatch
 
 import (
-	"cmp"
 	"fmt"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +54,7 @@ func TestWebhookStorm(t *testing.T) {
 			parts[g%partitions] = append(parts[g%partitions], &fakeMsg{n: &heraldv1.Notification{
 				Id:         fmt.Sprintf("n%03d", i),
 				GroupKey:   fmt.Sprintf("g%02d", g),
-				Title:      fmt.Sprintf("storm-%03d", i),
+				Title:      rocketchattest.StormTitle(i),
 				Severity:   heraldv1.Severity_SEVERITY_WARNING,
 				Status:     heraldv1.Status_STATUS_FIRING,
 				ReceivedAt: timestamppb.Now(),
@@ -88,61 +84,8 @@ func TestWebhookStorm(t *testing.T) {
 		wg.Wait()
 		took := time.Since(start)
 
-		title := regexp.MustCompile(`storm-\d{3}`)
-		count := map[string]int{}
-		order := map[int][]int{}
-		msgs := srv.Messages("alerts")
-		digests := 0
-		for _, m := range msgs {
-			found := title.FindAllString(m.Text, -1)
-			if len(found) > 1 {
-				digests++
-			}
-			if strings.Contains(m.Text, "more notifications") {
-				t.Errorf("a digest left notifications out: %q", m.Text)
-			}
-			for _, id := range found {
-				count[id]++
-				var i int
-				fmt.Sscanf(id, "storm-%d", &i)
-				order[i%groups] = append(order[i%groups], i)
-			}
-		}
-		for i := range total {
-			if n := count[fmt.Sprintf("storm-%03d", i)]; n != 1 {
-				t.Errorf("storm-%03d received %d times, want once", i, n)
-			}
-		}
-		for g, got := range order {
-			if !slices.IsSorted(got) {
-				t.Errorf("group %d arrived in the order %v", g, got)
-			}
-		}
-		var posts []rocketchattest.Request
-		for _, r := range srv.Requests() {
-			if r.Endpoint == "webhook" {
-				posts = append(posts, r)
-			}
-		}
-		// The fake records a request once it has answered it, so requests
-		// answered at the same instant may be recorded in another order
-		// than its rate limiter counted them. Put them back in the
-		// limiter's order: by time, then, within the instant (one window),
-		// by falling X-RateLimit-Remaining.
-		slices.SortStableFunc(posts, func(a, b rocketchattest.Request) int {
-			if c := a.At.Compare(b.At); c != 0 {
-				return c
-			}
-			return cmp.Compare(remaining(t, b), remaining(t, a))
-		})
-		for i, r := range posts {
-			if r.Status != 200 {
-				t.Errorf("webhook request %d at %v answered %d", i, r.At.Sub(start), r.Status)
-			}
-			if i > 0 && posts[i-1].Header.Get("X-RateLimit-Remaining") == "0" && r.At.Before(posts[i-1].RateLimitReset()) {
-				t.Errorf("webhook request %d sent at %v, before the reset at %v", i, r.At.Sub(start), posts[i-1].RateLimitReset().Sub(start))
-			}
-		}
+		res := rocketchattest.CheckStorm(t, srv, "alerts", total, groups)
+		posts := res.Posts
 		if n := retries.Load(); n != 0 {
 			t.Errorf("%d redeliveries: notifications waited in line instead of joining a digest", n)
 		}
@@ -153,15 +96,6 @@ func TestWebhookStorm(t *testing.T) {
 		for _, r := range posts {
 			at = append(at, r.At.Sub(start).String())
 		}
-		t.Logf("%d notifications in %d posts (%d digests) over %v: %s", total, len(posts), digests, took, strings.Join(at, " "))
+		t.Logf("%d notifications in %d posts (%d digests) over %v: %s", total, len(posts), res.Digests, took, strings.Join(at, " "))
 	})
-}
-
-// remaining is the X-RateLimit-Remaining of a rate-limited answer.
-func remaining(t *testing.T, r rocketchattest.Request) int {
-	n, err := strconv.Atoi(r.Header.Get("X-RateLimit-Remaining"))
-	if err != nil {
-		t.Fatalf("webhook answer at %v without X-RateLimit-Remaining: %v", r.At, err)
-	}
-	return n
 }

@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,57 +137,11 @@ routes:
 	}
 
 	// Nothing lost, nothing twice, each group in publish order, nothing
-	// cut from a digest.
-	msgs := srv.Messages("alerts")
-	count := map[string]int{}
-	order := map[string][]int{}
-	digests := 0
-	for _, m := range msgs {
-		found := titleRE.FindAllString(m.Text, -1)
-		if len(found) > 1 {
-			digests++
-		}
-		if strings.Contains(m.Text, "more notifications") {
-			t.Errorf("a digest left notifications out: %q", m.Text)
-		}
-		for _, id := range found {
-			count[id]++
-			var i int
-			fmt.Sscanf(id, "storm-%d", &i)
-			order[group(i)] = append(order[group(i)], i)
-		}
-	}
-	for i := range total {
-		if n := count[title(i)]; n != 1 {
-			t.Errorf("%s received %d times, want once", title(i), n)
-		}
-	}
-	for g, got := range order {
-		if !slices.IsSorted(got) {
-			t.Errorf("group %s arrived in the order %v", g, got)
-		}
-	}
-
-	// The hook's rate limit was never hit: no 429, and after the last
-	// request of a full window none before that window's reset.
-	reqs := srv.Requests()
-	var posts []rocketchattest.Request
-	for _, r := range reqs {
-		if r.Endpoint == "webhook" {
-			posts = append(posts, r)
-		}
-	}
-	for i, r := range posts {
-		if r.Status != 200 {
-			t.Errorf("webhook request %d answered %d", i, r.Status)
-		}
-		if i > 0 {
-			prev := posts[i-1]
-			if prev.Header.Get("X-RateLimit-Remaining") == "0" && r.At.Before(prev.RateLimitReset()) {
-				t.Errorf("webhook request %d sent at %s, before the reset %s", i, r.At.Format(time.StampMilli), prev.RateLimitReset().Format(time.StampMilli))
-			}
-		}
-	}
+	// cut from a digest; the hook's rate limit was never hit: no 429, and
+	// after the last request of a full window none before that window's
+	// reset.
+	res := rocketchattest.CheckStorm(t, srv, "alerts", total, groups)
+	posts, msgs, digests := res.Posts, srv.Messages("alerts"), res.Digests
 	if len(posts) != len(msgs) {
 		t.Errorf("%d webhook requests for %d messages", len(posts), len(msgs))
 	}
@@ -226,5 +178,5 @@ func counter(t *testing.T, h *apptest.Herald, name, label, value string) float64
 	return 0
 }
 
-func title(i int) string { return fmt.Sprintf("storm-%03d", i) }
+func title(i int) string { return rocketchattest.StormTitle(i) }
 func group(i int) string { return fmt.Sprintf("g%02d", i%groups) }
