@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -154,6 +155,28 @@ type attemptResult struct {
 	size int
 	// span is the digest's attempt span.
 	span trace.SpanContext
+	// release gives back the in-flight slots the request held; nil when
+	// no request was made. Each notification the result is for calls done
+	// once, after it has recorded the outcome.
+	release func()
+}
+
+// done gives back the request's in-flight slots once every notification
+// of its result has called it.
+func (r attemptResult) done() {
+	if r.release != nil {
+		r.release()
+	}
+}
+
+// releaseAfter returns a func that calls release on its n-th call.
+func releaseAfter(n int, release func()) func() {
+	var calls atomic.Int64
+	return func() {
+		if calls.Add(1) == int64(n) {
+			release()
+		}
+	}
 }
 
 // shared reports whether the result is a digest's.
@@ -224,8 +247,8 @@ func (d *Dispatcher) attempt(ctx context.Context, h *handling, s sinks.Sink, to 
 }
 
 func (d *Dispatcher) plain(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) attemptResult {
-	rcpt, err := d.send(ctx, s, n, to)
-	return attemptResult{rcpt: rcpt, err: err, size: 1}
+	rcpt, release, err := d.send(ctx, s, n, to)
+	return attemptResult{rcpt: rcpt, err: err, size: 1, release: release}
 }
 
 // join parks p in key's lane, unless the sink can take it now and the lane
@@ -486,7 +509,7 @@ func (d *Dispatcher) sendDigest(ctx context.Context, bp batchPacer, batch []*par
 		ns[i] = m.h.n
 		to.Attempt = max(to.Attempt, m.to.Attempt)
 	}
-	rcpt, sc, err := d.sendBatch(ctx, bp, ns, to)
+	rcpt, sc, release, err := d.sendBatch(ctx, bp, ns, to)
 	br := d.breakers[bp.Name()]
 	class := sinks.Classify(err)
 	switch {
@@ -505,18 +528,23 @@ func (d *Dispatcher) sendDigest(ctx context.Context, bp batchPacer, batch []*par
 	}
 	d.m.digests.WithLabelValues(bp.Name(), result).Inc()
 	d.m.digestSize.WithLabelValues(bp.Name()).Observe(float64(len(ns)))
-	return attemptResult{rcpt: rcpt, err: err, size: len(ns), span: sc}
+	return attemptResult{rcpt: rcpt, err: err, size: len(ns), span: sc, release: releaseAfter(len(ns), release)}
 }
 
 // sendBatch makes one SendBatch attempt, like send: holding in-flight
-// slots (by its most severe notification), bounded by AttemptTimeout, in
-// its own span, a panic turned into a retryable error.
-func (d *Dispatcher) sendBatch(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, err error) {
-	release, err := d.inflight.acquire(ctx, bp.Name(), priorityOf(ns...))
+// slots (by its most severe notification) until the caller releases them,
+// bounded by AttemptTimeout, in its own span, a panic turned into a
+// retryable error.
+func (d *Dispatcher) sendBatch(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, release func(), err error) {
+	release, err = d.inflight.acquire(ctx, bp.Name(), priorityOf(ns...))
 	if err != nil {
-		return sinks.Receipt{}, sc, err
+		return sinks.Receipt{}, sc, func() {}, err
 	}
-	defer release()
+	rcpt, sc, err = d.sendBatchHeld(ctx, bp, ns, to)
+	return rcpt, sc, release, err
+}
+
+func (d *Dispatcher) sendBatchHeld(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(

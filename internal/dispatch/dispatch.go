@@ -413,8 +413,10 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 				sd.DigestSize = uint32(res.size)
 			}
 			d.delivered(ctx, h, idx, step, sd, st.parent, res.rcpt, st.log)
+			res.done()
 			return sinkDelivered
 		}
+		res.done()
 		if ctx.Err() != nil {
 			return st.interrupted(ctx)
 		}
@@ -716,12 +718,21 @@ func sameMessage(a, b *heraldv1.MessageRef) bool {
 // first, by n's severity; ctx ending meanwhile is the attempt's error). A
 // panicking sink is turned into a retryable error, so that one bad sink
 // cannot take herald down.
-func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
-	release, err := d.inflight.acquire(ctx, s.Name(), priorityOf(n))
+//
+// The slots are still held when send returns: the caller gives them back
+// with release once it has recorded the outcome (see attemptResult.done),
+// so that at any instant at most the in-flight bound of posts have reached
+// the sink without a record that says so.
+func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, release func(), err error) {
+	release, err = d.inflight.acquire(ctx, s.Name(), priorityOf(n))
 	if err != nil {
-		return sinks.Receipt{}, err
+		return sinks.Receipt{}, func() {}, err
 	}
-	defer release()
+	rcpt, err = d.sendHeld(ctx, s, n, to)
+	return rcpt, release, err
+}
+
+func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt")

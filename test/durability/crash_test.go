@@ -202,11 +202,10 @@ routes:
 		// A notification whose delivery record says delivered is acked
 		// without a second post, even when its ack was lost at the kill;
 		// only a post whose delivered record was not yet written at the
-		// kill is made again: one under way (at most
-		// max_in_flight_per_sink), or one answered whose record write was
-		// still on its way (the slot is free again once the answer is in,
-		// so under load up to about as many more).
-		o.maxDuplicates = 2 * inFlight
+		// kill is made again. The dispatcher holds a request's in-flight
+		// slot until that record is written, so there are at most
+		// max_in_flight_per_sink of them.
+		o.maxDuplicates = inFlight
 		o.explain = "each reached the fake through the incoming webhook before the kill, but herald died before it " +
 			"saw the answer and wrote the delivery record, so the restarted herald posted it again; a webhook " +
 			"post has no id to look up"
