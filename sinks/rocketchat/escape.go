@@ -1,10 +1,11 @@
 package rocketchat
 
 import (
-	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/herald-notify/herald/sinks/message"
 )
 
 // Text from alert labels and annotations is written by whoever can change a
@@ -46,7 +47,7 @@ const lineHead = "#>-+=|\\"
 // escapeText makes prose (a title, a summary, a description) inert. With
 // multiline false every line break becomes a space.
 func escapeText(s string, multiline bool) string {
-	s = clean(s, multiline)
+	s = message.Clean(s, multiline)
 	var b strings.Builder
 	b.Grow(len(s) + 16)
 	var prev rune // the previous rune of the input; 0 at a line start
@@ -157,8 +158,15 @@ func escapeText(s string, multiline bool) string {
 
 // escapeProse is prose s cleaned, shortened to max UTF-16 units and escaped.
 func escapeProse(s string, max int, multiline bool) string {
-	return escapeText(shorten(clean(s, multiline), max), multiline)
+	return escapeText(message.Shorten(message.Clean(s, multiline), max), multiline)
 }
+
+// rcEscaper escapes outside text for Rocket.Chat's markdown.
+type rcEscaper struct{}
+
+func (rcEscaper) Text(s string, multiline bool) string { return escapeText(s, multiline) }
+func (rcEscaper) Code(s string) string                 { return escapeCode(s) }
+func (rcEscaper) URL(u string) string                  { return urlEscaper.Replace(u) }
 
 // wordStart reports whether a word starts after prev, as the parser sees
 // it for emoticons: at a line start, after a space, or after a character
@@ -248,7 +256,7 @@ const emoticonLetters = "0389BDLOPXbyÞ"
 // server finds mentions in code spans too), or end a link title that
 // something before the span opened.
 func escapeCode(s string) string {
-	s = clean(s, false)
+	s = message.Clean(s, false)
 	var b strings.Builder
 	b.Grow(len(s))
 	prev := rune(0)
@@ -278,43 +286,6 @@ func isASCIIAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-// clean drops control and bidirectional-override characters, normalises
-// line breaks, and, unless multiline, turns them into spaces. Invalid UTF-8
-// becomes U+FFFD.
-func clean(s string, multiline bool) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == '\r':
-			if multiline {
-				b.WriteByte('\n')
-			} else {
-				b.WriteByte(' ')
-			}
-		case r == '\t':
-			b.WriteByte(' ')
-		case dropped(r):
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// dropped reports whether clean leaves r out.
-func dropped(r rune) bool {
-	return isBidiControl(r) || unicode.IsControl(r) || r == '\u200b' || r == '\ufeff'
-}
-
-func isBidiControl(r rune) bool {
-	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069') || r == '\u200e' || r == '\u200f'
-}
-
 // isWordRune reports whether r can precede "@" in an e-mail address rather
 // than start a mention.
 func isWordRune(r rune) bool {
@@ -323,16 +294,7 @@ func isWordRune(r rune) bool {
 
 // safeURL returns u when it is an absolute http(s) URL, with the characters
 // that would end a markdown link or a <url|title> escaped, and "" otherwise.
-func safeURL(u string) string {
-	p, err := url.Parse(strings.TrimSpace(u))
-	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		return ""
-	}
-	if p.User != nil || strings.ContainsAny(p.Host, "@ <>|`\"") {
-		return ""
-	}
-	return urlEscaper.Replace(p.String())
-}
+func safeURL(u string) string { return message.SafeURL(u, rcEscaper{}) }
 
 // urlEscaper percent-encodes what would end a markdown link or change its
 // meaning.
@@ -343,42 +305,8 @@ var urlEscaper = strings.NewReplacer(
 
 // utf16Len is the length of s as JavaScript counts it, which is how
 // Rocket.Chat applies Message_MaxAllowedSize.
-func utf16Len(s string) int {
-	n := 0
-	for _, r := range s {
-		if r >= 0x10000 {
-			n += 2
-		} else {
-			n++
-		}
-	}
-	return n
-}
+func utf16Len(s string) int { return message.UTF16Len(s) }
 
-// cutUTF16 returns the longest prefix of s of at most max UTF-16 units that
-// does not split a character.
-func cutUTF16(s string, max int) string {
-	if max <= 0 {
-		return ""
-	}
-	n := 0
-	for i, r := range s {
-		w := 1
-		if r >= 0x10000 {
-			w = 2
-		}
-		if n+w > max {
-			return s[:i]
-		}
-		n += w
-	}
-	return s
-}
+func cutUTF16(s string, max int) string { return message.CutUTF16(s, max) }
 
-// shorten cuts s to at most max UTF-16 units, ending it with "…" when cut.
-func shorten(s string, max int) string {
-	if utf16Len(s) <= max {
-		return s
-	}
-	return strings.TrimRightFunc(cutUTF16(s, max-1), unicode.IsSpace) + "…"
-}
+func shorten(s string, max int) string { return message.Shorten(s, max) }

@@ -3,17 +3,14 @@ package rocketchat
 import (
 	"embed"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"text/template"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/message"
 )
 
 //go:embed templates/default.tmpl
@@ -48,113 +45,18 @@ func ParseTemplateFile(path string) (*template.Template, error) {
 	return t, nil
 }
 
-// Data is what the "text" and "attachment" templates see: one notification.
-// Every string is already escaped for Rocket.Chat: prose (Title, Summary,
-// Description, Alert.Summary, FallbackReason, Source, Receiver) is inert
-// markdown that cannot mention anyone, form a link, an emoji or any other
-// markup, alone or with the template's characters around it; Pair names and
+// The templates see the data of package message: Data for "text" and
+// "attachment", DigestData for "digest". Strings are escaped for
+// Rocket.Chat's markdown (see rcEscaper): prose is inert, label names and
 // values are safe inside a single-backtick `code span`, and only there;
-// URLs are absolute http(s) URLs safe inside [title](url). Mention is the
-// operator's own config.
-type Data struct {
-	// Status is "firing" or "resolved"; StatusText is "FIRING" or
-	// "RESOLVED"; Firing and Resolved say the same as booleans.
-	Status     string
-	StatusText string
-	Firing     bool
-	Resolved   bool
-	// Severity is "critical", "warning", "info" or "".
-	Severity string
-	// Emoji stands for the status and severity: 🔴 🟠 🔵 ⚪ while firing,
-	// ✅ once resolved. Color is the matching hex colour.
-	Emoji string
-	Color string
-	// Mention is the configured mention for the severity, set only on a
-	// firing notification's new message or thread reply.
-	Mention string
-	// Title is the notification's title, or its alertname.
-	Title string
-	// Summary is the notification's text or summary annotation (several
-	// lines allowed); Description its description annotation.
-	Summary     string
-	Description string
-	// Source is who sent it ("alertmanager", a service); Receiver the
-	// Alertmanager receiver.
-	Source   string
-	Receiver string
-	// StartsAt is when the earliest alert started; EndsAt when the last one
-	// ended (resolved only). Both "2006-01-02 15:04 UTC", or "".
-	StartsAt string
-	EndsAt   string
-	// AlertCount counts all alerts of the notification, including those
-	// Alertmanager left out; FiringCount and ResolvedCount split it.
-	AlertCount    int
-	FiringCount   int
-	ResolvedCount int
-	// CommonLabels are the labels every alert shares, without alertname
-	// and severity, sorted by name.
-	CommonLabels []Pair
-	// Alerts are the alerts shown, each with the labels that differ.
-	// MoreAlerts counts those left out to stay under the size limit (or by
-	// Alertmanager); MoreURL, when set, shows them all.
-	Alerts     []AlertData
-	MoreAlerts int
-	MoreURL    string
-	// Links are the notification's links, also shown as buttons.
-	Links Links
-	// Reply is set when the message is a thread reply; Update when the text
-	// replaces the text of the group's existing message.
-	Reply  bool
-	Update bool
-	// FallbackFrom and FallbackReason say why this sink got the
-	// notification instead of the first sink of its chain.
-	FallbackFrom   string
-	FallbackReason string
-}
-
-// Pair is one label.
-type Pair struct {
-	Name  string
-	Value string
-}
-
-// AlertData is one alert of a notification.
-type AlertData struct {
-	Status string
-	Firing bool
-	// Emoji is the alert's own status emoji.
-	Emoji string
-	// Labels are the alert's labels that not every alert of the
-	// notification shares, sorted by name.
-	Labels []Pair
-	// Summary is the alert's summary annotation on one line, shortened.
-	Summary  string
-	StartsAt string
-	EndsAt   string
-	// URL is the alert's generator URL (the source graph).
-	URL string
-}
-
-// Links are safe http(s) URLs, or "".
-type Links struct {
-	Generator string
-	Silence   string
-	Runbook   string
-	Dashboard string
-}
-
-// DigestData is what the "digest" template sees: several notifications
-// merged into one message because the channel's rate limit was reached.
-// Items have the fields of Data; their Summary is one shortened line.
-type DigestData struct {
-	// Count is the number of notifications in the digest.
-	Count int
-	// Items are those shown; More counts those left out for size.
-	Items []Data
-	More  int
-	// Mention is the configured mention of the most severe firing item.
-	Mention string
-}
+// URLs are absolute http(s) URLs safe inside [title](url).
+type (
+	Data       = message.Data
+	Pair       = message.Pair
+	AlertData  = message.AlertData
+	Links      = message.Links
+	DigestData = message.DigestData
+)
 
 // renderOpts says in which role a notification is rendered.
 type renderOpts struct {
@@ -176,214 +78,16 @@ type renderer struct {
 	mentions map[string]string
 }
 
-// Size caps of single fields, in UTF-16 units, before the whole message is
-// fitted under the limit.
-const (
-	capTitle        = 250
-	capSummary      = 1000
-	capDescription  = 2000
-	capAlertSummary = 160
-	capLabel        = 120
-	capDigestLine   = 160
-	// maxShownAlerts is the most alerts one message lists.
-	maxShownAlerts = 25
-)
-
-var (
-	severityName = map[heraldv1.Severity]string{
-		heraldv1.Severity_SEVERITY_CRITICAL: "critical",
-		heraldv1.Severity_SEVERITY_WARNING:  "warning",
-		heraldv1.Severity_SEVERITY_INFO:     "info",
-	}
-	severityEmoji = map[string]string{"critical": "🔴", "warning": "🟠", "info": "🔵", "": "⚪"}
-	severityColor = map[string]string{"critical": "#d0021b", "warning": "#f5a623", "info": "#4a90e2", "": "#9b9b9b"}
-	severityRank  = map[string]int{"critical": 3, "warning": 2, "info": 1, "": 0}
-)
-
-const (
-	resolvedEmoji = "✅"
-	resolvedColor = "#2ea44f"
-	timeLayout    = "2006-01-02 15:04 UTC"
-)
+// maxShownAlerts is the most alerts one message lists.
+const maxShownAlerts = message.DefaultMaxAlerts
 
 // data builds the template data of n.
 func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
-	sev := severityName[n.GetSeverity()]
-	d := Data{
-		Status: "firing", StatusText: "FIRING", Firing: true,
-		Severity: sev, Emoji: severityEmoji[sev], Color: severityColor[sev],
-		Source:         escapeText(shorten(n.GetSource(), capLabel), false),
-		Receiver:       escapeText(shorten(n.GetReceiver(), capLabel), false),
-		Reply:          o.reply,
-		Update:         o.update,
-		FallbackFrom:   escapeText(shorten(o.fallbackFrom, capLabel), false),
-		FallbackReason: escapeText(shorten(o.fallbackReason, capAlertSummary), false),
-	}
-	if n.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
-		d.Status, d.StatusText, d.Firing, d.Resolved = "resolved", "RESOLVED", false, true
-		d.Emoji, d.Color = resolvedEmoji, resolvedColor
-	}
-	if o.mention && d.Firing && r.mentions != nil {
-		d.Mention = r.mentions[sev]
-	}
-	alerts := n.GetAlerts()
-	d.Title = escapeProse(title(n), capTitle, false)
-
-	summary := firstNonEmpty(n.GetText(), n.GetAnnotations()["summary"])
-	desc := n.GetAnnotations()["description"]
-	if len(alerts) == 1 {
-		summary = firstNonEmpty(summary, alerts[0].GetAnnotations()["summary"])
-		desc = firstNonEmpty(desc, alerts[0].GetAnnotations()["description"])
-	}
-	d.Summary = escapeProse(summary, capSummary, true)
-	if desc != summary {
-		d.Description = escapeProse(desc, capDescription, true)
-	}
-
-	d.Links = links(n)
-	d.MoreURL = firstNonEmpty(safeURL(n.GetExternalUrl()), d.Links.Generator)
-
-	common := commonLabels(alerts)
-	if len(alerts) == 0 {
-		common = n.GetLabels()
-	}
-	d.CommonLabels = pairs(common, func(k string) bool { return k != "alertname" && k != "severity" })
-
-	var start, end time.Time
-	for i, a := range alerts {
-		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
-			d.ResolvedCount++
-		} else {
-			d.FiringCount++
-		}
-		if t, ok := alertTime(a.GetStartsAt()); ok && (start.IsZero() || t.Before(start)) {
-			start = t
-		}
-		if t, ok := alertTime(a.GetEndsAt()); ok && t.After(end) {
-			end = t
-		}
-		if i >= maxShownAlerts {
-			// A reader takes in a few dozen lines at most; the rest is
-			// counted, and reached through MoreURL.
-			d.MoreAlerts++
-			continue
-		}
-		d.Alerts = append(d.Alerts, alertData(a, severityEmoji[sev], common))
-	}
-	if !start.IsZero() {
-		d.StartsAt = start.UTC().Format(timeLayout)
-	}
-	if !end.IsZero() {
-		d.EndsAt = end.UTC().Format(timeLayout)
-	}
-	truncated := int(n.GetTruncatedAlerts())
-	d.MoreAlerts += truncated
-	d.AlertCount = len(alerts) + truncated
-	if d.Resolved {
-		d.ResolvedCount += truncated
-	} else {
-		d.FiringCount += truncated
-	}
-	return d
+	return message.New(n, sinks.Target{FallbackFrom: o.fallbackFrom, FallbackReason: o.fallbackReason}, r.options(o))
 }
 
-// title is the notification's title, else the alertname of the group or of
-// its first alert.
-func title(n *heraldv1.Notification) string {
-	if t := n.GetTitle(); t != "" {
-		return t
-	}
-	if t := n.GetLabels()["alertname"]; t != "" {
-		return t
-	}
-	if alerts := n.GetAlerts(); len(alerts) > 0 {
-		if t := alerts[0].GetLabels()["alertname"]; t != "" {
-			return t
-		}
-	}
-	return "(no title)"
-}
-
-// links are n's links that safeURL keeps; a group of one alert without a
-// generator link gets its alert's.
-func links(n *heraldv1.Notification) Links {
-	l := n.GetLinks()
-	out := Links{
-		Generator: safeURL(l.GetGenerator()),
-		Silence:   safeURL(l.GetSilence()),
-		Runbook:   safeURL(l.GetRunbook()),
-		Dashboard: safeURL(l.GetDashboard()),
-	}
-	if alerts := n.GetAlerts(); out.Generator == "" && len(alerts) == 1 {
-		out.Generator = safeURL(alerts[0].GetGeneratorUrl())
-	}
-	return out
-}
-
-// alertData is one shown alert, with the labels that not every alert has
-// (those not in common); firingEmoji stands for it while it fires.
-func alertData(a *heraldv1.Alert, firingEmoji string, common map[string]string) AlertData {
-	ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
-	if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
-		ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
-	}
-	if t, ok := alertTime(a.GetStartsAt()); ok {
-		ad.StartsAt = t.UTC().Format(timeLayout)
-	}
-	if t, ok := alertTime(a.GetEndsAt()); ok {
-		ad.EndsAt = t.UTC().Format(timeLayout)
-	}
-	ad.Labels = pairs(a.GetLabels(), func(k string) bool { _, ok := common[k]; return !ok })
-	ad.Summary = escapeProse(a.GetAnnotations()["summary"], capAlertSummary, false)
-	ad.URL = safeURL(a.GetGeneratorUrl())
-	return ad
-}
-
-// alertTime is t and whether it is set: valid and after 1970.
-func alertTime(t *timestamppb.Timestamp) (time.Time, bool) {
-	if !t.IsValid() {
-		return time.Time{}, false
-	}
-	at := t.AsTime()
-	return at, at.Unix() > 0
-}
-
-// commonLabels returns the labels that every alert has with the same value
-// (a missing label counts as "").
-func commonLabels(alerts []*heraldv1.Alert) map[string]string {
-	if len(alerts) == 0 {
-		return nil
-	}
-	common := maps.Clone(alerts[0].GetLabels())
-	for _, a := range alerts[1:] {
-		for k, v := range common {
-			if a.GetLabels()[k] != v {
-				delete(common, k)
-			}
-		}
-	}
-	return common
-}
-
-// pairs returns the labels of m that keep selects, sorted by name and
-// escaped for a code span.
-func pairs(m map[string]string, keep func(string) bool) []Pair {
-	var out []Pair
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if keep(k) {
-			out = append(out, Pair{Name: escapeCode(shorten(k, capLabel)), Value: escapeCode(shorten(m[k], capLabel))})
-		}
-	}
-	return out
-}
-
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if strings.TrimSpace(s) != "" {
-			return s
-		}
-	}
-	return ""
+func (r *renderer) options(o renderOpts) message.Options {
+	return message.Options{Escape: rcEscaper{}, Mentions: r.mentions, Mention: o.mention, Reply: o.reply, Update: o.update}
 }
 
 // execute runs one named template.
@@ -475,21 +179,7 @@ func buttons(l Links) []Action {
 
 // digestData builds the digest of ns with the first shown items.
 func (r *renderer) digestData(ns []*heraldv1.Notification, shown int) DigestData {
-	dd := DigestData{Count: len(ns)}
-	best := -1
-	for i, n := range ns {
-		d := r.data(n, renderOpts{mention: true})
-		if d.Mention != "" && severityRank[d.Severity] > best {
-			dd.Mention, best = d.Mention, severityRank[d.Severity]
-		}
-		if i < shown {
-			d.Mention = ""
-			d.Summary = shorten(strings.ReplaceAll(d.Summary, "\n", " "), capDigestLine)
-			dd.Items = append(dd.Items, d)
-		}
-	}
-	dd.More = len(ns) - len(dd.Items)
-	return dd
+	return message.NewDigest(ns, sinks.Target{}, r.options(renderOpts{}), shown)
 }
 
 // renderDigest renders ns as one digest message under the size limit.
@@ -510,14 +200,7 @@ func (r *renderer) renderDigest(t *template.Template, ns []*heraldv1.Notificatio
 		})
 		text, _ = exec(k)
 	}
-	color := resolvedColor
-	best := -1
-	for _, n := range ns {
-		sev := severityName[n.GetSeverity()]
-		if n.GetStatus() != heraldv1.Status_STATUS_RESOLVED && severityRank[sev] > best {
-			color, best = severityColor[sev], severityRank[sev]
-		}
-	}
+	color := r.digestData(ns, 0).Color
 	return rendered{Text: r.cut(text), Attachments: []Attachment{{Color: color, Text: r.cut(digestFooter(ns))}}}, nil
 }
 
@@ -539,18 +222,8 @@ func digestFooter(ns []*heraldv1.Notification) string {
 	if first.IsZero() {
 		return ""
 	}
-	return "received " + first.UTC().Format(timeLayout) + " – " + last.UTC().Format(timeLayout)
+	return "received " + first.UTC().Format(message.TimeLayout) + " – " + last.UTC().Format(message.TimeLayout)
 }
 
 // sampleNotification is what ParseTemplateFile renders to check a template.
-func sampleNotification() *heraldv1.Notification {
-	return &heraldv1.Notification{
-		Id: "sample", Source: "alertmanager", Severity: heraldv1.Severity_SEVERITY_WARNING,
-		Status: heraldv1.Status_STATUS_FIRING, Title: "Sample", Text: "sample summary",
-		Alerts: []*heraldv1.Alert{
-			{Status: heraldv1.Status_STATUS_FIRING, Labels: map[string]string{"alertname": "Sample", "instance": "a"}},
-			{Status: heraldv1.Status_STATUS_RESOLVED, Labels: map[string]string{"alertname": "Sample", "instance": "b"}},
-		},
-		Links: &heraldv1.Links{Generator: "http://prometheus.example/graph"},
-	}
-}
+func sampleNotification() *heraldv1.Notification { return message.Sample() }

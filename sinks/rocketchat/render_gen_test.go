@@ -113,7 +113,7 @@ func genNotification(r *rand.Rand) *heraldv1.Notification {
 	default:
 		count = 100 + r.IntN(200)
 	}
-	shared := []Pair{{"alertname", pick(r, true)}, {"job", pick(r, true)}, {"empty", ""}}
+	shared := []Pair{{Name: "alertname", Value: pick(r, true)}, {Name: "job", Value: pick(r, true)}, {Name: "empty", Value: ""}}
 	for i := range count {
 		a := &heraldv1.Alert{
 			Status:       heraldv1.Status(r.IntN(3)),
