@@ -23,6 +23,7 @@ Usage:
   herald check-config FILE            check a config file; non-zero exit on any problem
   herald send [flags]                 publish a notification (herald send -h)
   herald dlq list|replay [flags]      list or replay dead-lettered notifications
+  herald sinks [flags]                each sink's breaker, last success and error, pace wait
   herald version                      print the version
 `
 
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = send(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		err = dlq(ctx, args[1:], stdout, stderr)
+	case "sinks":
+		err = sinksCmd(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.String())
 	case "help", "-h", "-help", "--help":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,11 @@ routes: [{name: default, chain: [log]}]
 	}
 	if code := run(t.Context(), []string{"dlq", "replay", "-server", h.URL, "-token", "cli-token-123", "NOSUCHID"}, &out, &errOut); code != 1 {
 		t.Errorf("dlq replay of an unknown id = %d, want 1", code)
+	}
+	// The log sink took the three notifications sent above.
+	out.Reset()
+	if code := run(t.Context(), []string{"sinks", "-server", h.URL, "-token", "cli-token-123"}, &out, &errOut); code != 0 ||
+		!regexp.MustCompile(`(?m)^log +log +closed +\d+s ago +- +0s$`).MatchString(out.String()) {
+		t.Errorf("sinks = %d, %q %q", code, out.String(), errOut.String())
 	}
 }

@@ -14,7 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/datadir"
 	"github.com/herald-notify/herald/internal/dispatch"
@@ -125,7 +128,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		return nil, err
 	}
 
-	svc := service.New(a.pending, service.Options{Logger: logger.With("component", "service"), Registerer: a.registry})
+	svc := service.New(a.pending, service.Options{
+		Logger:     logger.With("component", "service"),
+		Registerer: a.registry,
+		Sinks:      a.sinkStatus,
+	})
 	webhook := shim.NewHandler(tracedPublisher{svc}, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
 		Logger:       logger.With("component", "shim"),
@@ -248,4 +255,43 @@ func serverClients(c config.AuthConfig) []server.Client {
 		out = append(out, sc)
 	}
 	return out
+}
+
+// sinkStatus is the dispatcher's health of every sink, for ListSinks.
+func (a *App) sinkStatus() []*heraldv1.SinkStatus {
+	types := make(map[string]string, len(a.cfg.Sinks))
+	for _, c := range a.cfg.Sinks {
+		types[c.Name] = c.Type()
+	}
+	var out []*heraldv1.SinkStatus
+	for _, h := range a.dispatcher.Health() {
+		st := &heraldv1.SinkStatus{
+			Name:           h.Name,
+			Type:           types[h.Name],
+			Breaker:        breakerState(h.Breaker),
+			LastErrorClass: h.LastErrorClass,
+			LastError:      h.LastError,
+			PaceWait:       durationpb.New(h.ThrottleWait),
+		}
+		if !h.LastErrorAt.IsZero() {
+			st.LastErrorTime = timestamppb.New(h.LastErrorAt)
+		}
+		if !h.LastSuccessAt.IsZero() {
+			st.LastSuccessTime = timestamppb.New(h.LastSuccessAt)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func breakerState(s dispatch.BreakerState) heraldv1.BreakerState {
+	switch s {
+	case dispatch.BreakerClosed:
+		return heraldv1.BreakerState_BREAKER_STATE_CLOSED
+	case dispatch.BreakerHalfOpen:
+		return heraldv1.BreakerState_BREAKER_STATE_HALF_OPEN
+	case dispatch.BreakerOpen:
+		return heraldv1.BreakerState_BREAKER_STATE_OPEN
+	}
+	return heraldv1.BreakerState_BREAKER_STATE_UNSPECIFIED
 }

@@ -561,6 +561,7 @@ func (d *Dispatcher) sendBatchHeld(ctx context.Context, bp batchPacer, ns []*her
 			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", bp.Name())
 		}
 		d.m.attemptSeconds.WithLabelValues(bp.Name()).Observe(time.Since(start).Seconds())
+		d.health.note(ctx, bp.Name(), err)
 		if err != nil {
 			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
 			span.SetStatus(codes.Error, err.Error())

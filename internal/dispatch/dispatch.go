@@ -74,6 +74,8 @@ type Dispatcher struct {
 	gates map[string]*prioSem
 	// jitter returns a random duration in [0, max]; tests replace it.
 	jitter func(max time.Duration) time.Duration
+	// health is each sink's last outcome (health.go).
+	health health
 }
 
 // New checks the options and returns a Dispatcher whose breakers are all
@@ -142,6 +144,11 @@ func New(o Options) (*Dispatcher, error) {
 		}
 	}
 	d.inflight = newInflight(d.cfg, names, m)
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(healthCollector{d}); err != nil {
+			return nil, fmt.Errorf("dispatch: registering metrics: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -756,6 +763,7 @@ func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Not
 			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", s.Name())
 		}
 		d.m.attemptSeconds.WithLabelValues(s.Name()).Observe(time.Since(start).Seconds())
+		d.health.note(ctx, s.Name(), err)
 		if err != nil {
 			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
 			span.SetStatus(codes.Error, err.Error())

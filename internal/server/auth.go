@@ -126,6 +126,7 @@ var procedureScopes = map[string]Scope{
 	heraldv1connect.NotificationServiceListNotificationsProcedure: ScopeRead,
 	heraldv1connect.NotificationServiceListDeadLettersProcedure:   ScopeRead,
 	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: ScopeAdmin,
+	heraldv1connect.NotificationServiceListSinksProcedure:         ScopeRead,
 }
 
 // checkProcedureScopes returns an error naming every procedure of

@@ -30,6 +30,7 @@ var procedureScopes = map[string]server.Scope{
 	heraldv1connect.NotificationServiceListNotificationsProcedure: server.ScopeRead,
 	heraldv1connect.NotificationServiceListDeadLettersProcedure:   server.ScopeRead,
 	heraldv1connect.NotificationServiceReplayDeadLettersProcedure: server.ScopeAdmin,
+	heraldv1connect.NotificationServiceListSinksProcedure:         server.ScopeRead,
 }
 
 // scopedClients are bearer clients, each named for its scopes, with the

@@ -25,6 +25,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sinks reports the health of every configured sink for ListSinks; nil
+	// answers Unavailable (nothing delivers in this process).
+	Sinks func() []*heraldv1.SinkStatus
 }
 
 // Service is the NotificationService handler.
@@ -32,6 +35,7 @@ type Service struct {
 	store  store.Store
 	logger *slog.Logger
 	now    func() time.Time
+	sinks  func() []*heraldv1.SinkStatus
 
 	received *prometheus.CounterVec
 	outcomes *prometheus.CounterVec
@@ -52,6 +56,7 @@ func New(st store.Store, opts Options) *Service {
 		store:  st,
 		logger: opts.Logger,
 		now:    opts.Now,
+		sinks:  opts.Sinks,
 		received: reg.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_notifications_received_total",
 			Help: "Publish requests received, by source kind (alertmanager or api).",
@@ -205,4 +210,13 @@ func storeError(err error) error {
 		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	}
 	return connect.NewError(connect.CodeUnavailable, errors.New("notification storage is unavailable; retry"))
+}
+
+// ListSinks returns the health of every configured sink, as the dispatcher
+// of this process sees it.
+func (s *Service) ListSinks(context.Context, *connect.Request[heraldv1.ListSinksRequest]) (*connect.Response[heraldv1.ListSinksResponse], error) {
+	if s.sinks == nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("no dispatcher runs in this process"))
+	}
+	return connect.NewResponse(&heraldv1.ListSinksResponse{Sinks: s.sinks()}), nil
 }

@@ -79,3 +79,19 @@ func TestPublishAssignsIDAndTime(t *testing.T) {
 		t.Errorf("stored %v; want id %s, received_at %v, status defaulted to firing", got, res.Msg.GetId(), now)
 	}
 }
+
+// TestListSinks answers with what the dispatcher reports, and Unavailable
+// where no dispatcher runs.
+func TestListSinks(t *testing.T) {
+	req := connect.NewRequest(&heraldv1.ListSinksRequest{})
+	_, err := New(storetest.NewMemory(), Options{}).ListSinks(context.Background(), req)
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Errorf("without a dispatcher: %v, want Unavailable", err)
+	}
+	want := []*heraldv1.SinkStatus{{Name: "rocketchat", Type: "rocketchat", Breaker: heraldv1.BreakerState_BREAKER_STATE_OPEN, LastErrorClass: "retryable"}}
+	svc := New(storetest.NewMemory(), Options{Sinks: func() []*heraldv1.SinkStatus { return want }})
+	res, err := svc.ListSinks(context.Background(), req)
+	if err != nil || len(res.Msg.GetSinks()) != 1 || res.Msg.GetSinks()[0] != want[0] {
+		t.Errorf("ListSinks = %v, %v; want the dispatcher's report", res, err)
+	}
+}

@@ -9,6 +9,8 @@ package heraldv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +22,63 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// BreakerState is a sink's circuit breaker.
+type BreakerState int32
+
+const (
+	BreakerState_BREAKER_STATE_UNSPECIFIED BreakerState = 0
+	// Every notification tries the sink.
+	BreakerState_BREAKER_STATE_CLOSED BreakerState = 1
+	// One probe is under way; other notifications skip the sink until it ends.
+	BreakerState_BREAKER_STATE_HALF_OPEN BreakerState = 2
+	// The sink failed repeatedly; notifications skip it to their chain's
+	// next sink until the open period ends.
+	BreakerState_BREAKER_STATE_OPEN BreakerState = 3
+)
+
+// Enum value maps for BreakerState.
+var (
+	BreakerState_name = map[int32]string{
+		0: "BREAKER_STATE_UNSPECIFIED",
+		1: "BREAKER_STATE_CLOSED",
+		2: "BREAKER_STATE_HALF_OPEN",
+		3: "BREAKER_STATE_OPEN",
+	}
+	BreakerState_value = map[string]int32{
+		"BREAKER_STATE_UNSPECIFIED": 0,
+		"BREAKER_STATE_CLOSED":      1,
+		"BREAKER_STATE_HALF_OPEN":   2,
+		"BREAKER_STATE_OPEN":        3,
+	}
+)
+
+func (x BreakerState) Enum() *BreakerState {
+	p := new(BreakerState)
+	*p = x
+	return p
+}
+
+func (x BreakerState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BreakerState) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_v1_notification_service_proto_enumTypes[0].Descriptor()
+}
+
+func (BreakerState) Type() protoreflect.EnumType {
+	return &file_herald_v1_notification_service_proto_enumTypes[0]
+}
+
+func (x BreakerState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BreakerState.Descriptor instead.
+func (BreakerState) EnumDescriptor() ([]byte, []int) {
+	return file_herald_v1_notification_service_proto_rawDescGZIP(), []int{0}
+}
 
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -598,11 +657,202 @@ func (x *ReplayDeadLettersResponse) GetReplayedIds() []string {
 	return nil
 }
 
+type ListSinksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSinksRequest) Reset() {
+	*x = ListSinksRequest{}
+	mi := &file_herald_v1_notification_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSinksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSinksRequest) ProtoMessage() {}
+
+func (x *ListSinksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_notification_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSinksRequest.ProtoReflect.Descriptor instead.
+func (*ListSinksRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_notification_service_proto_rawDescGZIP(), []int{11}
+}
+
+type ListSinksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every configured sink, by name.
+	Sinks         []*SinkStatus `protobuf:"bytes,1,rep,name=sinks,proto3" json:"sinks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSinksResponse) Reset() {
+	*x = ListSinksResponse{}
+	mi := &file_herald_v1_notification_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSinksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSinksResponse) ProtoMessage() {}
+
+func (x *ListSinksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_notification_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSinksResponse.ProtoReflect.Descriptor instead.
+func (*ListSinksResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_notification_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListSinksResponse) GetSinks() []*SinkStatus {
+	if x != nil {
+		return x.Sinks
+	}
+	return nil
+}
+
+// SinkStatus is one sink's health as this replica sees it.
+type SinkStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sink's configured name and its type ("rocketchat", "slack", ...).
+	Name    string       `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type    string       `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Breaker BreakerState `protobuf:"varint,3,opt,name=breaker,proto3,enum=herald.v1.BreakerState" json:"breaker,omitempty"`
+	// The class ("retryable", "throttled", "permanent") and text of the last
+	// failed request, at last_error_time; empty when none failed since the
+	// replica started. The text never holds a secret.
+	LastErrorClass string                 `protobuf:"bytes,4,opt,name=last_error_class,json=lastErrorClass,proto3" json:"last_error_class,omitempty"`
+	LastError      string                 `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
+	// When the sink last took a request; unset when it has not since the
+	// replica started.
+	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
+	// How long a paced sink (an incoming webhook's rate limit) waits before
+	// its next request to its default channel; zero when it can send now,
+	// and for sinks that do not pace themselves.
+	PaceWait      *durationpb.Duration `protobuf:"bytes,8,opt,name=pace_wait,json=paceWait,proto3" json:"pace_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkStatus) Reset() {
+	*x = SinkStatus{}
+	mi := &file_herald_v1_notification_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkStatus) ProtoMessage() {}
+
+func (x *SinkStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_notification_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkStatus.ProtoReflect.Descriptor instead.
+func (*SinkStatus) Descriptor() ([]byte, []int) {
+	return file_herald_v1_notification_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SinkStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetBreaker() BreakerState {
+	if x != nil {
+		return x.Breaker
+	}
+	return BreakerState_BREAKER_STATE_UNSPECIFIED
+}
+
+func (x *SinkStatus) GetLastErrorClass() string {
+	if x != nil {
+		return x.LastErrorClass
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetLastErrorTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorTime
+	}
+	return nil
+}
+
+func (x *SinkStatus) GetLastSuccessTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessTime
+	}
+	return nil
+}
+
+func (x *SinkStatus) GetPaceWait() *durationpb.Duration {
+	if x != nil {
+		return x.PaceWait
+	}
+	return nil
+}
+
 var File_herald_v1_notification_service_proto protoreflect.FileDescriptor
 
 const file_herald_v1_notification_service_proto_rawDesc = "" +
 	"\n" +
-	"$herald/v1/notification_service.proto\x12\therald.v1\x1a\x1cherald/v1/notification.proto\"M\n" +
+	"$herald/v1/notification_service.proto\x12\therald.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cherald/v1/notification.proto\"M\n" +
 	"\x0ePublishRequest\x12;\n" +
 	"\fnotification\x18\x01 \x01(\v2\x17.herald.v1.NotificationR\fnotification\"?\n" +
 	"\x0fPublishResponse\x12\x0e\n" +
@@ -636,13 +886,33 @@ const file_herald_v1_notification_service_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\">\n" +
 	"\x19ReplayDeadLettersResponse\x12!\n" +
-	"\freplayed_ids\x18\x01 \x03(\tR\vreplayedIds2\xde\x03\n" +
+	"\freplayed_ids\x18\x01 \x03(\tR\vreplayedIds\"\x12\n" +
+	"\x10ListSinksRequest\"@\n" +
+	"\x11ListSinksResponse\x12+\n" +
+	"\x05sinks\x18\x01 \x03(\v2\x15.herald.v1.SinkStatusR\x05sinks\"\xf4\x02\n" +
+	"\n" +
+	"SinkStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x121\n" +
+	"\abreaker\x18\x03 \x01(\x0e2\x17.herald.v1.BreakerStateR\abreaker\x12(\n" +
+	"\x10last_error_class\x18\x04 \x01(\tR\x0elastErrorClass\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12B\n" +
+	"\x0flast_error_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12F\n" +
+	"\x11last_success_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x126\n" +
+	"\tpace_wait\x18\b \x01(\v2\x19.google.protobuf.DurationR\bpaceWait*|\n" +
+	"\fBreakerState\x12\x1d\n" +
+	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x1b\n" +
+	"\x17BREAKER_STATE_HALF_OPEN\x10\x02\x12\x16\n" +
+	"\x12BREAKER_STATE_OPEN\x10\x032\xab\x04\n" +
 	"\x13NotificationService\x12B\n" +
 	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\"\x00\x12]\n" +
 	"\x0fGetNotification\x12!.herald.v1.GetNotificationRequest\x1a\".herald.v1.GetNotificationResponse\"\x03\x90\x02\x01\x12c\n" +
 	"\x11ListNotifications\x12#.herald.v1.ListNotificationsRequest\x1a$.herald.v1.ListNotificationsResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\x0fListDeadLetters\x12!.herald.v1.ListDeadLettersRequest\x1a\".herald.v1.ListDeadLettersResponse\"\x03\x90\x02\x01\x12`\n" +
-	"\x11ReplayDeadLetters\x12#.herald.v1.ReplayDeadLettersRequest\x1a$.herald.v1.ReplayDeadLettersResponse\"\x00B\xa6\x01\n" +
+	"\x11ReplayDeadLetters\x12#.herald.v1.ReplayDeadLettersRequest\x1a$.herald.v1.ReplayDeadLettersResponse\"\x00\x12K\n" +
+	"\tListSinks\x12\x1b.herald.v1.ListSinksRequest\x1a\x1c.herald.v1.ListSinksResponse\"\x03\x90\x02\x01B\xa6\x01\n" +
 	"\rcom.herald.v1B\x18NotificationServiceProtoP\x01Z6github.com/herald-notify/herald/gen/herald/v1;heraldv1\xa2\x02\x03HXX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xe2\x02\x15Herald\\V1\\GPBMetadata\xea\x02\n" +
 	"Herald::V1b\x06proto3"
 
@@ -658,49 +928,63 @@ func file_herald_v1_notification_service_proto_rawDescGZIP() []byte {
 	return file_herald_v1_notification_service_proto_rawDescData
 }
 
-var file_herald_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_herald_v1_notification_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_herald_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_herald_v1_notification_service_proto_goTypes = []any{
-	(*PublishRequest)(nil),            // 0: herald.v1.PublishRequest
-	(*PublishResponse)(nil),           // 1: herald.v1.PublishResponse
-	(*GetNotificationRequest)(nil),    // 2: herald.v1.GetNotificationRequest
-	(*GetNotificationResponse)(nil),   // 3: herald.v1.GetNotificationResponse
-	(*ListNotificationsRequest)(nil),  // 4: herald.v1.ListNotificationsRequest
-	(*NotificationSummary)(nil),       // 5: herald.v1.NotificationSummary
-	(*ListNotificationsResponse)(nil), // 6: herald.v1.ListNotificationsResponse
-	(*ListDeadLettersRequest)(nil),    // 7: herald.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),   // 8: herald.v1.ListDeadLettersResponse
-	(*ReplayDeadLettersRequest)(nil),  // 9: herald.v1.ReplayDeadLettersRequest
-	(*ReplayDeadLettersResponse)(nil), // 10: herald.v1.ReplayDeadLettersResponse
-	(*Notification)(nil),              // 11: herald.v1.Notification
-	(*DeliveryRecord)(nil),            // 12: herald.v1.DeliveryRecord
-	(DeliveryState)(0),                // 13: herald.v1.DeliveryState
-	(Severity)(0),                     // 14: herald.v1.Severity
+	(BreakerState)(0),                 // 0: herald.v1.BreakerState
+	(*PublishRequest)(nil),            // 1: herald.v1.PublishRequest
+	(*PublishResponse)(nil),           // 2: herald.v1.PublishResponse
+	(*GetNotificationRequest)(nil),    // 3: herald.v1.GetNotificationRequest
+	(*GetNotificationResponse)(nil),   // 4: herald.v1.GetNotificationResponse
+	(*ListNotificationsRequest)(nil),  // 5: herald.v1.ListNotificationsRequest
+	(*NotificationSummary)(nil),       // 6: herald.v1.NotificationSummary
+	(*ListNotificationsResponse)(nil), // 7: herald.v1.ListNotificationsResponse
+	(*ListDeadLettersRequest)(nil),    // 8: herald.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),   // 9: herald.v1.ListDeadLettersResponse
+	(*ReplayDeadLettersRequest)(nil),  // 10: herald.v1.ReplayDeadLettersRequest
+	(*ReplayDeadLettersResponse)(nil), // 11: herald.v1.ReplayDeadLettersResponse
+	(*ListSinksRequest)(nil),          // 12: herald.v1.ListSinksRequest
+	(*ListSinksResponse)(nil),         // 13: herald.v1.ListSinksResponse
+	(*SinkStatus)(nil),                // 14: herald.v1.SinkStatus
+	(*Notification)(nil),              // 15: herald.v1.Notification
+	(*DeliveryRecord)(nil),            // 16: herald.v1.DeliveryRecord
+	(DeliveryState)(0),                // 17: herald.v1.DeliveryState
+	(Severity)(0),                     // 18: herald.v1.Severity
+	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 20: google.protobuf.Duration
 }
 var file_herald_v1_notification_service_proto_depIdxs = []int32{
-	11, // 0: herald.v1.PublishRequest.notification:type_name -> herald.v1.Notification
-	11, // 1: herald.v1.GetNotificationResponse.notification:type_name -> herald.v1.Notification
-	12, // 2: herald.v1.GetNotificationResponse.delivery:type_name -> herald.v1.DeliveryRecord
-	13, // 3: herald.v1.ListNotificationsRequest.state:type_name -> herald.v1.DeliveryState
-	14, // 4: herald.v1.ListNotificationsRequest.severity:type_name -> herald.v1.Severity
-	11, // 5: herald.v1.NotificationSummary.notification:type_name -> herald.v1.Notification
-	12, // 6: herald.v1.NotificationSummary.delivery:type_name -> herald.v1.DeliveryRecord
-	5,  // 7: herald.v1.ListNotificationsResponse.notifications:type_name -> herald.v1.NotificationSummary
-	5,  // 8: herald.v1.ListDeadLettersResponse.notifications:type_name -> herald.v1.NotificationSummary
-	0,  // 9: herald.v1.NotificationService.Publish:input_type -> herald.v1.PublishRequest
-	2,  // 10: herald.v1.NotificationService.GetNotification:input_type -> herald.v1.GetNotificationRequest
-	4,  // 11: herald.v1.NotificationService.ListNotifications:input_type -> herald.v1.ListNotificationsRequest
-	7,  // 12: herald.v1.NotificationService.ListDeadLetters:input_type -> herald.v1.ListDeadLettersRequest
-	9,  // 13: herald.v1.NotificationService.ReplayDeadLetters:input_type -> herald.v1.ReplayDeadLettersRequest
-	1,  // 14: herald.v1.NotificationService.Publish:output_type -> herald.v1.PublishResponse
-	3,  // 15: herald.v1.NotificationService.GetNotification:output_type -> herald.v1.GetNotificationResponse
-	6,  // 16: herald.v1.NotificationService.ListNotifications:output_type -> herald.v1.ListNotificationsResponse
-	8,  // 17: herald.v1.NotificationService.ListDeadLetters:output_type -> herald.v1.ListDeadLettersResponse
-	10, // 18: herald.v1.NotificationService.ReplayDeadLetters:output_type -> herald.v1.ReplayDeadLettersResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 0: herald.v1.PublishRequest.notification:type_name -> herald.v1.Notification
+	15, // 1: herald.v1.GetNotificationResponse.notification:type_name -> herald.v1.Notification
+	16, // 2: herald.v1.GetNotificationResponse.delivery:type_name -> herald.v1.DeliveryRecord
+	17, // 3: herald.v1.ListNotificationsRequest.state:type_name -> herald.v1.DeliveryState
+	18, // 4: herald.v1.ListNotificationsRequest.severity:type_name -> herald.v1.Severity
+	15, // 5: herald.v1.NotificationSummary.notification:type_name -> herald.v1.Notification
+	16, // 6: herald.v1.NotificationSummary.delivery:type_name -> herald.v1.DeliveryRecord
+	6,  // 7: herald.v1.ListNotificationsResponse.notifications:type_name -> herald.v1.NotificationSummary
+	6,  // 8: herald.v1.ListDeadLettersResponse.notifications:type_name -> herald.v1.NotificationSummary
+	14, // 9: herald.v1.ListSinksResponse.sinks:type_name -> herald.v1.SinkStatus
+	0,  // 10: herald.v1.SinkStatus.breaker:type_name -> herald.v1.BreakerState
+	19, // 11: herald.v1.SinkStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	19, // 12: herald.v1.SinkStatus.last_success_time:type_name -> google.protobuf.Timestamp
+	20, // 13: herald.v1.SinkStatus.pace_wait:type_name -> google.protobuf.Duration
+	1,  // 14: herald.v1.NotificationService.Publish:input_type -> herald.v1.PublishRequest
+	3,  // 15: herald.v1.NotificationService.GetNotification:input_type -> herald.v1.GetNotificationRequest
+	5,  // 16: herald.v1.NotificationService.ListNotifications:input_type -> herald.v1.ListNotificationsRequest
+	8,  // 17: herald.v1.NotificationService.ListDeadLetters:input_type -> herald.v1.ListDeadLettersRequest
+	10, // 18: herald.v1.NotificationService.ReplayDeadLetters:input_type -> herald.v1.ReplayDeadLettersRequest
+	12, // 19: herald.v1.NotificationService.ListSinks:input_type -> herald.v1.ListSinksRequest
+	2,  // 20: herald.v1.NotificationService.Publish:output_type -> herald.v1.PublishResponse
+	4,  // 21: herald.v1.NotificationService.GetNotification:output_type -> herald.v1.GetNotificationResponse
+	7,  // 22: herald.v1.NotificationService.ListNotifications:output_type -> herald.v1.ListNotificationsResponse
+	9,  // 23: herald.v1.NotificationService.ListDeadLetters:output_type -> herald.v1.ListDeadLettersResponse
+	11, // 24: herald.v1.NotificationService.ReplayDeadLetters:output_type -> herald.v1.ReplayDeadLettersResponse
+	13, // 25: herald.v1.NotificationService.ListSinks:output_type -> herald.v1.ListSinksResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_notification_service_proto_init() }
@@ -714,13 +998,14 @@ func file_herald_v1_notification_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_notification_service_proto_rawDesc), len(file_herald_v1_notification_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_herald_v1_notification_service_proto_goTypes,
 		DependencyIndexes: file_herald_v1_notification_service_proto_depIdxs,
+		EnumInfos:         file_herald_v1_notification_service_proto_enumTypes,
 		MessageInfos:      file_herald_v1_notification_service_proto_msgTypes,
 	}.Build()
 	File_herald_v1_notification_service_proto = out.File

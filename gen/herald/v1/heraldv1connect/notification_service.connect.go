@@ -48,6 +48,9 @@ const (
 	// NotificationServiceReplayDeadLettersProcedure is the fully-qualified name of the
 	// NotificationService's ReplayDeadLetters RPC.
 	NotificationServiceReplayDeadLettersProcedure = "/herald.v1.NotificationService/ReplayDeadLetters"
+	// NotificationServiceListSinksProcedure is the fully-qualified name of the NotificationService's
+	// ListSinks RPC.
+	NotificationServiceListSinksProcedure = "/herald.v1.NotificationService/ListSinks"
 )
 
 // NotificationServiceClient is a client for the herald.v1.NotificationService service.
@@ -66,6 +69,11 @@ type NotificationServiceClient interface {
 	// ReplayDeadLetters queues dead-lettered notifications for delivery again,
 	// with a fresh retry budget.
 	ReplayDeadLetters(context.Context, *connect.Request[v1.ReplayDeadLettersRequest]) (*connect.Response[v1.ReplayDeadLettersResponse], error)
+	// ListSinks returns the health of every configured sink now: its circuit
+	// breaker, its last failed and last successful request, and how long a
+	// paced sink waits before its next request. It is what this herald
+	// replica saw; another replica may have seen other answers.
+	ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error)
 }
 
 // NewNotificationServiceClient constructs a client for the herald.v1.NotificationService service.
@@ -112,6 +120,13 @@ func NewNotificationServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(notificationServiceMethods.ByName("ReplayDeadLetters")),
 			connect.WithClientOptions(opts...),
 		),
+		listSinks: connect.NewClient[v1.ListSinksRequest, v1.ListSinksResponse](
+			httpClient,
+			baseURL+NotificationServiceListSinksProcedure,
+			connect.WithSchema(notificationServiceMethods.ByName("ListSinks")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -122,6 +137,7 @@ type notificationServiceClient struct {
 	listNotifications *connect.Client[v1.ListNotificationsRequest, v1.ListNotificationsResponse]
 	listDeadLetters   *connect.Client[v1.ListDeadLettersRequest, v1.ListDeadLettersResponse]
 	replayDeadLetters *connect.Client[v1.ReplayDeadLettersRequest, v1.ReplayDeadLettersResponse]
+	listSinks         *connect.Client[v1.ListSinksRequest, v1.ListSinksResponse]
 }
 
 // Publish calls herald.v1.NotificationService.Publish.
@@ -149,6 +165,11 @@ func (c *notificationServiceClient) ReplayDeadLetters(ctx context.Context, req *
 	return c.replayDeadLetters.CallUnary(ctx, req)
 }
 
+// ListSinks calls herald.v1.NotificationService.ListSinks.
+func (c *notificationServiceClient) ListSinks(ctx context.Context, req *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error) {
+	return c.listSinks.CallUnary(ctx, req)
+}
+
 // NotificationServiceHandler is an implementation of the herald.v1.NotificationService service.
 type NotificationServiceHandler interface {
 	// Publish stores one notification for delivery. Publishing again with the
@@ -165,6 +186,11 @@ type NotificationServiceHandler interface {
 	// ReplayDeadLetters queues dead-lettered notifications for delivery again,
 	// with a fresh retry budget.
 	ReplayDeadLetters(context.Context, *connect.Request[v1.ReplayDeadLettersRequest]) (*connect.Response[v1.ReplayDeadLettersResponse], error)
+	// ListSinks returns the health of every configured sink now: its circuit
+	// breaker, its last failed and last successful request, and how long a
+	// paced sink waits before its next request. It is what this herald
+	// replica saw; another replica may have seen other answers.
+	ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error)
 }
 
 // NewNotificationServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -207,6 +233,13 @@ func NewNotificationServiceHandler(svc NotificationServiceHandler, opts ...conne
 		connect.WithSchema(notificationServiceMethods.ByName("ReplayDeadLetters")),
 		connect.WithHandlerOptions(opts...),
 	)
+	notificationServiceListSinksHandler := connect.NewUnaryHandler(
+		NotificationServiceListSinksProcedure,
+		svc.ListSinks,
+		connect.WithSchema(notificationServiceMethods.ByName("ListSinks")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/herald.v1.NotificationService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case NotificationServicePublishProcedure:
@@ -219,6 +252,8 @@ func NewNotificationServiceHandler(svc NotificationServiceHandler, opts ...conne
 			notificationServiceListDeadLettersHandler.ServeHTTP(w, r)
 		case NotificationServiceReplayDeadLettersProcedure:
 			notificationServiceReplayDeadLettersHandler.ServeHTTP(w, r)
+		case NotificationServiceListSinksProcedure:
+			notificationServiceListSinksHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -246,4 +281,8 @@ func (UnimplementedNotificationServiceHandler) ListDeadLetters(context.Context, 
 
 func (UnimplementedNotificationServiceHandler) ReplayDeadLetters(context.Context, *connect.Request[v1.ReplayDeadLettersRequest]) (*connect.Response[v1.ReplayDeadLettersResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("herald.v1.NotificationService.ReplayDeadLetters is not implemented"))
+}
+
+func (UnimplementedNotificationServiceHandler) ListSinks(context.Context, *connect.Request[v1.ListSinksRequest]) (*connect.Response[v1.ListSinksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("herald.v1.NotificationService.ListSinks is not implemented"))
 }

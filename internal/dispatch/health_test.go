@@ -1,0 +1,56 @@
+package dispatch
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/herald-notify/herald/internal/delivery"
+)
+
+// TestHealth: a sink's failure is shown with its class and time, the
+// fallback's success with its time, both through Health and the metrics,
+// and a sink that was never tried shows nothing.
+func TestHealth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, testConfig())
+		r.rc.send = always(err401)
+		if h := r.d.Health(); len(h) != 2 || h[0].Name != "rc" || !h[0].LastErrorAt.IsZero() || !h[1].LastSuccessAt.IsZero() {
+			t.Fatalf("before any delivery: %+v", h)
+		}
+		if out := r.d.Handle(t.Context(), msg("n1", "g1")); out.Action != delivery.Ack {
+			t.Fatalf("outcome %+v, want the fallback to take it", out)
+		}
+		h := r.d.Health()
+		rc, slack := h[0], h[1]
+		if rc.LastErrorClass != "permanent" || !strings.Contains(rc.LastError, "401") || rc.LastErrorAt.IsZero() || !rc.LastSuccessAt.IsZero() {
+			t.Errorf("rc: %+v, want its 401 as the last error", rc)
+		}
+		for i := 0; r.d.Breakers()["rc"] != BreakerOpen; i++ {
+			if i == 50 {
+				t.Fatal("rc's breaker never opened")
+			}
+			r.d.Handle(t.Context(), msg(fmt.Sprintf("m%d", i), "g2"))
+		}
+		if h := r.d.Health(); h[0].Breaker != BreakerOpen || h[1].Breaker != BreakerClosed {
+			t.Errorf("breakers %v and %v, want rc open and slack closed", h[0].Breaker, h[1].Breaker)
+		}
+		if slack.LastSuccessAt.IsZero() || slack.LastErrorClass != "" {
+			t.Errorf("slack: %+v, want a success and no error", slack)
+		}
+		want := `
+# HELP herald_sink_last_error_timestamp_seconds When a request to the sink last failed, Unix seconds, labelled with that failure's class; absent until one has.
+# TYPE herald_sink_last_error_timestamp_seconds gauge
+herald_sink_last_error_timestamp_seconds{class="permanent",sink="rc"} 9.466848e+08
+`
+		if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "herald_sink_last_error_timestamp_seconds"); err != nil {
+			t.Error(err)
+		}
+		if n, err := testutil.GatherAndCount(r.reg, "herald_sink_last_success_timestamp_seconds"); err != nil || n != 1 {
+			t.Errorf("%d last-success series (%v), want slack's only", n, err)
+		}
+	})
+}
