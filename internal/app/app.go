@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Logger:     logger.With("component", "service"),
 		Registerer: a.registry,
 		Sinks:      a.sinkStatus,
+		Fanout:     fanout(router),
 	})
 	webhook := shim.NewHandler(tracedPublisher{svc}, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
@@ -294,4 +295,20 @@ func breakerState(s dispatch.BreakerState) heraldv1.BreakerState {
 		return heraldv1.BreakerState_BREAKER_STATE_OPEN
 	}
 	return heraldv1.BreakerState_BREAKER_STATE_UNSPECIFIED
+}
+
+// fanout names the routes that deliver n when routes with continue: true
+// send it to more than one.
+func fanout(t *route.Table) func(*heraldv1.Notification) []string {
+	return func(n *heraldv1.Notification) []string {
+		ds := t.Routes(n)
+		if len(ds) < 2 {
+			return nil
+		}
+		names := make([]string, len(ds))
+		for i, d := range ds {
+			names[i] = d.Route
+		}
+		return names
+	}
 }

@@ -465,7 +465,7 @@ type stepRun struct {
 // the step's sink, or nil.
 func (st *stepRun) groupParent(ctx context.Context) *heraldv1.MessageRef {
 	parent, cached := st.h.parents[st.step.Sink]
-	gk := st.h.n.GetGroupKey()
+	gk := delivery.GroupKey(st.h.n)
 	if gk == "" || cached {
 		return parent
 	}
@@ -612,7 +612,7 @@ func (d *Dispatcher) fail(h *handling, sink, reason string, permanent bool) {
 // the head of the chain again: failback happens per group, at its end.
 func (d *Dispatcher) lifecycleChain(ctx context.Context, h *handling) []route.Step {
 	chain := h.dec.Chain
-	gk := h.n.GetGroupKey()
+	gk := delivery.GroupKey(h.n)
 	if gk == "" || len(chain) < 2 {
 		return chain
 	}
@@ -651,7 +651,7 @@ func (d *Dispatcher) lifecycleChain(ctx context.Context, h *handling) []route.St
 // message in every sink of the chain, so its next firing posts a new
 // message at the head of the chain.
 func (d *Dispatcher) forgetGroup(ctx context.Context, h *handling, log *slog.Logger) {
-	gk := h.n.GetGroupKey()
+	gk := delivery.GroupKey(h.n)
 	if gk == "" || h.n.GetStatus() != heraldv1.Status_STATUS_RESOLVED {
 		return
 	}
@@ -688,7 +688,7 @@ func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step r
 	// herald that dies between the two hands the notification out again,
 	// and its sink finds the message it posted; the other way round the
 	// group's next notification would post a second message.
-	if gk := h.n.GetGroupKey(); gk != "" && rcpt.Parent != nil && !sameMessage(rcpt.Parent, parent) {
+	if gk := delivery.GroupKey(h.n); gk != "" && rcpt.Parent != nil && !sameMessage(rcpt.Parent, parent) {
 		sctx := ctx
 		if ctx.Err() != nil {
 			// Shutdown after the sink took it: record the group's message

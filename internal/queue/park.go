@@ -93,7 +93,7 @@ func (e *parkEntry) insert(it parkItem) bool {
 // groupHash names a group in keys and headers: a notification's group key,
 // or its id when it has none (it is then a group of its own).
 func groupHash(n *heraldv1.Notification) string {
-	id := "g:" + n.GetGroupKey()
+	id := "g:" + delivery.GroupKey(n)
 	if n.GetGroupKey() == "" {
 		id = "i:" + n.GetId()
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/delivery"
 	"github.com/herald-notify/herald/internal/store"
 )
 
@@ -39,7 +40,7 @@ func (q *Queue) Put(ctx context.Context, n *heraldv1.Notification) (string, bool
 		return "", false, fmt.Errorf("queue: notification id %q is not 1-200 of [A-Za-z0-9_=-]", id)
 	}
 	msg := &nats.Msg{
-		Subject: partitionSubject(Partition(n.GetGroupKey(), id, q.cfg.Partitions)),
+		Subject: partitionSubject(Partition(delivery.GroupKey(n), id, q.cfg.Partitions)),
 		Header:  nats.Header{},
 	}
 	data, release, err := encodeNotification(n, msg.Header)
@@ -91,6 +92,10 @@ func dedupID(n *heraldv1.Notification) string {
 	k := n.GetIdempotencyKey()
 	if k == "" {
 		return "i:" + n.GetId()
+	}
+	if r := n.GetRoute(); r != "" {
+		// Each fan-out copy is stored once.
+		k += "\x00" + r
 	}
 	if len(k) <= 128 && printableASCII(k) {
 		return "k:" + k
@@ -670,7 +675,7 @@ func (q *Queue) replay(ctx context.Context, raw *jetstream.RawStreamMsg) (string
 		return "", fmt.Errorf("queue: replay %s: record: %w: %w", id, store.ErrUnavailable, err)
 	}
 	msg := &nats.Msg{
-		Subject: partitionSubject(Partition(n.GetGroupKey(), id, q.cfg.Partitions)),
+		Subject: partitionSubject(Partition(delivery.GroupKey(n), id, q.cfg.Partitions)),
 		Header:  nats.Header{},
 		Data:    raw.Data,
 	}

@@ -25,6 +25,11 @@ type Config struct {
 	Chain []string `yaml:"chain"`
 	// Templates maps a sink name to a template file overriding its default.
 	Templates map[string]string `yaml:"templates"`
+	// Continue, as in Alertmanager, goes on to the routes after this one
+	// when it matches: the notification is delivered by every matching
+	// route up to the first without continue, each route's chain on its
+	// own (fan-out).
+	Continue bool `yaml:"continue"`
 }
 
 // Validate checks a list of routes against the names of configured sinks.
@@ -82,6 +87,8 @@ func Validate(routes []Config, sinkNames map[string]bool) error {
 	}
 	if last := routes[len(routes)-1]; len(last.Matchers) > 0 {
 		errs = append(errs, fmt.Errorf("routes[%d] (%q): the last route must have no matchers, so every notification has a route", len(routes)-1, last.Name))
+	} else if last.Continue {
+		errs = append(errs, fmt.Errorf("routes[%d] (%q): continue: the last route has no route after it to continue to", len(routes)-1, last.Name))
 	}
 	return errors.Join(errs...)
 }
@@ -118,7 +125,7 @@ func Warnings(routes []Config) []string {
 				i, r.Name, catchAll, routes[catchAll].Name))
 			continue
 		}
-		if matchesAll(r.Matchers) {
+		if matchesAll(r.Matchers) && !r.Continue {
 			catchAll = i
 		}
 	}

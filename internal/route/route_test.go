@@ -239,3 +239,69 @@ func FuzzParseMatchers(f *testing.F) {
 		}
 	})
 }
+
+// TestContinue: every matching route up to the first without continue
+// delivers, as in Alertmanager; a copy that names its route is routed by
+// it; continue on the last route and a catch-all with continue are handled.
+func TestContinue(t *testing.T) {
+	routes := []Config{
+		{Name: "page-email", Matchers: []string{`severity="critical"`}, Chain: []string{"email"}, Continue: true},
+		{Name: "db-webhook", Matchers: []string{`team="db"`}, Chain: []string{"webhook"}, Continue: true},
+		{Name: "critical", Matchers: []string{`severity="critical"`}, Chain: []string{"rc", "slack"}},
+		{Name: "db-never", Matchers: []string{`team="db"`}, Chain: []string{"rc"}},
+		{Name: "default", Chain: []string{"rc"}},
+	}
+	sinks := map[string]bool{"email": true, "webhook": true, "rc": true, "slack": true}
+	if err := Validate(routes, sinks); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := New(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := func(sev heraldv1.Severity, team string) *heraldv1.Notification {
+		return &heraldv1.Notification{Severity: sev, Labels: map[string]string{"team": team}}
+	}
+	tests := []struct {
+		name string
+		n    *heraldv1.Notification
+		want string
+	}{
+		{"critical db: both continue routes, then critical stops", n(heraldv1.Severity_SEVERITY_CRITICAL, "db"), "page-email,db-webhook,critical"},
+		{"critical web", n(heraldv1.Severity_SEVERITY_CRITICAL, "web"), "page-email,critical"},
+		{"warning db: the webhook, then the first plain match", n(heraldv1.Severity_SEVERITY_WARNING, "db"), "db-webhook,db-never"},
+		{"info web: only the catch-all", n(heraldv1.Severity_SEVERITY_INFO, "web"), "default"},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, d := range tbl.Routes(tt.n) {
+			got = append(got, d.Route)
+		}
+		if strings.Join(got, ",") != tt.want {
+			t.Errorf("%s: routes %v, want %s", tt.name, got, tt.want)
+		}
+		if first := tbl.Route(tt.n).Route; first != got[0] {
+			t.Errorf("%s: Route = %s, want the first of Routes", tt.name, first)
+		}
+	}
+	// A fan-out copy is routed by the route it names, even one its labels
+	// would not reach first; an unknown name falls back to matching.
+	c := n(heraldv1.Severity_SEVERITY_CRITICAL, "db")
+	c.Route = "critical"
+	if d := tbl.Route(c); d.Route != "critical" || d.Chain[0].Sink != "rc" || d.Chain[1].Sink != "slack" {
+		t.Errorf("copy for critical routed as %+v", d)
+	}
+	c.Route = "removed-since"
+	if d := tbl.Route(c); d.Route != "page-email" {
+		t.Errorf("copy for an unknown route routed to %s, want its labels' first route", d.Route)
+	}
+
+	bad := append(routes[:4:4], Config{Name: "default", Chain: []string{"rc"}, Continue: true})
+	if err := Validate(bad, sinks); err == nil || !strings.Contains(err.Error(), "no route after it to continue to") {
+		t.Errorf("continue on the last route: %v", err)
+	}
+	catchAllContinues := []Config{{Name: "all-email", Chain: []string{"email"}, Continue: true}, {Name: "default", Chain: []string{"rc"}}}
+	if w := Warnings(catchAllContinues); len(w) != 0 {
+		t.Errorf("a catch-all with continue reaches the routes after it; warnings %v", w)
+	}
+}

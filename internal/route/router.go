@@ -8,6 +8,7 @@ import (
 type compiled struct {
 	matchers []*Matcher
 	decision Decision
+	cont     bool
 }
 
 // Table is a Router built from validated route configs.
@@ -19,7 +20,7 @@ type Table struct {
 func New(routes []Config) (*Table, error) {
 	t := &Table{}
 	for _, r := range routes {
-		c := compiled{decision: Decision{Route: r.Name, Templates: r.Templates}}
+		c := compiled{decision: Decision{Route: r.Name, Templates: r.Templates}, cont: r.Continue}
 		for _, s := range r.Matchers {
 			ms, err := ParseMatchers(s)
 			if err != nil {
@@ -40,14 +41,30 @@ func New(routes []Config) (*Table, error) {
 // normalised severity. A real label of this name wins.
 const SeverityLabel = "severity_label"
 
-// Route returns the decision of the first route whose matchers all match
-// the notification's labels. "severity" is the severity the notification is
-// rendered with, by name: "critical", "warning" or "info" (severity.Name),
-// whatever word its label used; for a notification without one, its
-// severity label's value normalised by severity.Parse. SeverityLabel is the
-// label's own value. "source", when the notification has no such label, is
-// the source field.
+// Route returns the decision of the route the notification names (a
+// fan-out copy's, see Routes), or else of the first route whose matchers
+// all match the notification's labels. "severity" is the severity the
+// notification is rendered with, by name: "critical", "warning" or "info"
+// (severity.Name), whatever word its label used; for a notification
+// without one, its severity label's value normalised by severity.Parse.
+// SeverityLabel is the label's own value. "source", when the notification
+// has no such label, is the source field. A copy whose route is no longer
+// configured is routed by its labels.
 func (t *Table) Route(n *heraldv1.Notification) Decision {
+	if name := n.GetRoute(); name != "" {
+		for _, r := range t.routes {
+			if r.decision.Route == name {
+				return r.decision
+			}
+		}
+	}
+	return t.Routes(n)[0]
+}
+
+// Routes returns the decisions of every route that delivers the
+// notification: the first whose matchers all match and, while the matched
+// route says continue, the next matching ones. Never empty.
+func (t *Table) Routes(n *heraldv1.Notification) []Decision {
 	lookup := func(name string) string {
 		if name == "severity" {
 			return severityName(n)
@@ -63,6 +80,7 @@ func (t *Table) Route(n *heraldv1.Notification) Decision {
 		}
 		return ""
 	}
+	var out []Decision
 next:
 	for _, r := range t.routes {
 		for _, m := range r.matchers {
@@ -70,10 +88,16 @@ next:
 				continue next
 			}
 		}
-		return r.decision
+		out = append(out, r.decision)
+		if !r.cont {
+			return out
+		}
 	}
-	// Unreachable for a validated config, whose last route matches all.
-	return t.routes[len(t.routes)-1].decision
+	if len(out) == 0 {
+		// Unreachable for a validated config, whose last route matches all.
+		out = append(out, t.routes[len(t.routes)-1].decision)
+	}
+	return out
 }
 
 // severityName is what a matcher on "severity" sees.

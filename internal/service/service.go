@@ -6,12 +6,15 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -28,6 +31,10 @@ type Options struct {
 	// Sinks reports the health of every configured sink for ListSinks; nil
 	// answers Unavailable (nothing delivers in this process).
 	Sinks func() []*heraldv1.SinkStatus
+	// Fanout names the routes that deliver a notification when there are
+	// several (routes with continue: true); nil, or fewer than two names,
+	// stores the notification once.
+	Fanout func(*heraldv1.Notification) []string
 }
 
 // Service is the NotificationService handler.
@@ -36,6 +43,7 @@ type Service struct {
 	logger *slog.Logger
 	now    func() time.Time
 	sinks  func() []*heraldv1.SinkStatus
+	fanout func(*heraldv1.Notification) []string
 
 	received *prometheus.CounterVec
 	outcomes *prometheus.CounterVec
@@ -57,6 +65,7 @@ func New(st store.Store, opts Options) *Service {
 		logger: opts.Logger,
 		now:    opts.Now,
 		sinks:  opts.Sinks,
+		fanout: opts.Fanout,
 		received: reg.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_notifications_received_total",
 			Help: "Publish requests received, by source kind (alertmanager or api).",
@@ -80,7 +89,7 @@ func (s *Service) Publish(ctx context.Context, req *connect.Request[heraldv1.Pub
 	now := s.now()
 	n.Id = newID(now)
 	n.ReceivedAt = timestamppb.New(now)
-	id, dup, err := s.store.Put(ctx, n)
+	id, dup, err := s.put(ctx, n)
 	if err != nil {
 		s.outcomes.WithLabelValues("unavailable").Inc()
 		s.logger.ErrorContext(ctx, "cannot store notification", "id", n.Id, "err", err)
@@ -94,6 +103,42 @@ func (s *Service) Publish(ctx context.Context, req *connect.Request[heraldv1.Pub
 		s.logger.DebugContext(ctx, "notification stored", "id", id, "source", n.GetSource(), "severity", n.GetSeverity().String())
 	}
 	return connect.NewResponse(&heraldv1.PublishResponse{Id: id, Duplicate: dup}), nil
+}
+
+// put stores n, or, when several routes deliver it, one copy per route:
+// the first with n's id, the others with that id and "-1", "-2", ...,
+// each naming its route. The answer is the first copy's. Every copy is
+// stored under its own idempotency key (the queue adds the route), so a
+// publish sent again after a failure here stores the copies missing and
+// reports the others as duplicates.
+func (s *Service) put(ctx context.Context, n *heraldv1.Notification) (string, bool, error) {
+	var routes []string
+	if s.fanout != nil {
+		routes = s.fanout(n)
+	}
+	if len(routes) < 2 {
+		return s.store.Put(ctx, n)
+	}
+	var (
+		id  string
+		dup bool
+	)
+	for i, r := range routes {
+		c := proto.CloneOf(n)
+		c.Route = r
+		if i > 0 {
+			c.Id = n.GetId() + "-" + strconv.Itoa(i)
+			c.FanoutOf = n.GetId()
+		}
+		cid, cdup, err := s.store.Put(ctx, c)
+		if err != nil {
+			return "", false, fmt.Errorf("fan-out copy for route %q: %w", r, err)
+		}
+		if i == 0 {
+			id, dup = cid, cdup
+		}
+	}
+	return id, dup, nil
 }
 
 // GetNotification returns one notification and its delivery record.

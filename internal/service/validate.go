@@ -68,6 +68,12 @@ func validatePublish(req *heraldv1.PublishRequest) error {
 	if n.GetReceivedAt() != nil {
 		add(invalid(p+"received_at", "assigned by herald; must be empty"))
 	}
+	if n.GetRoute() != "" {
+		add(invalid(p+"route", "set by herald on fan-out copies; must be empty"))
+	}
+	if n.GetFanoutOf() != "" {
+		add(invalid(p+"fanout_of", "set by herald on fan-out copies; must be empty"))
+	}
 	add(requiredString(p+"source", n.GetSource(), MaxSourceBytes))
 	add(requiredString(p+"title", n.GetTitle(), MaxTitleBytes))
 	add(optionalString(p+"text", n.GetText(), MaxTextBytes))

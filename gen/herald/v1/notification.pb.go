@@ -392,8 +392,16 @@ type Notification struct {
 	// alerts or was larger than the store takes. The text says how many and
 	// why.
 	TruncatedAlerts uint32 `protobuf:"varint,16,opt,name=truncated_alerts,json=truncatedAlerts,proto3" json:"truncated_alerts,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set by herald when routes with `continue: true` fan the notification
+	// out: herald stores one copy per matching route, each named here and
+	// delivered on its own (its own order within the group, retries,
+	// message in chat, dead letter). Empty when one route takes it.
+	Route string `protobuf:"bytes,17,opt,name=route,proto3" json:"route,omitempty"`
+	// For a fan-out copy other than the first, the id of the first copy:
+	// the id Publish returned.
+	FanoutOf      string `protobuf:"bytes,18,opt,name=fanout_of,json=fanoutOf,proto3" json:"fanout_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Notification) Reset() {
@@ -536,6 +544,20 @@ func (x *Notification) GetTruncatedAlerts() uint32 {
 		return x.TruncatedAlerts
 	}
 	return 0
+}
+
+func (x *Notification) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *Notification) GetFanoutOf() string {
+	if x != nil {
+		return x.FanoutOf
+	}
+	return ""
 }
 
 // MessageRef names a chat message a sink posted, so it can be updated or
@@ -832,7 +854,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\tgenerator\x18\x01 \x01(\tR\tgenerator\x12\x18\n" +
 	"\asilence\x18\x02 \x01(\tR\asilence\x12\x18\n" +
 	"\arunbook\x18\x03 \x01(\tR\arunbook\x12\x1c\n" +
-	"\tdashboard\x18\x04 \x01(\tR\tdashboard\"\xff\x05\n" +
+	"\tdashboard\x18\x04 \x01(\tR\tdashboard\"\xb2\x06\n" +
 	"\fNotification\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x16\n" +
@@ -851,7 +873,9 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\vreceived_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x1a\n" +
 	"\breceiver\x18\x0f \x01(\tR\breceiver\x12)\n" +
-	"\x10truncated_alerts\x18\x10 \x01(\rR\x0ftruncatedAlerts\x1a9\n" +
+	"\x10truncated_alerts\x18\x10 \x01(\rR\x0ftruncatedAlerts\x12\x14\n" +
+	"\x05route\x18\x11 \x01(\tR\x05route\x12\x1b\n" +
+	"\tfanout_of\x18\x12 \x01(\tR\bfanoutOf\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
