@@ -9,6 +9,7 @@ import (
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks"
 	"github.com/herald-notify/herald/sinks/logsink"
+	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
 )
@@ -48,6 +49,8 @@ func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTr
 			s, err = rocketchat.New(c.Name, *c.RocketChat, deps)
 		case c.Slack != nil:
 			s, err = slack.New(c.Name, *c.Slack, deps)
+		case c.Mattermost != nil:
+			s, err = mattermost.New(c.Name, *c.Mattermost, deps)
 		default:
 			err = fmt.Errorf("no sink type set")
 		}

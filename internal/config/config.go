@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/internal/server"
 	"github.com/herald-notify/herald/sinks/logsink"
+	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
 )
@@ -137,42 +138,58 @@ type SinkConfig struct {
 	Log        *logsink.Config    `yaml:"log"`
 	RocketChat *rocketchat.Config `yaml:"rocketchat"`
 	Slack      *slack.Config      `yaml:"slack"`
+	Mattermost *mattermost.Config `yaml:"mattermost"`
+}
+
+// sinkSection is one type section of a SinkConfig.
+type sinkSection struct {
+	key      string
+	set      bool
+	validate func() error
+	// warnings are the section's findings that do not stop herald; nil
+	// for types that have none.
+	warnings func() []string
+}
+
+// sections lists the type sections in the order the docs name them: the
+// one list of sink types the config knows.
+func (s *SinkConfig) sections() []sinkSection {
+	return []sinkSection{
+		{key: "log", set: s.Log != nil, validate: func() error { return s.Log.Validate() }},
+		{key: "rocketchat", set: s.RocketChat != nil, validate: func() error { return s.RocketChat.Validate() },
+			warnings: func() []string { return s.RocketChat.Warnings() }},
+		{key: "slack", set: s.Slack != nil, validate: func() error { return s.Slack.Validate() }},
+		{key: "mattermost", set: s.Mattermost != nil, validate: func() error { return s.Mattermost.Validate() },
+			warnings: func() []string { return s.Mattermost.Warnings() }},
+	}
 }
 
 // Type returns the name of the sink's type section.
 func (s SinkConfig) Type() string {
-	switch {
-	case s.Log != nil:
-		return "log"
-	case s.RocketChat != nil:
-		return "rocketchat"
-	case s.Slack != nil:
-		return "slack"
+	for _, sec := range s.sections() {
+		if sec.set {
+			return sec.key
+		}
 	}
 	return ""
 }
 
 func (s *SinkConfig) validate() error {
-	n := 0
-	for _, set := range []bool{s.Log != nil, s.RocketChat != nil, s.Slack != nil} {
-		if set {
-			n++
+	var set []sinkSection
+	var keys []string
+	for _, sec := range s.sections() {
+		keys = append(keys, sec.key)
+		if sec.set {
+			set = append(set, sec)
 		}
 	}
-	switch n {
+	switch len(set) {
 	case 0:
-		return errors.New("one of log, rocketchat or slack is required")
+		return fmt.Errorf("one of %s is required", strings.Join(keys, ", "))
 	case 1:
+		return set[0].validate()
 	default:
-		return errors.New("only one of log, rocketchat or slack may be set")
-	}
-	switch {
-	case s.Log != nil:
-		return s.Log.Validate()
-	case s.RocketChat != nil:
-		return s.RocketChat.Validate()
-	default:
-		return s.Slack.Validate()
+		return fmt.Errorf("only one of %s may be set", strings.Join(keys, ", "))
 	}
 }
 
@@ -266,20 +283,23 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// sinkWarnings are the Rocket.Chat sinks' findings that do not stop
-// herald: a channel a webhook sink would ignore, in its own config or a
-// route's, by key path.
+// sinkWarnings are the sinks' findings that do not stop herald, such as a
+// channel a webhook sink would ignore, in its own config or (Rocket.Chat)
+// a route's, by key path.
 func (c *Config) sinkWarnings() []string {
 	var out []string
 	byName := map[string]*rocketchat.Config{}
 	for i := range c.Sinks {
-		rc := c.Sinks[i].RocketChat
-		if rc == nil {
-			continue
+		for _, sec := range c.Sinks[i].sections() {
+			if !sec.set || sec.warnings == nil {
+				continue
+			}
+			for _, w := range sec.warnings() {
+				out = append(out, fmt.Sprintf("sinks[%d].%s.%s", i, sec.key, w))
+			}
 		}
-		byName[c.Sinks[i].Name] = rc
-		for _, w := range rc.Warnings() {
-			out = append(out, fmt.Sprintf("sinks[%d].rocketchat.%s", i, w))
+		if rc := c.Sinks[i].RocketChat; rc != nil {
+			byName[c.Sinks[i].Name] = rc
 		}
 	}
 	for i, r := range c.Routes {
