@@ -90,10 +90,10 @@ type Config struct {
 	// put on firing posts of that severity: "@channel", "@here", "@all",
 	// "@username", several separated by spaces.
 	Mentions map[string]string `yaml:"mentions"`
-	// TemplateFile is a file of Go text/template definitions overriding
+	// Template is a file of Go text/template definitions overriding
 	// "text" and/or "attachment" (see message.Data); a route may override
 	// it again.
-	TemplateFile string `yaml:"template_file"`
+	Template string `yaml:"template"`
 }
 
 var (
@@ -205,9 +205,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.TemplateFile != "" {
-		if _, err := ParseTemplateFile(c.TemplateFile); err != nil {
-			return fmt.Errorf("template_file: %w", err)
+	if c.Template != "" {
+		if _, err := ParseTemplateFile(c.Template); err != nil {
+			return fmt.Errorf("template: %w", err)
 		}
 	}
 	return nil

@@ -34,7 +34,7 @@ func TestValidate(t *testing.T) {
 		{"rest ok", rest(func(*Config) {}), ""},
 		{"token file", rest(func(c *Config) { c.Token, c.TokenFile = "", tokFile }), ""},
 		{"channel id without team", rest(func(c *Config) { c.Team, c.Channel = "", "abcdefghijkmnopqrstuvwxyz1" }), ""},
-		{"template", rest(func(c *Config) { c.TemplateFile = good }), ""},
+		{"template", rest(func(c *Config) { c.Template = good }), ""},
 		{"no base_url", rest(func(c *Config) { c.BaseURL = "" }), "base_url: required"},
 		{"api in base_url", rest(func(c *Config) { c.BaseURL = "https://chat.example.com/api/v4" }), "base_url:"},
 		{"credentials in base_url", rest(func(c *Config) { c.BaseURL = "https://u:p@chat.example.com" }), "base_url:"},
@@ -48,8 +48,8 @@ func TestValidate(t *testing.T) {
 		{"small size", rest(func(c *Config) { c.MaxPostSize = 100 }), "max_post_size"},
 		{"negative timeout", rest(func(c *Config) { c.Timeout = -1 }), "timeout"},
 		{"webhook options in rest", rest(func(c *Config) { c.Username = "x" }), "webhook mode only"},
-		{"template bad field", rest(func(c *Config) { c.TemplateFile = badField }), "template_file:"},
-		{"template missing", rest(func(c *Config) { c.TemplateFile = filepath.Join(dir, "none") }), "template_file:"},
+		{"template bad field", rest(func(c *Config) { c.Template = badField }), "template:"},
+		{"template missing", rest(func(c *Config) { c.Template = filepath.Join(dir, "none") }), "template:"},
 		{"both", rest(func(c *Config) { c.WebhookURL = "https://chat.example.com/hooks/abc" }), "mode:"},
 		{"webhook ok", Config{WebhookURL: "https://chat.example.com/hooks/abc123", Channel: "alerts", WebhookOverrideChannel: true, IconEmoji: ":bell:", IconURL: "https://x.example/i.png"}, ""},
 		{"webhook not a hook", Config{WebhookURL: "https://chat.example.com/abc123"}, "webhook_url:"},
@@ -95,7 +95,7 @@ func TestValidateDefaults(t *testing.T) {
 func TestUserTemplate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.tmpl")
 	os.WriteFile(path, []byte(`{{define "text"}}custom {{.Title}}{{end}}`), 0o600)
-	s, err := New("mm", Config{BaseURL: "https://chat.example.com", Token: "tok-1234", Channel: "abcdefghijkmnopqrstuvwxyz1", TemplateFile: path}, sinks.Deps{})
+	s, err := New("mm", Config{BaseURL: "https://chat.example.com", Token: "tok-1234", Channel: "abcdefghijkmnopqrstuvwxyz1", Template: path}, sinks.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,10 +96,10 @@ func New(name string, cfg Config, deps sinks.Deps) (*Sink, error) {
 	if cfg.BaseURL != "" {
 		s.apiBase = strings.TrimRight(cfg.BaseURL, "/") + "/api/v4/"
 	}
-	if cfg.TemplateFile != "" {
-		t, err := ParseTemplateFile(cfg.TemplateFile)
+	if cfg.Template != "" {
+		t, err := ParseTemplateFile(cfg.Template)
 		if err != nil {
-			return nil, fmt.Errorf("mattermost sink %q: template_file: %w", name, err)
+			return nil, fmt.Errorf("mattermost sink %q: template: %w", name, err)
 		}
 		s.tmpl = t
 	}

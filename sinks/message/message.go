@@ -96,8 +96,13 @@ type Pair struct {
 
 // AlertData is one alert of a notification.
 type AlertData struct {
-	Status string
-	Firing bool
+	// Status is "firing" or "resolved"; Firing and Resolved say the same.
+	Status   string
+	Firing   bool
+	Resolved bool
+	// Name is what the alert is called on one line: its summary
+	// annotation, else its alertname, else the notification's title.
+	Name string
 	// Emoji is the alert's own status emoji.
 	Emoji string
 	// Labels are the alert's labels that not every alert of the
@@ -173,6 +178,9 @@ type Options struct {
 	Reply, Update bool
 	// MaxAlerts is the most alerts Data lists; zero means DefaultMaxAlerts.
 	MaxAlerts int
+	// Time shows a time in the output's syntax; nil means TimeLayout in
+	// UTC.
+	Time func(time.Time) string
 }
 
 // DefaultMaxAlerts is the most alerts a message lists unless
@@ -236,7 +244,11 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 		maxAlerts = DefaultMaxAlerts
 	}
 	text := func(s string, max int, multiline bool) string {
-		return esc.Text(Shorten(Clean(s, multiline), max), multiline)
+		return Fit(Clean(s, multiline), max, func(s string) string { return esc.Text(s, multiline) })
+	}
+	show := o.Time
+	if show == nil {
+		show = func(t time.Time) string { return t.UTC().Format(TimeLayout) }
 	}
 	sev := severity.Name(n.GetSeverity())
 	resolved := n.GetStatus() == heraldv1.Status_STATUS_RESOLVED
@@ -282,6 +294,11 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 	d.CommonLabels = pairs(common, esc, func(k string) bool { return k != "alertname" && k != "severity" })
 
 	var start, end time.Time
+	// Firing first, each part in the order the sender gave.
+	alerts = slices.Clone(alerts)
+	slices.SortStableFunc(alerts, func(a, b *heraldv1.Alert) int {
+		return cmpBool(a.GetStatus() == heraldv1.Status_STATUS_RESOLVED, b.GetStatus() == heraldv1.Status_STATUS_RESOLVED)
+	})
 	for i, a := range alerts {
 		if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
 			d.ResolvedCount++
@@ -298,13 +315,15 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 			d.MoreAlerts++
 			continue
 		}
-		d.Alerts = append(d.Alerts, alertData(a, Emoji(sev, false), common, esc))
+		ad := alertData(a, Emoji(sev, false), common, esc, show)
+		ad.Name = text(firstNonEmpty(a.GetAnnotations()["summary"], a.GetLabels()["alertname"], Title(n)), CapAlertSummary, false)
+		d.Alerts = append(d.Alerts, ad)
 	}
 	if !start.IsZero() {
-		d.StartsAt = start.UTC().Format(TimeLayout)
+		d.StartsAt = show(start)
 	}
 	if !end.IsZero() {
-		d.EndsAt = end.UTC().Format(TimeLayout)
+		d.EndsAt = show(end)
 	}
 	truncated := int(n.GetTruncatedAlerts())
 	d.MoreAlerts += truncated
@@ -392,19 +411,19 @@ func links(n *heraldv1.Notification, esc Escaper) Links {
 
 // alertData is one shown alert, with the labels that not every alert has
 // (those not in common); firingEmoji stands for it while it fires.
-func alertData(a *heraldv1.Alert, firingEmoji string, common map[string]string, esc Escaper) AlertData {
+func alertData(a *heraldv1.Alert, firingEmoji string, common map[string]string, esc Escaper, show func(time.Time) string) AlertData {
 	ad := AlertData{Status: "firing", Firing: true, Emoji: firingEmoji}
 	if a.GetStatus() == heraldv1.Status_STATUS_RESOLVED {
-		ad = AlertData{Status: "resolved", Emoji: resolvedEmoji}
+		ad = AlertData{Status: "resolved", Resolved: true, Emoji: resolvedEmoji}
 	}
 	if t, ok := alertTime(a.GetStartsAt()); ok {
-		ad.StartsAt = t.UTC().Format(TimeLayout)
+		ad.StartsAt = show(t)
 	}
 	if t, ok := alertTime(a.GetEndsAt()); ok {
-		ad.EndsAt = t.UTC().Format(TimeLayout)
+		ad.EndsAt = show(t)
 	}
 	ad.Labels = pairs(a.GetLabels(), esc, func(k string) bool { _, ok := common[k]; return !ok })
-	ad.Summary = esc.Text(Shorten(Clean(a.GetAnnotations()["summary"], false), CapAlertSummary), false)
+	ad.Summary = Fit(Clean(a.GetAnnotations()["summary"], false), CapAlertSummary, func(s string) string { return esc.Text(s, false) })
 	ad.URL = SafeURL(a.GetGeneratorUrl(), esc)
 	return ad
 }
@@ -442,8 +461,8 @@ func pairs(m map[string]string, esc Escaper, keep func(string) bool) []Pair {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if keep(k) {
 			out = append(out, Pair{
-				Name:  esc.Code(Shorten(Clean(k, false), CapLabel)),
-				Value: esc.Code(Shorten(Clean(m[k], false), CapLabel)),
+				Name:  Fit(Clean(k, false), CapLabel, esc.Code),
+				Value: Fit(Clean(m[k], false), CapLabel, esc.Code),
 			})
 		}
 	}
@@ -461,6 +480,17 @@ func SafeURL(u string, esc Escaper) string {
 		return ""
 	}
 	return esc.URL(p.String())
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 func firstNonEmpty(ss ...string) string {

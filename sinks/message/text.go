@@ -85,3 +85,31 @@ func Shorten(s string, max int) string {
 	}
 	return strings.TrimRightFunc(CutUTF16(s, max-1), unicode.IsSpace) + "…"
 }
+
+// Fit returns escape(s) if it has at most max UTF-16 units, else escape of
+// the longest prefix of s that, ended with "…", escapes to at most max
+// units: a cap on what the reader sees, however much the escaping adds.
+func Fit(s string, max int, escape func(string) string) string {
+	out := escape(s)
+	if UTF16Len(out) <= max {
+		return out
+	}
+	runes := []rune(s)
+	cut := func(k int) string {
+		return escape(strings.TrimRightFunc(string(runes[:k]), unicode.IsSpace) + "…")
+	}
+	// The largest k whose escaped prefix fits; 0 if none does.
+	lo, hi := 0, len(runes)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if UTF16Len(cut(mid)) <= max {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	if lo == 0 {
+		return ""
+	}
+	return cut(lo)
+}

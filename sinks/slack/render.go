@@ -45,6 +45,10 @@ const (
 // to what a reader needs, plus what the sink and the route add. Every string
 // that came from outside is raw here; Render escapes it.
 type Data struct {
+	// n and to are what the template data (View) is built from.
+	n  *heraldv1.Notification
+	to sinks.Target
+
 	Status   heraldv1.Status
 	Severity heraldv1.Severity
 	// Title is the notification's title, else its alertname label.
@@ -100,6 +104,8 @@ type Link struct{ Text, URL string }
 // mentions maps severity names to configured mentions.
 func NewData(n *heraldv1.Notification, to sinks.Target, mentions map[string]string) Data {
 	d := Data{
+		n:              n,
+		to:             to,
 		Status:         n.GetStatus(),
 		Severity:       n.GetSeverity(),
 		Title:          n.GetTitle(),

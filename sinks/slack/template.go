@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
-	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/message"
 )
 
 //go:embed templates/default.tmpl
@@ -19,130 +20,41 @@ var defaultTemplateText string
 // sink's config or the route names a file.
 var defaultTemplates = template.Must(template.New("slack").Parse(defaultTemplateText))
 
-// View is what the "title", "summary" and "text" templates see: one
-// notification, with the field names of the Rocket.Chat sink's template
-// data. Every string from outside is escaped for Slack and shortened;
-// Mention and the alerts' times are Slack markup.
-type View struct {
-	// Status is "firing" or "resolved"; StatusText "FIRING" or "RESOLVED";
-	// Firing and Resolved say the same as booleans.
-	Status     string
-	StatusText string
-	Firing     bool
-	Resolved   bool
-	// Severity is "critical", "warning", "info" or "".
-	Severity string
-	// Emoji stands for status and severity: 🔴 🟠 🔵 ⚪ firing, ✅ resolved.
-	Emoji string
-	// Mention is the configured mention (firing only; not in edits).
-	Mention     string
-	Title       string
-	Summary     string
-	Description string
-	Source      string
-	Receiver    string
-	Route       string
-	// AlertCount counts the notification's alerts, those Alertmanager left
-	// out included; FiringCount and ResolvedCount split the listed ones.
-	AlertCount    int
-	FiringCount   int
-	ResolvedCount int
-	// CommonLabels are the group's labels without alertname and severity.
-	CommonLabels []Pair
-	// Alerts are the alerts listed; MoreAlerts counts the others.
-	Alerts     []AlertView
-	MoreAlerts int
-	// FallbackFrom and FallbackReason are set when an earlier sink of the
-	// chain did not take the notification.
-	FallbackFrom   string
-	FallbackReason string
-}
-
-// Pair is a label's name and value.
-type Pair struct{ Name, Value string }
-
-// AlertView is what the "alert" template sees: one alert.
-type AlertView struct {
-	Status   string
-	Firing   bool
-	Resolved bool
-	// Summary is the alert's summary annotation, else its alertname.
-	Summary string
-	// Labels are the alert's labels that are not common to the group.
-	Labels []Pair
-	// StartsAt and EndsAt are Slack date markup, shown in the reader's
-	// time zone, or "".
-	StartsAt string
-	EndsAt   string
-}
-
-// Field limits of a View, before each template output is clipped again to
-// its block's limit.
-const (
-	viewTitleLen   = maxHeaderLen - 20 // room for emoji and status
-	alertSummaryLn = 150
-	// An alert's line shows its own labels short, so that several fit.
-	alertLabelKey   = 40
-	alertLabelValue = 80
+// The templates see the data of package message, the model every sink
+// renders from: "title", "summary" and "text" a View (message.Data),
+// "alert" an AlertView (message.AlertData). Every string from outside is
+// escaped for Slack (slackEscaper) and shortened; Mention and the times are
+// Slack markup (times in the reader's own time zone). A template file
+// written for another sink's message.Data works here for the fields that
+// make sense in Slack. An alert's .Summary is its summary annotation only;
+// .Name is its summary, else its alertname, as the default "alert" shows.
+type (
+	View      = message.Data
+	AlertView = message.AlertData
+	Pair      = message.Pair
 )
 
-// newView escapes and shortens d for the templates.
+// newView builds the template data of d's notification.
 func newView(d Data) View {
-	resolved := d.Status == heraldv1.Status_STATUS_RESOLVED
-	v := View{
-		Status:         "firing",
-		StatusText:     "FIRING",
-		Firing:         !resolved,
-		Resolved:       resolved,
-		Severity:       severityName(d.Severity),
-		Emoji:          severityEmoji(d.Severity),
-		Mention:        d.Mention,
-		Title:          clip(d.Title, viewTitleLen),
-		Summary:        clip(d.Summary, maxSectionLen),
-		Description:    clip(d.Description, maxSectionLen),
-		Source:         clip(d.Source, 100),
-		Receiver:       clip(d.Receiver, 100),
-		Route:          clip(d.Route, 100),
-		AlertCount:     d.FiringCount + d.ResolvedCount + d.MoreAlerts,
-		FiringCount:    d.FiringCount,
-		ResolvedCount:  d.ResolvedCount,
-		MoreAlerts:     d.MoreAlerts,
-		FallbackFrom:   clip(d.FallbackFrom, 50),
-		FallbackReason: clip(d.FallbackReason, maxFallbackLen),
-	}
-	if resolved {
-		v.Status, v.StatusText, v.Emoji = "resolved", "RESOLVED", "✅"
-	}
-	v.CommonLabels = pairs(d.CommonLabels, maxLabelKey, maxLabelValue)
-	for _, a := range d.Alerts {
-		av := AlertView{
-			Status:   "firing",
-			Firing:   a.Status != heraldv1.Status_STATUS_RESOLVED,
-			Resolved: a.Status == heraldv1.Status_STATUS_RESOLVED,
-			Summary:  clip(a.Name, alertSummaryLn),
-			Labels:   pairs(a.Labels, alertLabelKey, alertLabelValue),
-		}
-		if av.Resolved {
-			av.Status = "resolved"
-		}
-		if a.StartsAt > 0 {
-			av.StartsAt = slackDate(a.StartsAt)
-		}
-		if a.EndsAt > 0 {
-			av.EndsAt = slackDate(a.EndsAt)
-		}
-		v.Alerts = append(v.Alerts, av)
-	}
+	v := message.New(d.n, d.to, message.Options{
+		Escape:    slackEscaper{},
+		MaxAlerts: maxListedAlerts,
+		Time:      func(t time.Time) string { return slackDate(t.Unix()) },
+	})
+	v.Mention = d.Mention
 	return v
 }
 
-func pairs(ls []Label, keyLen, valueLen int) []Pair {
-	out := make([]Pair, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, Pair{clip(l.Name, keyLen), clip(l.Value, valueLen)})
-	}
-	return out
-}
+// slackEscaper makes text from outside safe in mrkdwn and plain_text.
+type slackEscaper struct{}
+
+func (slackEscaper) Text(s string, _ bool) string { return Escape(s) }
+func (slackEscaper) Code(s string) string         { return Escape(s) }
+
+// URL percent-encodes what would end a <url|text> link.
+func (slackEscaper) URL(u string) string { return slackURL.Replace(u) }
+
+var slackURL = strings.NewReplacer("|", "%7C", "<", "%3C", ">", "%3E", " ", "%20")
 
 // ParseTemplateFile reads a file of template definitions that override the
 // defaults: it must redefine one or more of "title", "summary", "alert"
@@ -154,7 +66,7 @@ func ParseTemplateFile(path string) (*template.Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	sample := newView(NewData(sampleNotification(), sinks.Target{}, nil))
+	sample := newView(NewData(message.Sample(), sinks.Target{}, nil))
 	for _, name := range []string{"title", "summary", "text"} {
 		if _, err := execute(t, name, sample); err != nil {
 			return nil, err
@@ -204,20 +116,4 @@ func clipEscaped(s string, limit int) string {
 		out = out[:i]
 	}
 	return out + moreSuffix(total-utf8.RuneCountInString(out))
-}
-
-// sampleNotification is what ParseTemplateFile tries templates on.
-func sampleNotification() *heraldv1.Notification {
-	return &heraldv1.Notification{
-		Id: "sample", Source: "alertmanager", Receiver: "oncall",
-		Severity: heraldv1.Severity_SEVERITY_CRITICAL, Status: heraldv1.Status_STATUS_FIRING,
-		Title: "Sample", Text: "sample summary",
-		Labels:      map[string]string{"alertname": "Sample", "env": "prod"},
-		Annotations: map[string]string{"description": "sample description"},
-		Alerts: []*heraldv1.Alert{{
-			Status:      heraldv1.Status_STATUS_FIRING,
-			Labels:      map[string]string{"alertname": "Sample", "env": "prod", "instance": "a"},
-			Annotations: map[string]string{"summary": "sample alert"},
-		}},
-	}
 }
