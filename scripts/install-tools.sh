@@ -3,6 +3,8 @@
 #   - the real Alertmanager (built from the Go module proxy) for test/alertmanager
 #   - nats-server (built from the Go module proxy, the version go.mod pins)
 #     for test/durability (through test/natscluster) and heraldload -scenario scale
+#   - mailpit (built from the Go module proxy), the SMTP server the email
+#     sink's tests send through (scripts/install-mailpit.sh)
 #   - promtool (Debian's prometheus package) to check deploy/ alerting rules,
 #     when apt-get is usable; the rules test skips without it.
 #   - node and npm (Debian's nodejs and npm packages when missing) and
@@ -13,6 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 "$root/scripts/install-alertmanager.sh"
 "$root/scripts/install-nats-server.sh"
+"$root/scripts/install-mailpit.sh"
 "$root/scripts/install-mdparser.sh"
 
 if ! command -v promtool >/dev/null 2>&1; then

@@ -8,6 +8,7 @@ import (
 	"github.com/herald-notify/herald/internal/config"
 	"github.com/herald-notify/herald/internal/telemetry"
 	"github.com/herald-notify/herald/sinks"
+	"github.com/herald-notify/herald/sinks/email"
 	"github.com/herald-notify/herald/sinks/logsink"
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
@@ -51,6 +52,8 @@ func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTr
 			s, err = slack.New(c.Name, *c.Slack, deps)
 		case c.Mattermost != nil:
 			s, err = mattermost.New(c.Name, *c.Mattermost, deps)
+		case c.Email != nil:
+			s, err = email.New(c.Name, *c.Email, deps)
 		default:
 			err = fmt.Errorf("no sink type set")
 		}

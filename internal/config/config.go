@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/internal/route"
 	"github.com/herald-notify/herald/internal/secret"
 	"github.com/herald-notify/herald/internal/server"
+	"github.com/herald-notify/herald/sinks/email"
 	"github.com/herald-notify/herald/sinks/logsink"
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
@@ -139,6 +140,7 @@ type SinkConfig struct {
 	RocketChat *rocketchat.Config `yaml:"rocketchat"`
 	Slack      *slack.Config      `yaml:"slack"`
 	Mattermost *mattermost.Config `yaml:"mattermost"`
+	Email      *email.Config      `yaml:"email"`
 }
 
 // sinkSection is one type section of a SinkConfig.
@@ -161,6 +163,8 @@ func (s *SinkConfig) sections() []sinkSection {
 		{key: "slack", set: s.Slack != nil, validate: func() error { return s.Slack.Validate() }},
 		{key: "mattermost", set: s.Mattermost != nil, validate: func() error { return s.Mattermost.Validate() },
 			warnings: func() []string { return s.Mattermost.Warnings() }},
+		{key: "email", set: s.Email != nil, validate: func() error { return s.Email.Validate() },
+			warnings: func() []string { return s.Email.Warnings() }},
 	}
 }
 
