@@ -47,7 +47,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad listen", "listen: nonsense\n" + minimal, `listen: "nonsense" is not host:port`},
 		{"bad log level", "log: {level: loud}\n" + minimal, `log.level: "loud"`},
 		{"no sinks", "routes: [{name: d, chain: [x]}]\n", "sinks: at least one sink"},
-		{"sink without type", "sinks: [{name: a}]\nroutes: [{name: d, chain: [a]}]\n", "one of log, rocketchat or slack is required"},
+		{"sink without type", "sinks: [{name: a}]\nroutes: [{name: d, chain: [a]}]\n", "one of log, rocketchat, slack, mattermost, email"},
 		{"route to unknown sink", "sinks: [{name: a, log: {}}]\nroutes: [{name: d, chain: [b]}]\n", `no sink is named "b"`},
 		{"client without credentials", "auth:\n  clients: [{name: am}]\n" + minimal, "auth.clients[0]: token or username and password required"},
 		{"token and token_file", "auth:\n  clients: [{name: am, token: x, token_file: /nonexistent}]\n" + minimal, "token and token_file are both set"},
