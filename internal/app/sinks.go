@@ -13,6 +13,7 @@ import (
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
+	"github.com/herald-notify/herald/sinks/webhook"
 )
 
 // buildSinks constructs every configured sink. This switch is the one list
@@ -54,6 +55,8 @@ func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTr
 			s, err = mattermost.New(c.Name, *c.Mattermost, deps)
 		case c.Email != nil:
 			s, err = email.New(c.Name, *c.Email, deps)
+		case c.Webhook != nil:
+			s, err = webhook.New(c.Name, *c.Webhook, deps)
 		default:
 			err = fmt.Errorf("no sink type set")
 		}

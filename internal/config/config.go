@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
+	"github.com/herald-notify/herald/sinks/webhook"
 )
 
 // Config is the whole configuration file.
@@ -141,6 +142,7 @@ type SinkConfig struct {
 	Slack      *slack.Config      `yaml:"slack"`
 	Mattermost *mattermost.Config `yaml:"mattermost"`
 	Email      *email.Config      `yaml:"email"`
+	Webhook    *webhook.Config    `yaml:"webhook"`
 }
 
 // sinkSection is one type section of a SinkConfig.
@@ -165,6 +167,8 @@ func (s *SinkConfig) sections() []sinkSection {
 			warnings: func() []string { return s.Mattermost.Warnings() }},
 		{key: "email", set: s.Email != nil, validate: func() error { return s.Email.Validate() },
 			warnings: func() []string { return s.Email.Warnings() }},
+		{key: "webhook", set: s.Webhook != nil, validate: func() error { return s.Webhook.Validate() },
+			warnings: func() []string { return s.Webhook.Warnings() }},
 	}
 }
 
