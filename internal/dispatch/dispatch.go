@@ -139,9 +139,18 @@ func New(o Options) (*Dispatcher, error) {
 		names = append(names, name)
 		d.breakers[name] = &breaker{cfg: d.cfg.Breaker, changed: d.breakerChanged(name)}
 		m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
+		// Every series an alerting rule reads exists from the start at 0,
+		// so that increase() and rate() see the first event after a
+		// start: a series born at 1 shows no increase.
+		for _, result := range []string{"success", "retryable", "throttled", "permanent", "canceled"} {
+			m.attempts.WithLabelValues(name, result)
+		}
 		if laned(s) {
 			d.gates[name] = newPrioSem(1)
 		}
+	}
+	for _, reason := range deadLetterReasons {
+		m.deadLetters.WithLabelValues(reason)
 	}
 	d.inflight = newInflight(d.cfg, names, m)
 	if o.Registerer != nil {

@@ -54,3 +54,29 @@ herald_sink_last_error_timestamp_seconds{class="permanent",sink="rc"} 9.466848e+
 		}
 	})
 }
+
+// TestRuleSeriesStartAtZero: every series an alerting rule reads exists at
+// 0 before the first event, so that increase() after a restart sees the
+// first dead letter (deploy/prometheus/herald-rules.test.yml).
+func TestRuleSeriesStartAtZero(t *testing.T) {
+	r := newRig(t, testConfig())
+	for _, name := range []string{"herald_dead_letters_total", "herald_delivery_attempts_total"} {
+		n, err := testutil.GatherAndCount(r.reg, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int{"herald_dead_letters_total": 3, "herald_delivery_attempts_total": 2 * 5}[name]; n != want {
+			t.Errorf("%s: %d series at start, want %d", name, n, want)
+		}
+	}
+	want := `
+# HELP herald_dead_letters_total Notifications the dispatcher sent to the dead letters, by reason: permanent, budget or invalid.
+# TYPE herald_dead_letters_total counter
+herald_dead_letters_total{reason="budget"} 0
+herald_dead_letters_total{reason="invalid"} 0
+herald_dead_letters_total{reason="permanent"} 0
+`
+	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "herald_dead_letters_total"); err != nil {
+		t.Error(err)
+	}
+}

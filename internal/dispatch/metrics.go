@@ -140,3 +140,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, errors.Join(errs...)
 }
+
+// deadLetterReasons are the reason labels of herald_dead_letters_total.
+var deadLetterReasons = []string{"permanent", "budget", "invalid"}

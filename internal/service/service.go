@@ -60,7 +60,7 @@ func New(st store.Store, opts Options) *Service {
 		opts.Now = time.Now
 	}
 	reg := promauto.With(opts.Registerer)
-	return &Service{
+	s := &Service{
 		store:  st,
 		logger: opts.Logger,
 		now:    opts.Now,
@@ -75,6 +75,12 @@ func New(st store.Store, opts Options) *Service {
 			Help: "Publish outcomes: stored, duplicate, invalid or unavailable.",
 		}, []string{"outcome"}),
 	}
+	// At 0 from the start, so that an alerting rule's rate() sees the
+	// first failure after a start.
+	for _, o := range []string{"stored", "duplicate", "invalid", "unavailable"} {
+		s.outcomes.WithLabelValues(o)
+	}
+	return s
 }
 
 // Publish validates the notification, assigns its id and receipt time, and
