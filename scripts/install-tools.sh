@@ -10,6 +10,9 @@
 #   - node and npm (Debian's nodejs and npm packages when missing) and
 #     Rocket.Chat's message parser, pinned by a lock file, for the Rocket.Chat
 #     sink's escaping tests (scripts/install-mdparser.sh).
+#   - Microsoft's Adaptive Cards parser and markdown-it, pinned by a lock
+#     file, for the Teams sink's card checks
+#     (sinks/teams/testdata/cardcheck/install.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -17,6 +20,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/install-nats-server.sh"
 "$root/scripts/install-mailpit.sh"
 "$root/scripts/install-mdparser.sh"
+"$root/sinks/teams/testdata/cardcheck/install.sh"
 
 if ! command -v promtool >/dev/null 2>&1; then
 	if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then

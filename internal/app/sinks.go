@@ -13,6 +13,7 @@ import (
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
+	"github.com/herald-notify/herald/sinks/teams"
 	"github.com/herald-notify/herald/sinks/webhook"
 )
 
@@ -57,6 +58,8 @@ func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTr
 			s, err = email.New(c.Name, *c.Email, deps)
 		case c.Webhook != nil:
 			s, err = webhook.New(c.Name, *c.Webhook, deps)
+		case c.Teams != nil:
+			s, err = teams.New(c.Name, *c.Teams, deps)
 		default:
 			err = fmt.Errorf("no sink type set")
 		}

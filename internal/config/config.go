@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/sinks/mattermost"
 	"github.com/herald-notify/herald/sinks/rocketchat"
 	"github.com/herald-notify/herald/sinks/slack"
+	"github.com/herald-notify/herald/sinks/teams"
 	"github.com/herald-notify/herald/sinks/webhook"
 )
 
@@ -143,6 +144,7 @@ type SinkConfig struct {
 	Mattermost *mattermost.Config `yaml:"mattermost"`
 	Email      *email.Config      `yaml:"email"`
 	Webhook    *webhook.Config    `yaml:"webhook"`
+	Teams      *teams.Config      `yaml:"teams"`
 }
 
 // sinkSection is one type section of a SinkConfig.
@@ -169,6 +171,8 @@ func (s *SinkConfig) sections() []sinkSection {
 			warnings: func() []string { return s.Email.Warnings() }},
 		{key: "webhook", set: s.Webhook != nil, validate: func() error { return s.Webhook.Validate() },
 			warnings: func() []string { return s.Webhook.Warnings() }},
+		{key: "teams", set: s.Teams != nil, validate: func() error { return s.Teams.Validate() },
+			warnings: func() []string { return s.Teams.Warnings() }},
 	}
 }
 

@@ -137,9 +137,10 @@ func TestExampleConfigIsValid(t *testing.T) {
 			continue
 		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN", "HERALD_DEPLOY_BOT_TOKEN", "HERALD_OPERATOR_TOKEN"} {
+			for _, v := range []string{"RC_USER_ID", "RC_TOKEN", "SLACK_TOKEN", "HERALD_AM_TOKEN", "HERALD_DEPLOY_BOT_TOKEN", "HERALD_OPERATOR_TOKEN", "ONCALL_WEBHOOK_SECRET"} {
 				t.Setenv(v, "x")
 			}
+			t.Setenv("ONCALL_WEBHOOK_URL", "https://oncall.example.com/hooks/herald")
 			if _, err := Load(f); err != nil {
 				t.Fatal(err)
 			}
