@@ -24,6 +24,8 @@ Usage:
   herald send [flags]                 publish a notification (herald send -h)
   herald dlq list|replay [flags]      list or replay dead-lettered notifications
   herald sinks [flags]                each sink's breaker, last success and error, pace wait
+  herald route test -config FILE [label=value ...]
+                                      the routes and sink chains a notification takes
   herald version                      print the version
 `
 
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = dlq(ctx, args[1:], stdout, stderr)
 	case "sinks":
 		err = sinksCmd(ctx, args[1:], stdout, stderr)
+	case "route":
+		err = routeTest(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.String())
 	case "help", "-h", "-help", "--help":

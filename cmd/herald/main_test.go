@@ -113,3 +113,36 @@ routes: [{name: default, chain: [log]}]
 		t.Errorf("sinks = %d, %q %q", code, out.String(), errOut.String())
 	}
 }
+
+// TestRouteTest prints every route a notification takes with continue:
+// true, each chain in order, the severity as the webhook derives it.
+func TestRouteTest(t *testing.T) {
+	tests := []struct {
+		labels []string
+		want   string
+	}{
+		{[]string{"severity=page", "team=db"}, `route page (severity critical)
+  oncall
+
+route critical
+  rocketchat → #alerts-critical
+  slack → #alerts-critical — fallback
+`},
+		{[]string{"severity=warning"}, `route default (severity warning)
+  rocketchat
+  slack — fallback
+`},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		args := append([]string{"route", "test", "-config", "testdata/route/fanout.yml"}, tt.labels...)
+		if code := run(t.Context(), args, &out, &errOut); code != 0 || out.String() != tt.want {
+			t.Errorf("route test %v = %d:\n%s\nstderr %s\nwant:\n%s", tt.labels, code, out.String(), errOut.String(), tt.want)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"route", "test", "-config", "testdata/route/fanout.yml", "nolabel"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "labels are name=value") {
+		t.Errorf("a bad label = %d, %q", code, errOut.String())
+	}
+}
