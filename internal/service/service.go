@@ -14,6 +14,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -101,7 +103,12 @@ func (s *Service) Publish(ctx context.Context, req *connect.Request[heraldv1.Pub
 		s.logger.ErrorContext(ctx, "cannot store notification", "id", n.Id, "err", err)
 		return nil, storeError(err)
 	}
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("herald.notification.id", id), attribute.Bool("herald.duplicate", dup))
 	if dup {
+		// An HA peer's copy, or the caller's retry: the trace says so, and
+		// which notification it is a copy of.
+		span.AddEvent("duplicate", trace.WithAttributes(attribute.String("herald.duplicate_of", id)))
 		s.outcomes.WithLabelValues("duplicate").Inc()
 		s.logger.DebugContext(ctx, "duplicate publish", "id", id, "idempotency_key", n.GetIdempotencyKey())
 	} else {

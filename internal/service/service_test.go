@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/store"
@@ -93,5 +95,46 @@ func TestListSinks(t *testing.T) {
 	res, err := svc.ListSinks(context.Background(), req)
 	if err != nil || len(res.Msg.GetSinks()) != 1 || res.Msg.GetSinks()[0] != want[0] {
 		t.Errorf("ListSinks = %v, %v; want the dispatcher's report", res, err)
+	}
+}
+
+// TestDuplicateOnTheSpan: the Publish span of a copy says it is one and of
+// which notification, so a trace of an HA peer's webhook explains why
+// nothing was delivered for it.
+func TestDuplicateOnTheSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	svc := New(storetest.NewMemory(), Options{})
+	publish := func() string {
+		ctx, span := tp.Tracer("test").Start(context.Background(), "Publish")
+		defer span.End()
+		res, err := svc.Publish(ctx, connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
+			Source: "alertmanager", Title: "t", Severity: heraldv1.Severity_SEVERITY_INFO, IdempotencyKey: "k1",
+		}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Msg.GetId()
+	}
+	first, again := publish(), publish()
+	if first != again {
+		t.Fatalf("ids %s and %s", first, again)
+	}
+	spans := rec.Ended()
+	attrs := func(s sdktrace.ReadOnlySpan) map[string]string {
+		m := map[string]string{}
+		for _, kv := range s.Attributes() {
+			m[string(kv.Key)] = kv.Value.Emit()
+		}
+		return m
+	}
+	if a := attrs(spans[0]); a["herald.duplicate"] != "false" || a["herald.notification.id"] != first || len(spans[0].Events()) != 0 {
+		t.Errorf("first publish: %v, events %v", a, spans[0].Events())
+	}
+	if a := attrs(spans[1]); a["herald.duplicate"] != "true" || a["herald.notification.id"] != first {
+		t.Errorf("second publish: %v", a)
+	}
+	if ev := spans[1].Events(); len(ev) != 1 || ev[0].Name != "duplicate" {
+		t.Errorf("second publish's events %v, want one duplicate", ev)
 	}
 }

@@ -54,17 +54,47 @@ func (t sampledOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // RedactURL returns what herald may show of u in a span: scheme, host and
 // port; the path only when it has an "api" segment (a chat REST method such
-// as /api/v1/chat.postMessage), otherwise /REDACTED; never user info, query
-// or fragment (a present query shows as REDACTED).
+// as /api/v1/chat.postMessage), otherwise /REDACTED; never user info or
+// fragment. A REST method's query keeps the values of the parameters that
+// name a room, a message or a page (shownParams), so a trace says which
+// message a lookup was for; every other value shows as REDACTED. Any other
+// URL's query shows as REDACTED whole: a hook URL's query can be its
+// credential (Teams' sig).
 func RedactURL(u *url.URL) *url.URL {
 	shown := &url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/REDACTED"}
-	if hasAPISegment(u.Path) {
+	api := hasAPISegment(u.Path)
+	if api {
 		shown.Path = u.Path
 	}
-	if u.RawQuery != "" {
-		shown.RawQuery = "REDACTED"
+	if u.RawQuery == "" {
+		return shown
 	}
+	if !api {
+		shown.RawQuery = "REDACTED"
+		return shown
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		shown.RawQuery = "REDACTED"
+		return shown
+	}
+	for k, vs := range q {
+		if !shownParams[k] {
+			for i := range vs {
+				vs[i] = "REDACTED"
+			}
+		}
+	}
+	shown.RawQuery = q.Encode()
 	return shown
+}
+
+// shownParams are the REST query parameters whose values are ids and
+// names, never secrets: Rocket.Chat's, Slack's and Mattermost's.
+var shownParams = map[string]bool{
+	"msgId": true, "roomId": true, "roomName": true, "tmid": true,
+	"channel": true, "ts": true, "thread_ts": true, "cursor": true, "limit": true,
+	"page": true, "per_page": true, "since": true, "before": true, "after": true,
 }
 
 func hasAPISegment(path string) bool {

@@ -19,14 +19,16 @@ import (
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://chat.example/api/v1/chat.postMessage":                "https://chat.example/api/v1/chat.postMessage",
-		"https://proxy.example/rc/api/v1/chat.update":                 "https://proxy.example/rc/api/v1/chat.update",
-		"https://slack.com/api/chat.postMessage":                      "https://slack.com/api/chat.postMessage",
-		"https://chat.example/hooks/6543abcd/TOKENxyz":                "https://chat.example/REDACTED",
-		"https://hooks.slack.com/services/T000/B000/XXXXXXXX":         "https://hooks.slack.com/REDACTED",
-		"https://chat.example/api/v1/chat.getMessage?msgId=a&tok=b":   "https://chat.example/api/v1/chat.getMessage?REDACTED",
-		"https://user:pass@chat.example:8443/api/v1/chat.update#frag": "https://chat.example:8443/api/v1/chat.update",
-		"http://127.0.0.1:3000/apis/x":                                "http://127.0.0.1:3000/REDACTED",
+		"https://chat.example/api/v1/chat.postMessage":                                "https://chat.example/api/v1/chat.postMessage",
+		"https://proxy.example/rc/api/v1/chat.update":                                 "https://proxy.example/rc/api/v1/chat.update",
+		"https://slack.com/api/chat.postMessage":                                      "https://slack.com/api/chat.postMessage",
+		"https://chat.example/hooks/6543abcd/TOKENxyz":                                "https://chat.example/REDACTED",
+		"https://hooks.slack.com/services/T000/B000/XXXXXXXX":                         "https://hooks.slack.com/REDACTED",
+		"https://chat.example/api/v1/chat.getMessage?msgId=a&tok=b":                   "https://chat.example/api/v1/chat.getMessage?msgId=a&tok=REDACTED",
+		"https://chat.example/api/v1/rooms.info?roomName=alerts":                      "https://chat.example/api/v1/rooms.info?roomName=alerts",
+		"https://flows.example/workflows/abc/triggers/manual/paths/invoke?sig=SECRET": "https://flows.example/REDACTED?REDACTED",
+		"https://user:pass@chat.example:8443/api/v1/chat.update#frag":                 "https://chat.example:8443/api/v1/chat.update",
+		"http://127.0.0.1:3000/apis/x":                                                "http://127.0.0.1:3000/REDACTED",
 	} {
 		u, err := url.Parse(in)
 		if err != nil {
