@@ -139,11 +139,10 @@ type pendingEntry struct {
 }
 
 type rateLimit struct {
-	count  int
-	per    time.Duration
-	start  time.Time
-	used   int
-	window time.Duration
+	count int
+	per   time.Duration
+	start time.Time
+	used  int
 }
 
 // NewServer starts a fake server that accepts token for the bot user
