@@ -39,6 +39,13 @@ type Target struct {
 	// FallbackFrom is the display name of the sink that failed, when
 	// FallbackReason is set.
 	FallbackFrom string
+	// Reminder counts, from 1, the notifications of the group with the
+	// same content as the one that last changed the group's message
+	// (Alertmanager repeating it after its repeat_interval): the sink may
+	// post a short reminder instead of the whole message, and leave the
+	// group's message as it is. Zero when the content changed, or the
+	// group has no message in this sink.
+	Reminder int
 	// Template is the file of message templates the route chose for this
 	// sink (route.Decision.Templates), overriding the sink's own; empty for
 	// the sink's default.

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
@@ -418,6 +419,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 	}
 	st.log = h.log.With("sink", step.Sink)
 	st.parent = st.groupParent(ctx)
+	st.reminder = reminder(h.n, st.parent)
 	st.deadline = time.Now().Add(d.cfg.QuickRetryBudget)
 	for retry := 0; ; retry++ {
 		res := st.attempt(ctx)
@@ -428,7 +430,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 			} else {
 				sd.DigestSize = uint32(res.size)
 			}
-			d.delivered(ctx, h, idx, step, sd, st.parent, res.rcpt, st.log)
+			d.delivered(ctx, h, idx, step, sd, st.parent, st.reminder, res.rcpt, st.log)
 			res.done()
 			return sinkDelivered
 		}
@@ -467,7 +469,19 @@ type stepRun struct {
 	probe    bool
 	log      *slog.Logger
 	parent   *heraldv1.MessageRef
+	reminder int       // see sinks.Target.Reminder
 	deadline time.Time // of the quick retries
+}
+
+// reminder is n's sinks.Target.Reminder: the count of reminders its
+// group's message in the sink (parent) has had, plus one, when n says what
+// the message already says; zero when it changes something, resolves the
+// group, or there is no message.
+func reminder(n *heraldv1.Notification, parent *heraldv1.MessageRef) int {
+	if parent.GetContent() == "" || n.GetStatus() == heraldv1.Status_STATUS_RESOLVED || parent.GetContent() != delivery.Content(n) {
+		return 0
+	}
+	return int(parent.GetReminders()) + 1
 }
 
 // groupParent is the message that stands for the notification's group in
@@ -513,6 +527,7 @@ func (st *stepRun) target() sinks.Target {
 		Parent:   st.parent,
 		Attempt:  int(st.sd.Attempts),
 		Template: h.dec.Templates[st.step.Sink],
+		Reminder: st.reminder,
 	}
 	if st.idx > 0 {
 		to.FallbackReason, to.FallbackFrom = h.fallbackReason(), h.fallbackFrom
@@ -672,7 +687,7 @@ func (d *Dispatcher) forgetGroup(ctx context.Context, h *handling, log *slog.Log
 }
 
 func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step route.Step,
-	sd *heraldv1.SinkDelivery, parent *heraldv1.MessageRef, rcpt sinks.Receipt, log *slog.Logger) {
+	sd *heraldv1.SinkDelivery, parent *heraldv1.MessageRef, reminder int, rcpt sinks.Receipt, log *slog.Logger) {
 	d.m.attempts.WithLabelValues(step.Sink, "success").Inc()
 	d.m.deliveries.WithLabelValues(step.Sink, "delivered").Inc()
 	sd.State = heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED
@@ -697,19 +712,8 @@ func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step r
 	// herald that dies between the two hands the notification out again,
 	// and its sink finds the message it posted; the other way round the
 	// group's next notification would post a second message.
-	if gk := delivery.GroupKey(h.n); gk != "" && rcpt.Parent != nil && !sameMessage(rcpt.Parent, parent) {
-		sctx := ctx
-		if ctx.Err() != nil {
-			// Shutdown after the sink took it: record the group's message
-			// anyway, as putRecord does, or the group's next notification
-			// posts a second one.
-			var cancel context.CancelFunc
-			sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-		}
-		if err := d.state.SetParent(sctx, step.Sink, gk, rcpt.Parent); err != nil {
-			log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
-		}
+	if gk := delivery.GroupKey(h.n); gk != "" && rcpt.Parent != nil {
+		d.storeParent(ctx, step.Sink, gk, parent, reminder, rcpt.Parent, h.n, log)
 	}
 	d.putRecord(ctx, h)
 	d.forgetGroup(context.WithoutCancel(ctx), h, log)
@@ -720,6 +724,36 @@ func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step r
 	}
 	log.InfoContext(ctx, "delivered", "attempts", sd.Attempts, "latency", latency,
 		"fallback_reason", h.rec.FallbackReason)
+}
+
+// storeParent records got as the group's message in sink, with the content
+// it now shows (n's; unchanged by a reminder) and its count of reminders,
+// when that differs from what parent (as read before the delivery) says.
+func (d *Dispatcher) storeParent(ctx context.Context, sink, gk string, parent *heraldv1.MessageRef, reminder int,
+	got *heraldv1.MessageRef, n *heraldv1.Notification, log *slog.Logger) {
+	want := proto.CloneOf(got)
+	want.Content, want.Reminders = delivery.Content(n), uint32(reminder)
+	if sameMessage(got, parent) {
+		want.PostedAt = parent.GetPostedAt()
+		if reminder > 0 {
+			// A reminder left the message as it was.
+			want.Content = parent.GetContent()
+		}
+		if want.Content == parent.GetContent() && want.Reminders == parent.GetReminders() {
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		// Shutdown after the sink took it: record the group's message
+		// anyway, as putRecord does, or the group's next notification
+		// posts a second one.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	if err := d.state.SetParent(ctx, sink, gk, want); err != nil {
+		log.ErrorContext(ctx, "cannot store the group's message; the next notification of the group posts a new one", "err", err)
+	}
 }
 
 // sameMessage reports whether a and b are the same chat message; posted_at,

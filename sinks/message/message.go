@@ -82,6 +82,10 @@ type Data struct {
 	// replaces the group's existing message.
 	Reply  bool
 	Update bool
+	// Reminder counts, from 1, Alertmanager's repeats of what the group's
+	// message already says (sinks.Target.Reminder); 0 when the
+	// notification changes something.
+	Reminder int
 	// FallbackFrom and FallbackReason say why this sink got the
 	// notification instead of the first sink of its chain.
 	FallbackFrom   string
@@ -261,6 +265,7 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 		Route:          text(to.Route, CapLabel, false),
 		Reply:          o.Reply,
 		Update:         o.Update,
+		Reminder:       to.Reminder,
 		FallbackFrom:   text(to.FallbackFrom, CapLabel, false),
 		FallbackReason: text(to.FallbackReason, CapAlertSummary, false),
 	}

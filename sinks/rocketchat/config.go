@@ -79,6 +79,11 @@ type Config struct {
 	// on firing messages of that severity: "@here", "@all", "@username",
 	// several separated by spaces.
 	Mentions map[string]string `yaml:"mentions"`
+	// RemindMentionEvery says, per severity, which reminders carry the
+	// mention (Alertmanager repeating a group that did not change): every
+	// Nth, 1 for every one. Left out or 0, reminders mention no one: the
+	// group's first message did.
+	RemindMentionEvery map[string]int `yaml:"remind_mention_every"`
 	// WebhookRate is the incoming webhook's rate limit, default 10 per 60s.
 	WebhookRate Rate `yaml:"webhook_rate"`
 	// WebhookOverrideChannel sends the route's channel with each webhook
@@ -186,6 +191,14 @@ func (c *Config) Validate() error {
 			if !mentionToken.MatchString(tok) {
 				return fmt.Errorf("mentions.%s: %q is not a mention (@here, @all or @username)", sev, tok)
 			}
+		}
+	}
+	for sev, every := range c.RemindMentionEvery {
+		if !severities[sev] {
+			return fmt.Errorf("remind_mention_every: %q is not a severity (critical, warning, info)", sev)
+		}
+		if every < 0 {
+			return fmt.Errorf("remind_mention_every.%s: %d: 0 (never) or more", sev, every)
 		}
 	}
 	if c.WebhookRate.Count == 0 {

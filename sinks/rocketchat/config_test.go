@@ -169,7 +169,7 @@ func TestTemplateFileErrors(t *testing.T) {
 		{"unknown field", "{{define \"text\"}}\n{{.Nope}}{{end}}", "bad.tmpl:2:"},
 		{"syntax error", "{{define \"attachment\"}}\n\n{{end}", "bad.tmpl:3:"},
 		{"unknown field in digest", "{{define \"digest\"}}{{range .Items}}{{.Nope}}{{end}}{{end}}", "bad.tmpl:1:"},
-		{"empty", "", `defines none of the templates "text", "attachment", "digest"`},
+		{"empty", "", `defines none of the templates "text", "attachment", "reminder", "digest"`},
 		{"misnamed", "{{define \"message\"}}{{.Title}}{{end}}", "defines none"},
 		{"no define", "{{.Title}} is {{.StatusText}}", "text outside {{define}}"},
 	}

@@ -25,7 +25,7 @@ var defaultTemplates = template.Must(template.New("default.tmpl").ParseFS(templa
 // error. Its errors name the file and the line. check-config calls it
 // through Config.Validate.
 func ParseTemplateFile(path string) (*template.Template, error) {
-	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "text", "attachment", "digest")
+	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "text", "attachment", "reminder", "digest")
 	if err != nil {
 		return nil, err
 	}
@@ -37,6 +37,9 @@ func ParseTemplateFile(path string) (*template.Template, error) {
 		return nil, err
 	}
 	if _, err := r.execute(t, "attachment", r.data(sample, renderOpts{})); err != nil {
+		return nil, err
+	}
+	if _, err := r.execute(t, "reminder", r.data(sample, renderOpts{reminder: 2})); err != nil {
 		return nil, err
 	}
 	if _, err := r.execute(t, "digest", r.digestData([]*heraldv1.Notification{sample, sample}, 2)); err != nil {
@@ -61,6 +64,8 @@ type (
 // renderOpts says in which role a notification is rendered.
 type renderOpts struct {
 	reply, update bool
+	// reminder is sinks.Target.Reminder.
+	reminder int
 	// mention puts the configured mention on a firing notification.
 	mention                      bool
 	fallbackFrom, fallbackReason string
@@ -83,7 +88,7 @@ const maxShownAlerts = message.DefaultMaxAlerts
 
 // data builds the template data of n.
 func (r *renderer) data(n *heraldv1.Notification, o renderOpts) Data {
-	return message.New(n, sinks.Target{FallbackFrom: o.fallbackFrom, FallbackReason: o.fallbackReason}, r.options(o))
+	return message.New(n, sinks.Target{FallbackFrom: o.fallbackFrom, FallbackReason: o.fallbackReason, Reminder: o.reminder}, r.options(o))
 }
 
 func (r *renderer) options(o renderOpts) message.Options {
@@ -227,3 +232,15 @@ func digestFooter(ns []*heraldv1.Notification) string {
 
 // sampleNotification is what ParseTemplateFile renders to check a template.
 func sampleNotification() *heraldv1.Notification { return message.Sample() }
+
+// renderReminder renders the reminder reply to n's group: one line, no
+// attachment, fitted to the size limit.
+func (r *renderer) renderReminder(t *template.Template, n *heraldv1.Notification, o renderOpts) (rendered, error) {
+	d := r.data(n, o)
+	text, err := r.execute(t, "reminder", d)
+	if err != nil && t != defaultTemplates {
+		msg, _ := r.renderReminder(defaultTemplates, n, o)
+		return msg, err
+	}
+	return rendered{Text: r.cut(text)}, err
+}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/severity"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -196,7 +197,11 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	}
 	if p := to.Parent; p.GetMessageId() != "" {
 		if p.GetChannelId() == rid {
-			rec, gone, err := s.updateAndReply(ctx, t, n, to, rid, opts)
+			reply := s.updateAndReply
+			if to.Reminder > 0 {
+				reply = s.remind
+			}
+			rec, gone, err := reply(ctx, t, n, to, rid, opts)
 			if !gone {
 				return rec, err
 			}
@@ -216,6 +221,37 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 		return sinks.Receipt{}, err
 	}
 	return sinks.Receipt{Parent: ref, Message: ref}, nil
+}
+
+// remind replies in the group's thread with a short reminder, leaving the
+// group's message as it is: it already says what n says. The mention is
+// on the reminders remind_mention_every asks for.
+//
+// gone reports that the group's message no longer exists in room rid
+// (nothing was sent): a reply in its thread would go unseen.
+func (s *Sink) remind(ctx context.Context, t *template.Template, n *heraldv1.Notification, to sinks.Target, rid string, opts renderOpts) (rec sinks.Receipt, gone bool, err error) {
+	m, err := s.lookup(ctx, to.Parent.GetMessageId())
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	if m == nil || m.Type == "rm" || m.RoomID != rid {
+		return sinks.Receipt{}, true, nil
+	}
+	opts.reply, opts.reminder = true, to.Reminder
+	every := s.cfg.RemindMentionEvery[severity.Name(n.GetSeverity())]
+	opts.mention = every > 0 && to.Reminder%every == 0
+	msg, err := s.r.renderReminder(t, n, opts)
+	if err != nil {
+		s.log.ErrorContext(ctx, "reminder template failed; its default was used", "error", err)
+	}
+	ref, err := s.sendOnce(ctx, outMessage{
+		ID: MessageID(s.name, notificationKey(n), roleReply), RoomID: rid, ThreadID: to.Parent.GetMessageId(),
+		Msg: msg.Text,
+	}, to.Attempt)
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	return sinks.Receipt{Parent: &heraldv1.MessageRef{ChannelId: rid, MessageId: to.Parent.GetMessageId()}, Message: ref}, false, nil
 }
 
 // updateAndReply updates the parent's text and replies in its thread. gone

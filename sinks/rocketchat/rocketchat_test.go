@@ -789,3 +789,65 @@ func TestNeverFailsForSize(t *testing.T) {
 		}
 	}
 }
+
+// TestReminder: a repeat of an unchanged group is one short thread reply;
+// the group's message is not edited; the mention is on every Nth reminder
+// only; a reminder whose thread is gone starts the group anew.
+func TestReminder(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	s, _ := newREST(t, srv, func(c *Config) {
+		c.Mentions = map[string]string{"critical": "@here"}
+		c.RemindMentionEvery = map[string]int{"critical": 2}
+	})
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+	first, err := s.Send(t.Context(), firing(), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to.Parent = first.Parent
+	for k := 1; k <= 2; k++ {
+		n := firing()
+		n.Id = fmt.Sprintf("01JDXREMIND%d", k)
+		to.Reminder = k
+		r, err := s.Send(t.Context(), n, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Parent.GetMessageId() != first.Parent.GetMessageId() {
+			t.Errorf("reminder %d: parent %v, want the group's", k, r.Parent)
+		}
+	}
+	parent, _ := srv.Message(first.Parent.GetMessageId())
+	if len(parent.Edits) != 0 {
+		t.Errorf("reminders edited the group's message: %v", parent.Edits)
+	}
+	if n := srv.Count("chat.update"); n != 0 {
+		t.Errorf("%d chat.update calls for reminders", n)
+	}
+	thread := srv.Thread(first.Parent.GetMessageId())
+	if len(thread) != 2 {
+		t.Fatalf("thread %+v, want two reminders", thread)
+	}
+	for i, m := range thread {
+		if !strings.Contains(m.Text, "🔁 Still firing") || !strings.Contains(m.Text, fmt.Sprintf("reminder %d", i+1)) || len(m.Attachments) != 0 {
+			t.Errorf("reminder %d: %q, %d attachments", i+1, m.Text, len(m.Attachments))
+		}
+		if mentioned := strings.HasPrefix(m.Text, "@here "); mentioned != (i+1 == 2) {
+			t.Errorf("reminder %d: mentioned %v, want only on the second (remind_mention_every 2): %q", i+1, mentioned, m.Text)
+		}
+	}
+
+	// The group's message was deleted: the reminder's reply is refused,
+	// and the whole message is posted as the group's new one.
+	srv.DeleteMessage(first.Parent.GetMessageId())
+	n := firing()
+	n.Id = "01JDXREMIND3"
+	to.Reminder = 3
+	r, err := s.Send(t.Context(), n, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Parent.GetMessageId() == first.Parent.GetMessageId() || len(srv.TopLevel("alerts")) != 1 {
+		t.Errorf("after the parent was deleted: receipt %v, top level %+v", r, srv.TopLevel("alerts"))
+	}
+}

@@ -572,7 +572,15 @@ type MessageRef struct {
 	ThreadId string `protobuf:"bytes,3,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
 	// When herald recorded this message as its group's message in the sink
 	// (the start of the group's lifecycle there); set only on those.
-	PostedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=posted_at,json=postedAt,proto3" json:"posted_at,omitempty"`
+	PostedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=posted_at,json=postedAt,proto3" json:"posted_at,omitempty"`
+	// The group's content when herald last posted or updated the group's
+	// message (a digest of its status and its alerts' identities and
+	// statuses). A later notification of the group with the same content is
+	// a reminder: Alertmanager sending it again after its repeat_interval.
+	// Set only on a group's message.
+	Content string `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
+	// How many reminders the group has had since its content last changed.
+	Reminders     uint32 `protobuf:"varint,6,opt,name=reminders,proto3" json:"reminders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +641,20 @@ func (x *MessageRef) GetPostedAt() *timestamppb.Timestamp {
 		return x.PostedAt
 	}
 	return nil
+}
+
+func (x *MessageRef) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *MessageRef) GetReminders() uint32 {
+	if x != nil {
+		return x.Reminders
+	}
+	return 0
 }
 
 // SinkDelivery is what happened with one sink for one notification.
@@ -881,7 +903,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\x01\n" +
 	"\n" +
 	"MessageRef\x12\x1d\n" +
 	"\n" +
@@ -889,7 +911,9 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x1b\n" +
 	"\tthread_id\x18\x03 \x01(\tR\bthreadId\x127\n" +
-	"\tposted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\"\xd5\x02\n" +
+	"\tposted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\x12\x18\n" +
+	"\acontent\x18\x05 \x01(\tR\acontent\x12\x1c\n" +
+	"\treminders\x18\x06 \x01(\rR\treminders\"\xd5\x02\n" +
 	"\fSinkDelivery\x12\x12\n" +
 	"\x04sink\x18\x01 \x01(\tR\x04sink\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12\x1a\n" +
