@@ -75,6 +75,10 @@ type Config struct {
 	// "<!channel>", "<@U123ABC>", "<!subteam^S123>". "@here", "@channel" and
 	// "@everyone" are accepted as shorthands.
 	Mentions map[string]string `yaml:"mentions"`
+	// RemindMentionEvery says, per severity, which reminders carry the
+	// mention (Alertmanager repeating a group that did not change): every
+	// Nth, 1 for every one. Left out or 0, reminders mention no one.
+	RemindMentionEvery map[string]int `yaml:"remind_mention_every"`
 	// Username and IconEmoji override the poster's name and icon, when the
 	// app is allowed to (chat:write.customize).
 	Username  string `yaml:"username"`
@@ -182,6 +186,13 @@ func (c *Config) Validate() error {
 			continue
 		}
 		c.Mentions[sev] = norm
+	}
+	for sev, every := range c.RemindMentionEvery {
+		if !severities[sev] {
+			errs = append(errs, fmt.Errorf("remind_mention_every: %q is not a severity (critical, warning, info)", sev))
+		} else if every < 0 {
+			errs = append(errs, fmt.Errorf("remind_mention_every.%s: %d: 0 (never) or more", sev, every))
+		}
 	}
 	if c.IconEmoji != "" && !emojiName.MatchString(c.IconEmoji) {
 		errs = append(errs, fmt.Errorf("icon_emoji: %q is not an emoji name like :rotating_light:", c.IconEmoji))

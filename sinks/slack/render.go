@@ -308,6 +308,22 @@ func RenderTemplate(t *template.Template, d Data, style Style) (Message, error) 
 	return Message{Text: text, Blocks: blocks}, errors.Join(errs...)
 }
 
+// RenderReminder builds the thread reply for a reminder (see
+// sinks.Target.Reminder): the "reminder" template's one line, after the
+// mention when d has one. A failing template is replaced by its default.
+func RenderReminder(t *template.Template, d Data) (Message, error) {
+	v := newView(d)
+	line, err := execute(t, "reminder", v)
+	if err != nil {
+		line, _ = execute(defaultTemplates, "reminder", v)
+	}
+	line = clipEscaped(line, maxSectionLen-units(d.Mention)-1)
+	if d.Mention != "" {
+		line = d.Mention + " " + line
+	}
+	return Message{Text: line, Blocks: []slack.Block{slack.NewSectionBlock(mrkdwn(line), nil, nil)}}, err
+}
+
 // headline is the raw one-line state of the group, e.g.
 // "🔴 [FIRING:3] HighErrorRate".
 func headline(d Data) string {

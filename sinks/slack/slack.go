@@ -134,7 +134,15 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	if s.cfg.Mode == ModeWebhook {
 		err = s.postWebhook(ctx, channel, r.render(data, StyleParent))
 	} else {
-		rcpt, err = s.sendBot(ctx, r, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
+		if to.Reminder > 0 && to.Parent.GetMessageId() != "" && to.Parent.GetChannelId() != "" {
+			every := s.cfg.RemindMentionEvery[severityName(data.Severity)]
+			if every <= 0 || to.Reminder%every != 0 {
+				data.Mention = ""
+			}
+			rcpt, err = s.remind(ctx, r, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
+		} else {
+			rcpt, err = s.sendBot(ctx, r, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
+		}
 	}
 	if err != nil {
 		if wait, ok := sinks.ThrottleWait(err); ok {
@@ -254,6 +262,14 @@ type renderer struct {
 	ctx context.Context
 }
 
+func (r renderer) renderReminder(d Data) Message {
+	m, err := RenderReminder(r.t, d)
+	if err != nil {
+		r.s.log.LogAttrs(r.ctx, slog.LevelError, "slack reminder template failed; its default was used", slog.String("error", err.Error()))
+	}
+	return m
+}
+
 func (r renderer) render(d Data, style Style) Message {
 	m, err := RenderTemplate(r.t, d, style)
 	if err != nil {
@@ -297,6 +313,20 @@ func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, 
 	}
 	mk.kind = "reply"
 	ch, ts, err := s.post(ctx, parent.GetChannelId(), r.render(d, StyleReply), parent.GetMessageId(), mk)
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	return sinks.Receipt{
+		Parent:  &heraldv1.MessageRef{ChannelId: parent.GetChannelId(), MessageId: parent.GetMessageId()},
+		Message: &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, ThreadId: parent.GetMessageId()},
+	}, nil
+}
+
+// remind posts a short reminder in the group's thread and leaves the
+// group's message as it is: it already says what d says.
+func (s *Sink) remind(ctx context.Context, r renderer, d Data, parent *heraldv1.MessageRef, mk mark) (sinks.Receipt, error) {
+	mk.kind = "reply"
+	ch, ts, err := s.post(ctx, parent.GetChannelId(), r.renderReminder(d), parent.GetMessageId(), mk)
 	if err != nil {
 		return sinks.Receipt{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -513,5 +514,40 @@ func TestSendBatchRetryAfterLostAnswer(t *testing.T) {
 	}
 	if msgs := fake.Messages(id); len(msgs) != 1 || msgs[0].TS != r.Message.GetMessageId() {
 		t.Errorf("channel has %d messages, want the one digest", len(msgs))
+	}
+}
+
+// TestReminder: a repeat of an unchanged group is one line in its thread,
+// the group's message is not edited, and the mention comes on every Nth
+// reminder only.
+func TestReminder(t *testing.T) {
+	s, fake, _ := newBot(t, func(c *Config) {
+		c.Channel = "#alerts"
+		c.Mentions = map[string]string{"critical": "<!here>"}
+		c.RemindMentionEvery = map[string]int{"critical": 2}
+	})
+	first, err := s.Send(t.Context(), firing(), sinks.Target{Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 2; k++ {
+		n := firing()
+		n.Id = fmt.Sprintf("n-remind-%d", k)
+		if _, err := s.Send(t.Context(), n, sinks.Target{Attempt: 1, Parent: first.Parent, Reminder: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := fake.Messages("alerts")
+	if len(msgs) != 3 || msgs[0].Edits != 0 {
+		t.Fatalf("messages %+v, want the parent unedited and two replies", msgs)
+	}
+	for i, m := range msgs[1:] {
+		k := i + 1
+		if m.ThreadTS != first.Parent.GetMessageId() || !strings.Contains(m.Text, "🔁 Still firing") || !strings.Contains(m.Text, fmt.Sprintf("reminder %d", k)) {
+			t.Errorf("reminder %d: %+v", k, m)
+		}
+		if mentioned := strings.HasPrefix(m.Text, "<!here> "); mentioned != (k == 2) {
+			t.Errorf("reminder %d mentioned %v: %q", k, mentioned, m.Text)
+		}
 	}
 }

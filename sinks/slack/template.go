@@ -62,12 +62,12 @@ var slackURL = strings.NewReplacer("|", "%7C", "<", "%3C", ">", "%3E", " ", "%20
 // notification so that a template naming a field that does not exist fails
 // now rather than at 3 a.m. Its errors name the file and the line.
 func ParseTemplateFile(path string) (*template.Template, error) {
-	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "title", "summary", "alert", "text")
+	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "title", "summary", "alert", "text", "reminder")
 	if err != nil {
 		return nil, err
 	}
 	sample := newView(NewData(message.Sample(), sinks.Target{}, nil))
-	for _, name := range []string{"title", "summary", "text"} {
+	for _, name := range []string{"title", "summary", "text", "reminder"} {
 		if _, err := execute(t, name, sample); err != nil {
 			return nil, err
 		}

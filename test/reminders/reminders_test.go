@@ -1,9 +1,10 @@
 // Package reminders_test runs a whole herald against the strict Rocket.Chat
-// fake through a group's life as Alertmanager tells it: firing, three
-// repeats of the same (its repeat_interval), one alert added, resolved. It
-// checks every message and edit the room received against a golden file:
-// the repeats are short reminders in the group's thread, leave the group's
-// message alone, and mention people only as configured.
+// and Slack fakes (each its own route: fan-out) through a group's life as
+// Alertmanager tells it: firing, three repeats of the same (its
+// repeat_interval), one alert added, resolved. It checks every message and
+// edit each chat received against a golden file: the repeats are short
+// reminders in the group's thread, leave the group's message alone, and
+// mention people only as configured.
 package reminders_test
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/internal/app/apptest"
 	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/rocketchat/rocketchattest"
+	"github.com/herald-notify/herald/sinks/slack/slackfake"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -38,6 +40,9 @@ func TestGroupLifeWithRepeats(t *testing.T) {
 	}
 	srv := rocketchattest.NewServer(rocketchattest.WithRooms("alerts"))
 	t.Cleanup(srv.Close)
+	sl := slackfake.New("xoxb-reminders")
+	t.Cleanup(sl.Close)
+	sl.AddChannel("alerts")
 	h := apptest.Start(t, fmt.Sprintf(`
 auth:
   clients: [{name: reminders, token: %s}]
@@ -51,10 +56,22 @@ sinks:
       channel: "#alerts"
       mentions: {critical: "@here"}
       remind_mention_every: {critical: 3}
+  - name: slack
+    slack:
+      mode: bot
+      api_url: %s
+      token: xoxb-reminders
+      channel: "#alerts"
+      pace: 10ms
+      mentions: {critical: "<!here>"}
+      remind_mention_every: {critical: 3}
 routes:
-  - name: default
+  - name: chat
     chain: [rocketchat]
-`, apiToken, srv.URL, srv.UserID(), srv.Token()), apptest.Options{
+    continue: true
+  - name: default
+    chain: [slack]
+`, apiToken, srv.URL, srv.UserID(), srv.Token(), sl.APIURL()), apptest.Options{
 		Logger: slog.New(slog.NewTextHandler(testutil.LogWriter(t, ""), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 
@@ -99,8 +116,10 @@ routes:
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		// One at a time, as Alertmanager's group_interval spaces them.
+		// One at a time, as Alertmanager's group_interval spaces them; the
+		// Slack copy is the fan-out's second (id "-1").
 		h.WaitDelivered(t, res.Msg.GetId(), heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, hang)
+		h.WaitDelivered(t, res.Msg.GetId()+"-1", heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, hang)
 	}
 
 	var b strings.Builder
@@ -114,6 +133,20 @@ routes:
 		}
 		for i, r := range srv.Thread(m.ID) {
 			fmt.Fprintf(&b, "== thread reply %d (%d attachments)\n%s\n", i+1, len(r.Attachments), r.Text)
+		}
+	}
+	msgs := sl.Messages("alerts")
+	for _, m := range msgs {
+		if m.ThreadTS != "" {
+			continue
+		}
+		fmt.Fprintf(&b, "== slack message (%d edits, now)\n%s\n", m.Edits, m.Text)
+		i := 0
+		for _, r := range msgs {
+			if r.ThreadTS == m.TS {
+				i++
+				fmt.Fprintf(&b, "== slack thread reply %d\n%s\n", i, r.Text)
+			}
 		}
 	}
 	got := b.String()
@@ -132,6 +165,9 @@ routes:
 	}
 	if n := srv.Count("chat.update"); n != 2 {
 		t.Errorf("%d chat.update calls, want 2: the added alert and the resolve; reminders change nothing", n)
+	}
+	if len(msgs) == 0 || msgs[0].Edits != 2 {
+		t.Errorf("Slack's group message: %+v, want 2 edits: the added alert and the resolve", msgs)
 	}
 }
 
