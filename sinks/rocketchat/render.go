@@ -66,6 +66,9 @@ type renderOpts struct {
 	reply, update bool
 	// reminder is sinks.Target.Reminder.
 	reminder int
+	// parent renders the group's message, whose text alone is updated
+	// later.
+	parent bool
 	// mention puts the configured mention on a firing notification.
 	mention                      bool
 	fallbackFrom, fallbackReason string
@@ -116,6 +119,12 @@ func (r *renderer) render(t *template.Template, n *heraldv1.Notification, o rend
 		return msg, err
 	}
 	att := Attachment{Color: d.Color, Actions: buttons(d.Links), ButtonAlignment: "horizontal"}
+	if o.parent {
+		// chat.update edits the text only: a colour on the group's
+		// message would stay red after the group resolved. The text's
+		// emoji and status carry the state; replies keep their colour.
+		att.Color = ""
+	}
 	if len(att.Actions) == 0 {
 		att.ButtonAlignment = ""
 	}

@@ -212,7 +212,9 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 				"notification", n.GetId(), "parent", p.GetMessageId())
 		}
 	}
-	msg := s.render(ctx, t, n, opts)
+	po := opts
+	po.parent = true
+	msg := s.render(ctx, t, n, po)
 	ref, err := s.sendOnce(ctx, outMessage{
 		ID: MessageID(s.name, notificationKey(n), roleParent), RoomID: rid,
 		Msg: msg.Text, Attachments: msg.Attachments,
