@@ -52,6 +52,11 @@ const (
 	AttrBreakerFrom   attribute.Key = "herald.breaker.from"
 	AttrBreakerTo     attribute.Key = "herald.breaker.to"
 	AttrBreakerReason attribute.Key = "herald.breaker.reason"
+	// AttrDuplicate says, on a Publish span, whether the notification was
+	// a copy of one already stored (an HA peer's, or a retry); the
+	// duplicate event's AttrDuplicateOf names the stored one.
+	AttrDuplicate   attribute.Key = "herald.duplicate"
+	AttrDuplicateOf attribute.Key = "herald.duplicate_of"
 )
 
 // Span and event names herald uses.
@@ -64,6 +69,8 @@ const (
 	EventBreaker = "breaker"
 	// EventFallback marks a delivery by a later sink of the chain.
 	EventFallback = "fallback"
+	// EventDuplicate marks a Publish that stored nothing: a copy.
+	EventDuplicate = "duplicate"
 )
 
 // GroupKeyHash is the short, stable form of an Alertmanager group key used
