@@ -16,6 +16,7 @@ var known = map[attribute.Key]bool{
 	AttrRoute: true, AttrSink: true, AttrChannel: true, AttrAttempt: true, AttrErrorClass: true,
 	AttrFallbackReason: true, AttrFallbackFrom: true, AttrChatMessageID: true, AttrDelivered: true,
 	AttrOutcome: true, AttrSource: true, AttrBreakerFrom: true, AttrBreakerTo: true, AttrBreakerReason: true,
+	AttrDuplicate: true, AttrDuplicateOf: true,
 }
 
 // attrLiteral finds herald attribute keys spelled out in Go source instead
