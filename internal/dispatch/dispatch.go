@@ -481,6 +481,11 @@ func reminder(n *heraldv1.Notification, parent *heraldv1.MessageRef) int {
 	if parent.GetContent() == "" || n.GetStatus() == heraldv1.Status_STATUS_RESOLVED || parent.GetContent() != delivery.Content(n) {
 		return 0
 	}
+	if parent.GetNotificationId() == n.GetId() {
+		// n is being delivered again after its own delivery was
+		// recorded on the group's message: it is what it was then.
+		return int(parent.GetReminders())
+	}
 	return int(parent.GetReminders()) + 1
 }
 
@@ -732,14 +737,14 @@ func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step r
 func (d *Dispatcher) storeParent(ctx context.Context, sink, gk string, parent *heraldv1.MessageRef, reminder int,
 	got *heraldv1.MessageRef, n *heraldv1.Notification, log *slog.Logger) {
 	want := proto.CloneOf(got)
-	want.Content, want.Reminders = delivery.Content(n), uint32(reminder)
+	want.Content, want.Reminders, want.NotificationId = delivery.Content(n), uint32(reminder), n.GetId()
 	if sameMessage(got, parent) {
 		want.PostedAt = parent.GetPostedAt()
 		if reminder > 0 {
 			// A reminder left the message as it was.
 			want.Content = parent.GetContent()
 		}
-		if want.Content == parent.GetContent() && want.Reminders == parent.GetReminders() {
+		if want.Content == parent.GetContent() && want.Reminders == parent.GetReminders() && want.NotificationId == parent.GetNotificationId() {
 			return
 		}
 	}

@@ -58,3 +58,32 @@ func TestReminders(t *testing.T) {
 		t.Errorf("after the resolve the group still has a message: %v", p)
 	}
 }
+
+// TestReminderRedelivered: a notification handed out again after its
+// delivery reached the group's message (a crash before its record) is
+// what it was the first time, not a reminder of itself.
+func TestReminderRedelivered(t *testing.T) {
+	r := newRig(t, testConfig())
+	var got []int
+	r.rc.send = func(_ context.Context, _ *heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+		got = append(got, to.Reminder)
+		ref := &heraldv1.MessageRef{ChannelId: "C1", MessageId: "parent-1"}
+		return sinks.Receipt{Parent: ref, Message: ref}, nil
+	}
+	first := msg("n1", "g1")
+	if out := r.d.Handle(t.Context(), first); out.Action != delivery.Ack {
+		t.Fatal(out)
+	}
+	// The record is lost; the group's message was stored.
+	if err := r.state.PutRecord(t.Context(), "n1", &heraldv1.DeliveryRecord{}); err != nil {
+		t.Fatal(err)
+	}
+	again := msg("n1", "g1")
+	again.delivered = 2
+	r.d.Handle(t.Context(), again)
+	repeat := msg("n2", "g1")
+	r.d.Handle(t.Context(), repeat)
+	if want := []int{0, 0, 1}; !slices.Equal(got, want) {
+		t.Errorf("reminders %v, want %v: the redelivery is not a reminder, the repeat is the first", got, want)
+	}
+}

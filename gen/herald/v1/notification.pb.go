@@ -580,9 +580,13 @@ type MessageRef struct {
 	// Set only on a group's message.
 	Content string `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
 	// How many reminders the group has had since its content last changed.
-	Reminders     uint32 `protobuf:"varint,6,opt,name=reminders,proto3" json:"reminders,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reminders uint32 `protobuf:"varint,6,opt,name=reminders,proto3" json:"reminders,omitempty"`
+	// The notification that last changed the content or counted a reminder:
+	// its redelivery (a crash between posting and recording) is neither a
+	// change nor another reminder.
+	NotificationId string `protobuf:"bytes,7,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MessageRef) Reset() {
@@ -655,6 +659,13 @@ func (x *MessageRef) GetReminders() uint32 {
 		return x.Reminders
 	}
 	return 0
+}
+
+func (x *MessageRef) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
 }
 
 // SinkDelivery is what happened with one sink for one notification.
@@ -903,7 +914,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
 	"\n" +
 	"MessageRef\x12\x1d\n" +
 	"\n" +
@@ -913,7 +924,8 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\tthread_id\x18\x03 \x01(\tR\bthreadId\x127\n" +
 	"\tposted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\x12\x18\n" +
 	"\acontent\x18\x05 \x01(\tR\acontent\x12\x1c\n" +
-	"\treminders\x18\x06 \x01(\rR\treminders\"\xd5\x02\n" +
+	"\treminders\x18\x06 \x01(\rR\treminders\x12'\n" +
+	"\x0fnotification_id\x18\a \x01(\tR\x0enotificationId\"\xd5\x02\n" +
 	"\fSinkDelivery\x12\x12\n" +
 	"\x04sink\x18\x01 \x01(\tR\x04sink\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12\x1a\n" +

@@ -67,12 +67,12 @@ func CheckStorm(t testing.TB, s *Server, channel string, total, groups int) Stor
 		}
 	}
 	// The server records a request once it has answered it, so requests
-	// answered at the same instant (in a synctest bubble) may be recorded
-	// in another order than its rate limiter counted them. Put them back
-	// in the limiter's order: by time, then, within the instant (one
-	// window), by falling X-RateLimit-Remaining.
+	// answered at once may be recorded in another order than its rate
+	// limiter counted them. Put them back in the limiter's order: by the
+	// window they fell in (its reset), then by falling
+	// X-RateLimit-Remaining.
 	slices.SortStableFunc(res.Posts, func(a, b Request) int {
-		if c := a.At.Compare(b.At); c != 0 {
+		if c := a.RateLimitReset().Compare(b.RateLimitReset()); c != 0 {
 			return c
 		}
 		return cmp.Compare(remaining(t, b), remaining(t, a))
