@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/attribute"
@@ -110,7 +111,13 @@ func (s *Service) Publish(ctx context.Context, req *connect.Request[heraldv1.Pub
 		// which notification it is a copy of.
 		span.AddEvent("duplicate", trace.WithAttributes(attribute.String("herald.duplicate_of", id)))
 		s.outcomes.WithLabelValues("duplicate").Inc()
-		s.logger.DebugContext(ctx, "duplicate publish", "id", id, "idempotency_key", n.GetIdempotencyKey())
+		// Every drop is logged with its reason: one line per notification
+		// an HA pair of Alertmanagers sends twice.
+		attrs := []any{"id", id, "idempotency_key", n.GetIdempotencyKey(), "source", n.GetSource()}
+		if stored, err := ulid.ParseStrict(id); err == nil {
+			attrs = append(attrs, "stored_ago", now.Sub(ulid.Time(stored.Time())).Round(time.Millisecond).String())
+		}
+		s.logger.InfoContext(ctx, "publish stored nothing: a copy of a stored notification (an HA peer's, or a retry) within queue.duplicate_window", attrs...)
 	} else {
 		s.outcomes.WithLabelValues("stored").Inc()
 		s.logger.DebugContext(ctx, "notification stored", "id", id, "source", n.GetSource(), "severity", n.GetSeverity().String())
