@@ -90,6 +90,10 @@ type Config struct {
 	// put on firing posts of that severity: "@channel", "@here", "@all",
 	// "@username", several separated by spaces.
 	Mentions map[string]string `yaml:"mentions"`
+	// RemindMentionEvery says, per severity, which reminders carry the
+	// mention (Alertmanager repeating a group that did not change): every
+	// Nth, 1 for every one. Left out or 0, reminders mention no one.
+	RemindMentionEvery map[string]int `yaml:"remind_mention_every"`
 	// Template is a file of Go text/template definitions overriding
 	// "text" and/or "attachment" (see message.Data); a route may override
 	// it again.
@@ -203,6 +207,14 @@ func (c *Config) Validate() error {
 			if !mentionToken.MatchString(tok) {
 				return fmt.Errorf("mentions.%s: %q is not a mention (@channel, @here, @all or @username)", sev, tok)
 			}
+		}
+	}
+	for sev, every := range c.RemindMentionEvery {
+		if !severities[sev] {
+			return fmt.Errorf("remind_mention_every: %q is not a severity (critical, warning, info)", sev)
+		}
+		if every < 0 {
+			return fmt.Errorf("remind_mention_every.%s: %d: 0 (never) or more", sev, every)
 		}
 	}
 	if c.Template != "" {

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/severity"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -180,7 +181,11 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 			s.log.WarnContext(ctx, "the group's parent is not a Mattermost post id; creating a new root post",
 				"notification", n.GetId(), "parent", p.GetMessageId())
 		} else if p.GetChannelId() == chID {
-			rec, gone, err := s.updateAndReply(ctx, t, n, to, chID)
+			reply := s.updateAndReply
+			if to.Reminder > 0 {
+				reply = s.remind
+			}
+			rec, gone, err := reply(ctx, t, n, to, chID)
 			if !gone {
 				return rec, err
 			}
@@ -223,6 +228,30 @@ func (s *Sink) staleChannel(ctx context.Context, chID string, cached bool, err e
 // updateAndReply patches the root post and replies in its thread. gone
 // reports that the root post no longer exists in channel chID (nothing
 // was sent).
+// remind replies in the group's thread with one line and leaves the root
+// as it is: it already says what n says. The mention is on the reminders
+// remind_mention_every asks for. gone reports that the root no longer
+// exists in channel chID (nothing was sent).
+func (s *Sink) remind(ctx context.Context, t *template.Template, n *heraldv1.Notification, to sinks.Target, chID string) (rec sinks.Receipt, gone bool, err error) {
+	root, err := s.getPost(ctx, to.Parent.GetMessageId())
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	if root == nil || root.DeleteAt != 0 || root.ChannelID != chID {
+		return sinks.Receipt{}, true, nil
+	}
+	every := s.cfg.RemindMentionEvery[severity.Name(n.GetSeverity())]
+	msg, rerr := s.r.renderReminder(t, n, to, every > 0 && to.Reminder%every == 0)
+	if rerr != nil {
+		s.log.ErrorContext(ctx, "reminder template failed; its default was used", "notification", n.GetId(), "error", rerr)
+	}
+	ref, err := s.createOnce(ctx, n, to, chID, root.ID, roleReply, msg)
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	return sinks.Receipt{Parent: &heraldv1.MessageRef{ChannelId: chID, MessageId: root.ID}, Message: ref}, false, nil
+}
+
 func (s *Sink) updateAndReply(ctx context.Context, t *template.Template, n *heraldv1.Notification, to sinks.Target, chID string) (rec sinks.Receipt, gone bool, err error) {
 	// Read like any request: a refused token here is refused for the
 	// post too.
@@ -292,7 +321,7 @@ func (s *Sink) createOnce(ctx context.Context, n *heraldv1.Notification, to sink
 	}
 	req := createPostRequest{
 		ChannelID: chID, Message: msg.Text, RootID: rootID, PendingPostID: pid,
-		Props: Props{Attachments: []Attachment{msg.Attachment}, HeraldPost: pid, HeraldNotification: n.GetId()},
+		Props: Props{Attachments: attachments(msg), HeraldPost: pid, HeraldNotification: n.GetId()},
 	}
 	var p post
 	if err := s.call(ctx, "create post", http.MethodPost, "posts", nil, req, &p); err != nil {
@@ -527,4 +556,13 @@ func (b *blockedUntil) wait(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return max(b.t.Sub(now), 0)
+}
+
+// attachments are msg's attachment, or none for a post of text only (a
+// reminder).
+func attachments(msg rendered) []Attachment {
+	if a := msg.Attachment; a.Color == "" && a.Text == "" && a.Fallback == "" && len(a.Fields) == 0 {
+		return nil
+	}
+	return []Attachment{msg.Attachment}
 }

@@ -2,6 +2,7 @@ package mattermost
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -383,5 +384,45 @@ func TestForeignParentStartsNewRoot(t *testing.T) {
 	}
 	if posts := srv.Posts(); len(posts) != 1 || posts[0].RootID != "" || r.Parent.GetMessageId() != posts[0].ID {
 		t.Errorf("posts %+v, receipt %v", posts, r)
+	}
+}
+
+// TestReminder: a repeat of an unchanged group is one line in the root's
+// thread, without an attachment; the root is not patched; the mention is
+// on every Nth reminder only.
+func TestReminder(t *testing.T) {
+	srv, s, _, _ := newREST(t)
+	s.cfg.RemindMentionEvery = map[string]int{"critical": 2}
+	r1, err := s.Send(ctx(t), firing(), sinks.Target{Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k <= 2; k++ {
+		n := firing()
+		n.Id = fmt.Sprintf("01JREMIND%018d", k)
+		if _, err := s.Send(ctx(t), n, sinks.Target{Attempt: 1, Parent: r1.Parent, Reminder: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := srv.Patches(); len(p) != 0 {
+		t.Errorf("reminders patched the root: %+v", p)
+	}
+	var replies []mattermosttest.Post
+	for _, p := range srv.Posts() {
+		if p.RootID == r1.Parent.GetMessageId() {
+			replies = append(replies, p)
+		}
+	}
+	if len(replies) != 2 {
+		t.Fatalf("replies %+v, want two reminders", replies)
+	}
+	for i, p := range replies {
+		k := i + 1
+		if !strings.Contains(p.Message, "🔁 Still firing") || !strings.Contains(p.Message, fmt.Sprintf("reminder %d", k)) || p.Props["attachments"] != nil {
+			t.Errorf("reminder %d: %q props %v", k, p.Message, p.Props)
+		}
+		if mentioned := strings.HasPrefix(p.Message, "@channel "); mentioned != (k == 2) {
+			t.Errorf("reminder %d mentioned %v: %q", k, mentioned, p.Message)
+		}
 	}
 }

@@ -20,15 +20,16 @@ var templateFS embed.FS
 var defaultTemplates = template.Must(template.New("default.tmpl").ParseFS(templateFS, "templates/default.tmpl"))
 
 // ParseTemplateFile parses a template file over the defaults: the file must
-// redefine "text", "attachment" or both (see sinks.ParseTemplateFile) and
+// redefine one or more of "text", "attachment" and "reminder" (see
+// sinks.ParseTemplateFile) and
 // render message.Sample without error. Its errors name the file and line.
 func ParseTemplateFile(path string) (*template.Template, error) {
-	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "text", "attachment")
+	t, err := sinks.ParseTemplateFile(defaultTemplates, path, "text", "attachment", "reminder")
 	if err != nil {
 		return nil, err
 	}
-	d := message.New(message.Sample(), sinks.Target{}, message.Options{Escape: escaper{}})
-	for _, name := range []string{"text", "attachment"} {
+	d := message.New(message.Sample(), sinks.Target{Reminder: 2}, message.Options{Escape: escaper{}})
+	for _, name := range []string{"text", "attachment", "reminder"} {
 		if _, err := execute(t, name, d); err != nil {
 			return nil, err
 		}
@@ -161,4 +162,16 @@ func cutRunes(s string, max int) string {
 		n++
 	}
 	return s
+}
+
+// renderReminder renders the one-line thread reply to a group Alertmanager
+// sent again unchanged (to.Reminder), without an attachment.
+func (r *renderer) renderReminder(t *template.Template, n *heraldv1.Notification, to sinks.Target, mention bool) (rendered, error) {
+	d := message.New(n, to, message.Options{Escape: escaper{}, Mentions: r.mentions, Mention: mention, Reply: true})
+	text, err := execute(t, "reminder", d)
+	if err != nil && t != defaultTemplates {
+		msg, _ := r.renderReminder(defaultTemplates, n, to, mention)
+		return msg, err
+	}
+	return rendered{Text: cutRunes(text, r.max)}, err
 }
