@@ -79,12 +79,16 @@ type Config struct {
 	MaxStorage Size `yaml:"max_storage"`
 
 	// DuplicateWindow is how long an idempotency key is remembered
-	// (default 2m). It must cover the copies of one notification:
-	// Alertmanager HA peers (peer_timeout, 15s, apart per peer position) and
-	// retries after a lost answer (seconds). It must be shorter than the
-	// shortest Alertmanager repeat_interval feeding herald: a reminder about
-	// the same alerts carries the same key, and inside the window it would
-	// be taken for a copy and not delivered. At most retention.
+	// (default 45s): what tells an HA peer's copy from Alertmanager's
+	// repeat of the same notification. Alertmanager's peers send their
+	// copies peer_timeout (15s) apart per position in the cluster (15s for
+	// a pair, 30s for three), and a retry after a lost answer follows
+	// within seconds; a repeat comes after repeat_interval, which is at
+	// least group_interval and in practice a minute or more. So the window
+	// covers the copies and lets every repeat through, where it becomes a
+	// reminder. Raise it for more than three peers or a longer
+	// peer_timeout, and keep it below the shortest repeat_interval. At
+	// most retention.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// Retention is how long notifications and their delivery records are
 	// kept (default 7d = 168h), delivered or not. Dead letters are kept
@@ -108,7 +112,7 @@ const (
 	DefaultPartitions      = 16
 	DefaultMaxInHand       = 256
 	DefaultSyncInterval    = 2 * time.Minute
-	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultDuplicateWindow = 45 * time.Second
 	DefaultRetention       = 7 * 24 * time.Hour
 	DefaultAckWait         = 10 * time.Second
 	DefaultPublishTimeout  = 15 * time.Second

@@ -20,7 +20,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		Replicas: 1, Partitions: 16, MaxInHand: 256,
 		Sync: SyncInterval, SyncInterval: 2 * time.Minute,
-		DuplicateWindow: 2 * time.Minute, Retention: 7 * 24 * time.Hour,
+		DuplicateWindow: 45 * time.Second, Retention: 7 * 24 * time.Hour,
 		AckWait: 10 * time.Second, PublishTimeout: 15 * time.Second,
 	}
 	if c != want {

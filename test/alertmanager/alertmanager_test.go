@@ -499,6 +499,8 @@ type amOptions struct {
 	// tracingEndpoint turns on Alertmanager's tracing (OTLP over HTTP to an
 	// address where nothing listens), so that it sends traceparent.
 	tracingEndpoint string
+	// repeatInterval is the route's repeat_interval; empty means 1h.
+	repeatInterval string
 }
 
 type alertmanager struct {
@@ -511,7 +513,7 @@ route:
   group_by: [alertname, service]
   group_wait: 1s
   group_interval: 1s
-  repeat_interval: 1h
+  repeat_interval: %s
 receivers:
   - name: herald
     webhook_configs:
@@ -536,7 +538,11 @@ tracing:
 func startAlertmanager(t *testing.T, bin string, o amOptions) *alertmanager {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(configTemplate, o.webhookURL, heraldToken)
+	repeat := o.repeatInterval
+	if repeat == "" {
+		repeat = "1h"
+	}
+	cfg := fmt.Sprintf(configTemplate, repeat, o.webhookURL, heraldToken)
 	if o.tracingEndpoint != "" {
 		cfg += fmt.Sprintf(tracingTemplate, o.tracingEndpoint)
 	}
