@@ -104,7 +104,7 @@ type AlertData struct {
 	Status   string
 	Firing   bool
 	Resolved bool
-	// Name is what the alert is called on one line: its summary
+	// Name is what the alert is called on one line: its own summary
 	// annotation, else its alertname, else the notification's title.
 	Name string
 	// Emoji is the alert's own status emoji.
@@ -112,7 +112,8 @@ type AlertData struct {
 	// Labels are the alert's labels that not every alert of the
 	// notification shares, sorted by name.
 	Labels []Pair
-	// Summary is the alert's summary annotation on one line, shortened.
+	// Summary is the alert's summary annotation on one line, shortened;
+	// empty when it is the notification's Summary, shown once there.
 	Summary  string
 	StartsAt string
 	EndsAt   string
@@ -321,7 +322,13 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 			continue
 		}
 		ad := alertData(a, Emoji(sev, false), common, esc, show)
-		ad.Name = text(firstNonEmpty(a.GetAnnotations()["summary"], a.GetLabels()["alertname"], Title(n)), CapAlertSummary, false)
+		own := a.GetAnnotations()["summary"]
+		if strings.TrimSpace(own) == strings.TrimSpace(summary) {
+			// Each fact once: a summary every alert shares is the
+			// notification's, shown there.
+			own, ad.Summary = "", ""
+		}
+		ad.Name = text(firstNonEmpty(own, a.GetLabels()["alertname"], Title(n)), CapAlertSummary, false)
 		d.Alerts = append(d.Alerts, ad)
 	}
 	if !start.IsZero() {

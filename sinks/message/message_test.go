@@ -1,0 +1,36 @@
+package message
+
+import (
+	"testing"
+
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/sinks"
+)
+
+// TestSummaryOnce: a summary every alert shares is the notification's and
+// is shown there only; alerts keep summaries of their own (the values).
+func TestSummaryOnce(t *testing.T) {
+	alert := func(instance, summary string) *heraldv1.Alert {
+		return &heraldv1.Alert{Status: heraldv1.Status_STATUS_FIRING,
+			Labels:      map[string]string{"alertname": "DiskFull", "instance": instance},
+			Annotations: map[string]string{"summary": summary}}
+	}
+	shared := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
+		Annotations: map[string]string{"summary": "Disk almost full"},
+		Alerts:      []*heraldv1.Alert{alert("a", "Disk almost full"), alert("b", "Disk almost full"), alert("c", "Disk almost full")}}
+	d := New(shared, sinks.Target{}, Options{})
+	if d.Summary != "Disk almost full" {
+		t.Errorf("Summary %q", d.Summary)
+	}
+	for _, a := range d.Alerts {
+		if a.Summary != "" || a.Name != "DiskFull" {
+			t.Errorf("alert repeats the shared summary: %+v", a)
+		}
+	}
+	own := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
+		Alerts: []*heraldv1.Alert{alert("a", "/var 99.2% full"), alert("b", "/var 99.7% full")}}
+	d = New(own, sinks.Target{}, Options{})
+	if d.Summary != "" || d.Alerts[0].Summary != "/var 99.2% full" || d.Alerts[1].Name != "/var 99.7% full" {
+		t.Errorf("alerts' own summaries: summary %q, alerts %+v", d.Summary, d.Alerts)
+	}
+}
