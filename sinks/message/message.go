@@ -119,6 +119,12 @@ type AlertData struct {
 	EndsAt   string
 	// URL is the alert's generator URL (the source graph).
 	URL string
+	// Dashboard and Runbook are the alert's own dashboard_url and
+	// runbook_url annotations, set only when the notification's alerts
+	// link to different ones: then the notification's Links leave them
+	// out, since one of them would stand for every alert.
+	Dashboard string
+	Runbook   string
 }
 
 // Links are safe http(s) URLs, or "".
@@ -331,6 +337,7 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 		ad.Name = text(firstNonEmpty(own, a.GetLabels()["alertname"], Title(n)), CapAlertSummary, false)
 		d.Alerts = append(d.Alerts, ad)
 	}
+	perAlertLinks(&d, alerts, esc)
 	if !start.IsZero() {
 		d.StartsAt = show(start)
 	}
@@ -419,6 +426,34 @@ func links(n *heraldv1.Notification, esc Escaper) Links {
 		out.Generator = SafeURL(alerts[0].GetGeneratorUrl(), esc)
 	}
 	return out
+}
+
+// perAlertLinks gives each shown alert its own dashboard and runbook link
+// when the alerts link to different ones, and takes that link off the
+// notification's Links, which showed the first alert's for all.
+func perAlertLinks(d *Data, alerts []*heraldv1.Alert, esc Escaper) {
+	for _, l := range []struct {
+		annotation string
+		group      *string
+		set        func(*AlertData, string)
+	}{
+		{"dashboard_url", &d.Links.Dashboard, func(a *AlertData, u string) { a.Dashboard = u }},
+		{"runbook_url", &d.Links.Runbook, func(a *AlertData, u string) { a.Runbook = u }},
+	} {
+		urls := map[string]bool{}
+		for _, a := range alerts {
+			if u := SafeURL(a.GetAnnotations()[l.annotation], esc); u != "" {
+				urls[u] = true
+			}
+		}
+		if len(urls) < 2 {
+			continue
+		}
+		*l.group = ""
+		for i := range d.Alerts {
+			l.set(&d.Alerts[i], SafeURL(alerts[i].GetAnnotations()[l.annotation], esc))
+		}
+	}
 }
 
 // alertData is one shown alert, with the labels that not every alert has

@@ -34,3 +34,24 @@ func TestSummaryOnce(t *testing.T) {
 		t.Errorf("alerts' own summaries: summary %q, alerts %+v", d.Summary, d.Alerts)
 	}
 }
+
+// TestPerAlertLinks: alerts that link to different dashboards each get
+// their own link, and the notification's button, which showed the first
+// alert's for all, goes; a dashboard they share stays the notification's.
+func TestPerAlertLinks(t *testing.T) {
+	alert := func(instance, dashboard string) *heraldv1.Alert {
+		return &heraldv1.Alert{Status: heraldv1.Status_STATUS_FIRING,
+			Labels:      map[string]string{"alertname": "DiskFull", "instance": instance},
+			Annotations: map[string]string{"dashboard_url": dashboard, "runbook_url": "https://runbooks.example/disk"}}
+	}
+	n := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
+		Links: &heraldv1.Links{Dashboard: "https://grafana.example/d/a", Runbook: "https://runbooks.example/disk"},
+		Alerts: []*heraldv1.Alert{alert("a", "https://grafana.example/d/a"), alert("b", "https://grafana.example/d/b")}}
+	d := New(n, sinks.Target{}, Options{})
+	if d.Links.Dashboard != "" || d.Alerts[0].Dashboard != "https://grafana.example/d/a" || d.Alerts[1].Dashboard != "https://grafana.example/d/b" {
+		t.Errorf("different dashboards: group %q, alerts %q %q", d.Links.Dashboard, d.Alerts[0].Dashboard, d.Alerts[1].Dashboard)
+	}
+	if d.Links.Runbook != "https://runbooks.example/disk" || d.Alerts[0].Runbook != "" {
+		t.Errorf("a shared runbook: group %q, alert %q", d.Links.Runbook, d.Alerts[0].Runbook)
+	}
+}

@@ -345,3 +345,28 @@ func TestRenderDigest(t *testing.T) {
 	}
 	golden(t, "digest", dump(t, m))
 }
+
+// TestPerAlertDashboards: alerts that link to different dashboards show
+// each its own link on its line, and no Dashboard button stands for all.
+func TestPerAlertDashboards(t *testing.T) {
+	n := firing()
+	n.Links.Dashboard = "https://grafana.example/d/db-1"
+	for i, a := range n.Alerts {
+		a.Annotations["dashboard_url"] = fmt.Sprintf("https://grafana.example/d/db-%d", i+1)
+	}
+	r := &renderer{max: DefaultMaxMessageSize}
+	m, err := r.render(defaultTemplates, n, renderOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Alerts {
+		if want := fmt.Sprintf("[dashboard](https://grafana.example/d/db-%d)", i+1); !strings.Contains(m.Text, want) {
+			t.Errorf("text lacks %s:\n%s", want, m.Text)
+		}
+	}
+	for _, a := range m.Attachments[0].Actions {
+		if strings.Contains(a.Text, "Dashboard") {
+			t.Errorf("a Dashboard button for all alerts: %+v", a)
+		}
+	}
+}
