@@ -45,7 +45,7 @@ func TestPerAlertLinks(t *testing.T) {
 			Annotations: map[string]string{"dashboard_url": dashboard, "runbook_url": "https://runbooks.example/disk"}}
 	}
 	n := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
-		Links: &heraldv1.Links{Dashboard: "https://grafana.example/d/a", Runbook: "https://runbooks.example/disk"},
+		Links:  &heraldv1.Links{Dashboard: "https://grafana.example/d/a", Runbook: "https://runbooks.example/disk"},
 		Alerts: []*heraldv1.Alert{alert("a", "https://grafana.example/d/a"), alert("b", "https://grafana.example/d/b")}}
 	d := New(n, sinks.Target{}, Options{})
 	if d.Links.Dashboard != "" || d.Alerts[0].Dashboard != "https://grafana.example/d/a" || d.Alerts[1].Dashboard != "https://grafana.example/d/b" {
