@@ -545,6 +545,9 @@ func (d *Dispatcher) sendBatch(ctx context.Context, bp batchPacer, ns []*heraldv
 }
 
 func (d *Dispatcher) sendBatchHeld(ctx context.Context, bp batchPacer, ns []*heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, sc trace.SpanContext, err error) {
+	// outer ends only at shutdown; ctx also at the attempt timeout, which
+	// is the sink's failure, not shutdown's.
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(
@@ -561,7 +564,7 @@ func (d *Dispatcher) sendBatchHeld(ctx context.Context, bp batchPacer, ns []*her
 			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", bp.Name())
 		}
 		d.m.attemptSeconds.WithLabelValues(bp.Name()).Observe(time.Since(start).Seconds())
-		d.health.note(ctx, bp.Name(), err)
+		d.health.note(outer, bp.Name(), err)
 		if err != nil {
 			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
 			span.SetStatus(codes.Error, err.Error())

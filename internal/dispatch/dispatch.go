@@ -788,6 +788,9 @@ func (d *Dispatcher) send(ctx context.Context, s sinks.Sink, n *heraldv1.Notific
 }
 
 func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Notification, to sinks.Target) (rcpt sinks.Receipt, err error) {
+	// outer ends only at shutdown; ctx also at the attempt timeout, which
+	// is the sink's failure, not shutdown's.
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt")
@@ -811,7 +814,7 @@ func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Not
 			rcpt, err = sinks.Receipt{}, fmt.Errorf("sink %s panicked", s.Name())
 		}
 		d.m.attemptSeconds.WithLabelValues(s.Name()).Observe(time.Since(start).Seconds())
-		d.health.note(ctx, s.Name(), err)
+		d.health.note(outer, s.Name(), err)
 		if err != nil {
 			span.SetAttributes(attribute.String("herald.error.class", sinks.Classify(err).String()))
 			span.SetStatus(codes.Error, err.Error())

@@ -1,14 +1,18 @@
 package dispatch
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/delivery"
+	"github.com/herald-notify/herald/sinks"
 )
 
 // TestHealth: a sink's failure is shown with its class and time, the
@@ -79,4 +83,32 @@ herald_dead_letters_total{reason="permanent"} 0
 	if err := testutil.GatherAndCompare(r.reg, strings.NewReader(want), "herald_dead_letters_total"); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestHealthTimeout: a sink that hangs until the attempt timeout is shown
+// as failing (a hanging chat server is what an operator looks for), while
+// an attempt cut short by shutdown is not.
+func TestHealthTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.AttemptTimeout = time.Second
+		r := newRig(t, cfg)
+		r.rc.send = func(ctx context.Context, _ *heraldv1.Notification, _ sinks.Target) (sinks.Receipt, error) {
+			<-ctx.Done()
+			return sinks.Receipt{}, ctx.Err()
+		}
+		r.d.Handle(t.Context(), msg("n1", "g1"))
+		if h := r.d.Health()[0]; h.Name != "rc" || h.LastErrorClass != "retryable" || !strings.Contains(h.LastError, "deadline") {
+			t.Errorf("after a timeout: %+v, want the timeout as rc's last error", h)
+		}
+
+		r2 := newRig(t, cfg)
+		r2.rc.send = r.rc.send
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+		r2.d.Handle(ctx, msg("n2", "g2"))
+		if h := r2.d.Health()[0]; !h.LastErrorAt.IsZero() {
+			t.Errorf("after shutdown cut an attempt short: %+v, want no error", h)
+		}
+	})
 }
