@@ -738,7 +738,11 @@ func (d *Dispatcher) storeParent(ctx context.Context, sink, gk string, parent *h
 	got *heraldv1.MessageRef, n *heraldv1.Notification, log *slog.Logger) {
 	want := proto.CloneOf(got)
 	want.Content, want.Reminders, want.NotificationId = delivery.Content(n), uint32(reminder), n.GetId()
-	if sameMessage(got, parent) {
+	if !sameMessage(got, parent) {
+		// A new message (the old one was gone) shows all of n: the count
+		// of reminders starts again.
+		want.Reminders = 0
+	} else {
 		want.PostedAt = parent.GetPostedAt()
 		if reminder > 0 {
 			// A reminder left the message as it was.

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -85,5 +86,29 @@ func TestReminderRedelivered(t *testing.T) {
 	r.d.Handle(t.Context(), repeat)
 	if want := []int{0, 0, 1}; !slices.Equal(got, want) {
 		t.Errorf("reminders %v, want %v: the redelivery is not a reminder, the repeat is the first", got, want)
+	}
+}
+
+// TestReminderAfterNewMessage: when the group's message was gone and the
+// sink posted a new one in its place of a reminder, the count starts again.
+func TestReminderAfterNewMessage(t *testing.T) {
+	r := newRig(t, testConfig())
+	var got []int
+	parentID := "parent-1"
+	r.rc.send = func(_ context.Context, _ *heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
+		got = append(got, to.Reminder)
+		if to.Reminder == 2 {
+			parentID = "parent-2" // the old message was deleted: a new one
+		}
+		ref := &heraldv1.MessageRef{ChannelId: "C1", MessageId: parentID}
+		return sinks.Receipt{Parent: ref, Message: ref}, nil
+	}
+	for i := range 4 {
+		if out := r.d.Handle(t.Context(), msg(fmt.Sprintf("n%d", i), "g1")); out.Action != delivery.Ack {
+			t.Fatal(out)
+		}
+	}
+	if want := []int{0, 1, 2, 1}; !slices.Equal(got, want) {
+		t.Errorf("reminders %v, want %v", got, want)
 	}
 }
