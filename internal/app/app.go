@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,10 +41,15 @@ type Options struct {
 	// Listener is served instead of a listener New opens on the config's
 	// listen address. App owns it from New on.
 	Listener net.Listener
+	// Load reads the config again for Reload (SIGHUP, POST /-/reload),
+	// with the same command-line overrides New's config had. Nil means
+	// herald runs without a config file, and Reload refuses.
+	Load func() (*config.Config, error)
 }
 
 // App is a wired herald, ready to serve.
 type App struct {
+	// cfg is the config New was given; what a reload changes is in reload.
 	cfg    *config.Config
 	logger *slog.Logger
 	queue  *queue.Queue
@@ -57,6 +63,10 @@ type App struct {
 	// lock keeps data_dir to this process until Close; nil with an
 	// external NATS cluster.
 	lock *datadir.Lock
+	// sinkTransport is the traced HTTP transport every sink is built on,
+	// kept across reloads with its connections.
+	sinkTransport http.RoundTripper
+	reload        *reloader
 }
 
 // New builds every part from cfg. In this order, so that a herald that
@@ -108,12 +118,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 	if cfg.Queue.Concurrency != 0 {
 		logger.Warn("queue.concurrency is no longer used; attempts in flight are bounded by dispatch.max_in_flight and dispatch.max_in_flight_per_sink")
 	}
-	perSink := cfg.Dispatch.MaxInFlightPerSink
-	if perSink == 0 {
-		perSink = dispatch.DefaultConfig().MaxInFlightPerSink
-	}
-	sinkMap, err := buildSinks(cfg.Sinks, logger, opts.SinkTransport, perSink)
+	a.sinkTransport = sinkTransport(opts.SinkTransport)
+	sinkMap, err := buildSinks(cfg.Sinks, logger, a.sinkTransport)
 	if err != nil {
+		return nil, err
+	}
+	if a.reload, err = newReloader(cfg, router, opts.Load, a.registry); err != nil {
 		return nil, err
 	}
 	a.dispatcher, err = dispatch.New(dispatch.Options{
@@ -132,7 +142,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Logger:     logger.With("component", "service"),
 		Registerer: a.registry,
 		Sinks:      a.sinkStatus,
-		Fanout:     fanout(router),
+		Fanout:     fanout(&a.reload.router),
 	})
 	webhook := shim.NewHandler(tracedPublisher{svc}, shim.Options{
 		MaxBodyBytes: cfg.Webhook.MaxBodyBytes,
@@ -146,6 +156,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		Clients:      serverClients(cfg.Auth),
 		Service:      svc,
 		Webhook:      webhook,
+		Reload:       a.Reload,
 		Ready:        a.pending.Ready,
 		Registry:     a.registry,
 		Logger:       logger.With("component", "server"),
@@ -260,8 +271,9 @@ func serverClients(c config.AuthConfig) []server.Client {
 
 // sinkStatus is the dispatcher's health of every sink, for ListSinks.
 func (a *App) sinkStatus() []*heraldv1.SinkStatus {
-	types := make(map[string]string, len(a.cfg.Sinks))
-	for _, c := range a.cfg.Sinks {
+	live := a.reload.live.Load()
+	types := make(map[string]string, len(live.Sinks))
+	for _, c := range live.Sinks {
 		types[c.Name] = c.Type()
 	}
 	var out []*heraldv1.SinkStatus
@@ -298,10 +310,10 @@ func breakerState(s dispatch.BreakerState) heraldv1.BreakerState {
 }
 
 // fanout names the routes that deliver n when routes with continue: true
-// send it to more than one.
-func fanout(t *route.Table) func(*heraldv1.Notification) []string {
+// send it to more than one, by the routes in effect.
+func fanout(t *atomic.Pointer[route.Table]) func(*heraldv1.Notification) []string {
 	return func(n *heraldv1.Notification) []string {
-		ds := t.Routes(n)
+		ds := t.Load().Routes(n)
 		if len(ds) < 2 {
 			return nil
 		}

@@ -17,18 +17,17 @@ import (
 	"github.com/herald-notify/herald/sinks/webhook"
 )
 
-// buildSinks constructs every configured sink. This switch is the one list
-// of sink types herald knows; each type's constructor validates its own
-// config. Every sink's HTTP client goes through one traced transport whose
-// spans never show a hook URL's token. concurrency is how many deliveries
-// run at once.
-func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTripper, concurrency int) (map[string]sinks.Sink, error) {
+// sinkTransport is the traced transport every sink's HTTP client goes
+// through, on base (nil: herald's own), whose spans never show a hook
+// URL's token.
+func sinkTransport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
-		// The dispatcher runs up to max_in_flight_per_sink requests to a sink at once,
-		// mostly to one chat server: keep that many connections idle, or
-		// most requests dial (and close) a new one.
+		// The dispatcher runs up to max_in_flight_per_sink (32 by default)
+		// requests to a sink at once, mostly to one chat server: keep up
+		// to 256 connections idle, or most requests dial (and close) a new
+		// one. The transport outlives reloads, which may raise the bound.
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = max(64, 2*concurrency)
+		t.MaxIdleConnsPerHost = 256
 		// A chat message's request (up to about 12 KB of JSON for a full
 		// Rocket.Chat message) and the server's answer, which echoes it,
 		// each go through one system call instead of three or four with
@@ -37,7 +36,13 @@ func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, base http.RoundTr
 		t.ReadBufferSize = 16 << 10
 		base = t
 	}
-	transport := telemetry.HTTPTransport(base)
+	return telemetry.HTTPTransport(base)
+}
+
+// buildSinks constructs every configured sink on transport. This switch is
+// the one list of sink types herald knows; each type's constructor
+// validates its own config.
+func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, transport http.RoundTripper) (map[string]sinks.Sink, error) {
 	out := make(map[string]sinks.Sink, len(cfgs))
 	for _, c := range cfgs {
 		deps := sinks.Deps{Logger: logger.With("sink", c.Name), Transport: transport}

@@ -49,6 +49,14 @@ type breaker struct {
 	openedAt time.Time
 }
 
+// setConfig makes cfg the breaker's settings from now on; its state and
+// count of failures stay.
+func (b *breaker) setConfig(cfg BreakerConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cfg = cfg
+}
+
 // acquire says whether an attempt may go to the sink now, and whether that
 // attempt is the half-open probe. A probe must end with success, failure or
 // abandon.

@@ -201,7 +201,7 @@ func laneTarget(to sinks.Target) sinks.Target {
 func (d *Dispatcher) holdFor(h *handling, idx int, s sinks.Sink, deadline time.Time) time.Duration {
 	hold := time.Until(deadline)
 	if laned(s) && idx == len(h.dec.Chain)-1 {
-		hold = max(hold, d.cfg.ThrottleHold)
+		hold = max(hold, h.g.cfg.ThrottleHold)
 	}
 	return hold
 }
@@ -433,7 +433,7 @@ func (d *Dispatcher) lead(ctx context.Context, bp batchPacer, key laneKey, p *pa
 			return attemptResult{err: ctx.Err(), size: 1}, true
 		}
 	}
-	gate := d.gates[bp.Name()]
+	gate := p.h.g.gates[bp.Name()]
 	turn := d.lanes.queue(key, gate, func() bool { return bp.Wait(lt) <= 0 })
 	touch := time.NewTicker(touchEvery)
 	defer touch.Stop()
@@ -510,7 +510,7 @@ func (d *Dispatcher) sendDigest(ctx context.Context, bp batchPacer, batch []*par
 		to.Attempt = max(to.Attempt, m.to.Attempt)
 	}
 	rcpt, sc, release, err := d.sendBatch(ctx, bp, ns, to)
-	br := d.breakers[bp.Name()]
+	br := batch[0].h.g.breakers[bp.Name()]
 	class := sinks.Classify(err)
 	switch {
 	case class == sinks.ClassNone, class == sinks.ClassThrottled:
@@ -548,7 +548,7 @@ func (d *Dispatcher) sendBatchHeld(ctx context.Context, bp batchPacer, ns []*her
 	// outer ends only at shutdown; ctx also at the attempt timeout, which
 	// is the sink's failure, not shutdown's.
 	outer := ctx
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.config().AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt", trace.WithAttributes(
 		attribute.String("herald.sink", bp.Name()),

@@ -477,7 +477,7 @@ func TestDigestErrors(t *testing.T) {
 					}
 				}
 				// One failed request is one failure, whatever its size.
-				if f := r.d.breakers["pc"].failures; f > 1 {
+				if f := r.d.gen.Load().breakers["pc"].failures; f > 1 {
 					t.Errorf("breaker counted %d failures for one digest", f)
 				}
 				if b := r.d.Breakers()["pc"]; b != BreakerClosed {

@@ -10,11 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -58,50 +62,42 @@ type Options struct {
 // sinks run at once (MaxInFlightPerSink to one sink); when more wait, the
 // most severe notification goes first (inflight.go).
 type Dispatcher struct {
-	router   route.Router
-	sinks    map[string]sinks.Sink
+	// gen is the router, sinks and settings in effect (see Reload).
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex // serializes Reload
 	state    State
 	log      *slog.Logger
-	cfg      Config
 	m        *metrics
 	tracer   trace.Tracer
-	breakers map[string]*breaker
 	// lanes merge notifications into digests (digest.go).
 	lanes lanes
 	// inflight bounds the requests to sinks under way (inflight.go).
 	inflight *inflight
-	// gates order the lane leaders of each sink that merges digests by
-	// priority (digest.go).
-	gates map[string]*prioSem
 	// jitter returns a random duration in [0, max]; tests replace it.
 	jitter func(max time.Duration) time.Duration
 	// health is each sink's last outcome (health.go).
 	health health
 }
 
+// generation is what a Reload replaces at once. A Handle reads the
+// dispatcher's generation once, when it starts, and keeps to it.
+type generation struct {
+	router route.Router
+	sinks  map[string]sinks.Sink
+	cfg    Config
+	// breakers has one breaker per sink.
+	breakers map[string]*breaker
+	// gates order the lane leaders of each sink that merges digests by
+	// priority (digest.go).
+	gates map[string]*prioSem
+}
+
 // New checks the options and returns a Dispatcher whose breakers are all
 // closed.
 func New(o Options) (*Dispatcher, error) {
-	var errs []error
-	if o.Router == nil {
-		errs = append(errs, errors.New("dispatch: a router is required"))
-	}
+	errs := checkSinks(o.Router, o.Sinks, o.Config)
 	if o.State == nil {
 		errs = append(errs, errors.New("dispatch: a state is required"))
-	}
-	if len(o.Sinks) == 0 {
-		errs = append(errs, errors.New("dispatch: at least one sink is required"))
-	}
-	for name, s := range o.Sinks {
-		switch {
-		case s == nil:
-			errs = append(errs, fmt.Errorf("dispatch: sink %q is nil", name))
-		case s.Name() != name:
-			errs = append(errs, fmt.Errorf("dispatch: sink %q calls itself %q", name, s.Name()))
-		}
-	}
-	if err := o.Config.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("dispatch: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -119,14 +115,10 @@ func New(o Options) (*Dispatcher, error) {
 		tp = otel.GetTracerProvider()
 	}
 	d := &Dispatcher{
-		router:   o.Router,
-		sinks:    o.Sinks,
-		state:    o.State,
-		log:      log,
-		cfg:      o.Config.withDefaults(),
-		m:        m,
-		tracer:   tp.Tracer("herald/dispatch"),
-		breakers: make(map[string]*breaker, len(o.Sinks)),
+		state:  o.State,
+		log:    log,
+		m:      m,
+		tracer: tp.Tracer("herald/dispatch"),
 		jitter: func(max time.Duration) time.Duration {
 			if max <= 0 {
 				return 0
@@ -134,26 +126,12 @@ func New(o Options) (*Dispatcher, error) {
 			return rand.N(max + 1)
 		},
 	}
-	names := make([]string, 0, len(o.Sinks))
-	d.gates = make(map[string]*prioSem)
-	for name, s := range o.Sinks {
-		names = append(names, name)
-		d.breakers[name] = &breaker{cfg: d.cfg.Breaker, changed: d.breakerChanged(name)}
-		m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
-		// Every series an alerting rule reads exists from the start at 0,
-		// so that increase() and rate() see the first event after a
-		// start: a series born at 1 shows no increase.
-		for _, result := range []string{"success", "retryable", "throttled", "permanent", "canceled"} {
-			m.attempts.WithLabelValues(name, result)
-		}
-		if laned(s) {
-			d.gates[name] = newPrioSem(1)
-		}
-	}
 	for _, reason := range deadLetterReasons {
 		m.deadLetters.WithLabelValues(reason)
 	}
-	d.inflight = newInflight(d.cfg, names, m)
+	cfg := o.Config.withDefaults()
+	d.inflight = newInflight(cfg, slices.Collect(maps.Keys(o.Sinks)), m)
+	d.install(o.Router, o.Sinks, cfg, nil)
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(healthCollector{d}); err != nil {
 			return nil, fmt.Errorf("dispatch: registering metrics: %w", err)
@@ -162,19 +140,124 @@ func New(o Options) (*Dispatcher, error) {
 	return d, nil
 }
 
+// checkSinks returns what is wrong with a router, sinks and settings for a
+// dispatcher.
+func checkSinks(router route.Router, ss map[string]sinks.Sink, cfg Config) []error {
+	var errs []error
+	if router == nil {
+		errs = append(errs, errors.New("dispatch: a router is required"))
+	}
+	if len(ss) == 0 {
+		errs = append(errs, errors.New("dispatch: at least one sink is required"))
+	}
+	for name, s := range ss {
+		switch {
+		case s == nil:
+			errs = append(errs, fmt.Errorf("dispatch: sink %q is nil", name))
+		case s.Name() != name:
+			errs = append(errs, fmt.Errorf("dispatch: sink %q calls itself %q", name, s.Name()))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("dispatch: %w", err))
+	}
+	return errs
+}
+
+// Reload is what Dispatcher.Reload replaces.
+type Reload struct {
+	Router route.Router
+	Sinks  map[string]sinks.Sink
+	Config Config
+	// Reset names the sinks whose breakers start closed again although a
+	// sink of that name was there before: those whose config changed.
+	Reset map[string]bool
+}
+
+// Reload replaces the router, the sinks and the settings at once, after
+// checking them as New does (an error changes nothing). Every Handle that
+// starts afterwards routes and delivers with the new ones; a Handle under
+// way finishes with those it started with, so nothing handed to the
+// dispatcher is dropped, and a group's order holds because the queue calls
+// Handle for one group at a time. A sink keeps its breaker (its state and
+// count of failures, with the new breaker settings) unless it is new or
+// named in Reset. The in-flight bounds change in place: requests under way
+// keep their slots.
+func (d *Dispatcher) Reload(r Reload) error {
+	if err := errors.Join(checkSinks(r.Router, r.Sinks, r.Config)...); err != nil {
+		return err
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cfg := r.Config.withDefaults()
+	d.inflight.resize(cfg, slices.Collect(maps.Keys(r.Sinks)))
+	d.install(r.Router, r.Sinks, cfg, r.Reset)
+	return nil
+}
+
+// install makes router, ss and cfg the dispatcher's generation, carrying
+// over the breakers and gates of sinks that keep their name (a breaker only
+// when not in reset).
+func (d *Dispatcher) install(router route.Router, ss map[string]sinks.Sink, cfg Config, reset map[string]bool) {
+	old := d.gen.Load()
+	g := &generation{
+		router:   router,
+		sinks:    ss,
+		cfg:      cfg,
+		breakers: make(map[string]*breaker, len(ss)),
+		gates:    make(map[string]*prioSem),
+	}
+	for name, s := range ss {
+		var b *breaker
+		if old != nil && !reset[name] {
+			b = old.breakers[name]
+		}
+		if b != nil {
+			b.setConfig(cfg.Breaker)
+		} else {
+			b = &breaker{cfg: cfg.Breaker, changed: d.breakerChanged(name)}
+			d.m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
+		}
+		g.breakers[name] = b
+		// Every series an alerting rule reads exists from the start at 0,
+		// so that increase() and rate() see the first event after a
+		// start: a series born at 1 shows no increase.
+		for _, result := range []string{"success", "retryable", "throttled", "permanent", "canceled"} {
+			d.m.attempts.WithLabelValues(name, result)
+		}
+		if laned(s) {
+			var gate *prioSem
+			if old != nil {
+				gate = old.gates[name]
+			}
+			if gate == nil {
+				gate = newPrioSem(1)
+			}
+			g.gates[name] = gate
+		}
+	}
+	d.gen.Store(g)
+}
+
+// config is the configuration in effect.
+func (d *Dispatcher) config() Config { return d.gen.Load().cfg }
+
 // Config returns the configuration in effect, defaults filled in.
-func (d *Dispatcher) Config() Config { return d.cfg }
+func (d *Dispatcher) Config() Config { return d.config() }
 
 // RouteOf returns the name of the route n takes, as Handle would route it
 // now. It sends nothing and reads no state.
-func (d *Dispatcher) RouteOf(n *heraldv1.Notification) string { return d.router.Route(n).Route }
+func (d *Dispatcher) RouteOf(n *heraldv1.Notification) string {
+	return d.gen.Load().router.Route(n).Route
+}
 
 // Breakers returns the breaker state of every sink, for readiness checks
 // and status pages. A breaker whose open period has passed reads "open"
 // until the next notification probes the sink.
 func (d *Dispatcher) Breakers() map[string]BreakerState {
-	out := make(map[string]BreakerState, len(d.breakers))
-	for name, b := range d.breakers {
+	g := d.gen.Load()
+	out := make(map[string]BreakerState, len(g.breakers))
+	for name, b := range g.breakers {
 		out[name] = b.current()
 	}
 	return out
@@ -201,6 +284,8 @@ func (d *Dispatcher) breakerChanged(sink string) func(context.Context, BreakerSt
 
 // handling is the state of one Handle call.
 type handling struct {
+	// g is the generation this Handle keeps to.
+	g     *generation
 	m     delivery.Message
 	n     *heraldv1.Notification
 	dec   route.Decision
@@ -242,7 +327,8 @@ func (d *Dispatcher) Handle(ctx context.Context, m delivery.Message) delivery.Ou
 		d.log.ErrorContext(ctx, "queued message holds no notification; dead-lettering it")
 		return delivery.Outcome{Action: delivery.DeadLetter, Reason: "message holds no notification"}
 	}
-	dec := d.router.Route(n)
+	g := d.gen.Load()
+	dec := g.router.Route(n)
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch")
 	// Attributes only for a span that keeps them (see send).
 	if span.IsRecording() {
@@ -259,6 +345,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m delivery.Message) delivery.Ou
 	}
 	defer span.End()
 	h := &handling{
+		g:            g,
 		m:            m,
 		n:            n,
 		dec:          dec,
@@ -320,8 +407,8 @@ func (d *Dispatcher) handle(ctx context.Context, h *handling) delivery.Outcome {
 		start = time.Now()
 		h.log.WarnContext(ctx, "notification has no received_at; its retry budget never runs out")
 	}
-	if spent := time.Since(start); spent >= d.cfg.RetryBudget {
-		return d.deadLetter(ctx, h, "budget", "retry budget of "+d.cfg.RetryBudget.String()+" spent: "+reason)
+	if spent := time.Since(start); spent >= h.g.cfg.RetryBudget {
+		return d.deadLetter(ctx, h, "budget", "retry budget of "+h.g.cfg.RetryBudget.String()+" spent: "+reason)
 	}
 	backoff := d.backoff(h.m.Delivered())
 	delay := max(backoff, h.longestThrottle)
@@ -362,11 +449,11 @@ func budgetStart(m delivery.Message) time.Time {
 // exponential from BackoffInitial, capped at BackoffMax, with equal jitter
 // (between half and all of it).
 func (d *Dispatcher) backoff(delivered int) time.Duration {
-	base := d.cfg.BackoffInitial
-	for i := 1; i < delivered && base < d.cfg.BackoffMax; i++ {
+	base := d.config().BackoffInitial
+	for i := 1; i < delivered && base < d.config().BackoffMax; i++ {
 		base *= 2
 	}
-	base = min(base, d.cfg.BackoffMax)
+	base = min(base, d.config().BackoffMax)
 	half := base / 2
 	return base - half + d.jitter(half)
 }
@@ -391,7 +478,7 @@ const (
 // trySink makes the attempts one step of the chain gets.
 func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step route.Step) sinkResult {
 	sd := sinkEntry(h.rec, step)
-	s, ok := d.sinks[step.Sink]
+	s, ok := h.g.sinks[step.Sink]
 	if !ok {
 		// The config validation rejects this; a router built from another
 		// config could still name a sink that is not there.
@@ -404,7 +491,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 		d.fail(h, step.Sink, "not configured", true)
 		return sinkFailed
 	}
-	st := &stepRun{d: d, h: h, idx: idx, step: step, sd: sd, sink: s, br: d.breakers[step.Sink]}
+	st := &stepRun{d: d, h: h, idx: idx, step: step, sd: sd, sink: s, br: h.g.breakers[step.Sink]}
 	var allowed bool
 	if allowed, st.probe = st.br.acquire(ctx); !allowed {
 		sd.State = heraldv1.DeliveryState_DELIVERY_STATE_RETRYING
@@ -420,7 +507,7 @@ func (d *Dispatcher) trySink(ctx context.Context, h *handling, idx int, step rou
 	st.log = h.log.With("sink", step.Sink)
 	st.parent = st.groupParent(ctx)
 	st.reminder = reminder(h.n, st.parent)
-	st.deadline = time.Now().Add(d.cfg.QuickRetryBudget)
+	st.deadline = time.Now().Add(h.g.cfg.QuickRetryBudget)
 	for retry := 0; ; retry++ {
 		res := st.attempt(ctx)
 		if res.err == nil {
@@ -587,7 +674,7 @@ func (st *stepRun) failed(ctx context.Context, res attemptResult, retry int) (wa
 		}
 		wait, _ = sinks.ThrottleWait(err)
 		h.longestThrottle = max(h.longestThrottle, wait)
-		if st.probe || retry >= d.cfg.QuickRetries || wait > d.holdFor(h, st.idx, st.sink, st.deadline) {
+		if st.probe || retry >= h.g.cfg.QuickRetries || wait > d.holdFor(h, st.idx, st.sink, st.deadline) {
 			d.giveUp(ctx, h, st.step, sd, err)
 			return 0, false
 		}
@@ -603,8 +690,8 @@ func (st *stepRun) failed(ctx context.Context, res attemptResult, retry int) (wa
 		if !res.shared() {
 			open = st.br.failure(ctx, st.probe, err.Error())
 		}
-		wait = d.cfg.QuickBackoff << min(retry, 30)
-		if open || st.probe || retry >= d.cfg.QuickRetries || wait > time.Until(st.deadline) {
+		wait = h.g.cfg.QuickBackoff << min(retry, 30)
+		if open || st.probe || retry >= h.g.cfg.QuickRetries || wait > time.Until(st.deadline) {
 			d.giveUp(ctx, h, st.step, sd, err)
 			return 0, false
 		}
@@ -658,7 +745,7 @@ func (d *Dispatcher) lifecycleChain(ctx context.Context, h *handling) []route.St
 		if i == 0 {
 			return chain
 		}
-		if pa := ref.GetPostedAt(); pa != nil && time.Since(pa.AsTime()) > d.cfg.FallbackHold {
+		if pa := ref.GetPostedAt(); pa != nil && time.Since(pa.AsTime()) > h.g.cfg.FallbackHold {
 			// Active for longer than the hold (it may never send a
 			// resolved): back to the head of the chain, with a new message.
 			h.log.InfoContext(ctx, "group's message in a fallback sink is older than fallback_hold; back to the head of the chain",
@@ -795,7 +882,7 @@ func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Not
 	// outer ends only at shutdown; ctx also at the attempt timeout, which
 	// is the sink's failure, not shutdown's.
 	outer := ctx
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
+	ctx, cancel := context.WithTimeout(ctx, d.config().AttemptTimeout)
 	defer cancel()
 	ctx, span := d.tracer.Start(ctx, "herald.dispatch.attempt")
 	// A span that is not recorded (every trace herald starts while nothing

@@ -61,10 +61,11 @@ func (h *health) note(ctx context.Context, sink string, err error) {
 
 // Health returns every sink's health, by name.
 func (d *Dispatcher) Health() []SinkHealth {
+	g := d.gen.Load()
 	breakers := d.Breakers()
-	out := make([]SinkHealth, 0, len(d.sinks))
+	out := make([]SinkHealth, 0, len(g.sinks))
 	d.health.mu.Lock()
-	for name := range d.sinks {
+	for name := range g.sinks {
 		h := SinkHealth{Name: name}
 		if s := d.health.last[name]; s != nil {
 			h = *s
@@ -74,7 +75,7 @@ func (d *Dispatcher) Health() []SinkHealth {
 	}
 	d.health.mu.Unlock()
 	for i := range out {
-		if p, ok := d.sinks[out[i].Name].(sinks.Pacer); ok {
+		if p, ok := g.sinks[out[i].Name].(sinks.Pacer); ok {
 			out[i].ThrottleWait = p.Wait(sinks.Target{})
 		}
 	}
@@ -112,8 +113,9 @@ func (c healthCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
+	g := c.d.gen.Load()
 	for _, h := range c.d.Health() {
-		if _, paced := c.d.sinks[h.Name].(sinks.Pacer); paced {
+		if _, paced := g.sinks[h.Name].(sinks.Pacer); paced {
 			ch <- prometheus.MustNewConstMetric(descPaceWait, prometheus.GaugeValue, h.ThrottleWait.Seconds(), h.Name)
 		}
 		if !h.LastSuccessAt.IsZero() {

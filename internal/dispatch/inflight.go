@@ -225,6 +225,14 @@ func (s *prioSem) watch() <-chan struct{} {
 	return s.released
 }
 
+// resize makes size the number of slots, granting waiters any it adds.
+func (s *prioSem) resize(size int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.size = size
+	s.grantLocked()
+}
+
 // inUse is the number of slots held.
 func (s *prioSem) inUse() int {
 	s.mu.Lock()
@@ -235,18 +243,35 @@ func (s *prioSem) inUse() int {
 // inflight bounds the dispatcher's requests to sinks: MaxInFlight in all,
 // MaxInFlightPerSink per sink.
 type inflight struct {
-	all  *prioSem
+	all *prioSem
+	m   *metrics
+
+	mu   sync.Mutex // guards sink
 	sink map[string]*prioSem
-	m    *metrics
 }
 
 func newInflight(cfg Config, sinkNames []string, m *metrics) *inflight {
 	f := &inflight{all: newPrioSem(cfg.MaxInFlight), sink: make(map[string]*prioSem, len(sinkNames)), m: m}
-	for _, name := range sinkNames {
-		f.sink[name] = newPrioSem(cfg.MaxInFlightPerSink)
-		m.attemptsInFlight.WithLabelValues(name).Set(0)
-	}
+	f.resize(cfg, sinkNames)
 	return f
+}
+
+// resize applies cfg's bounds: to the overall one, and to each sink of
+// sinkNames, which gets a semaphore if it has none. Slots held stay held;
+// a smaller bound takes effect as they are given back. A sink that is no
+// longer configured keeps its semaphore for the requests still under way.
+func (f *inflight) resize(cfg Config, sinkNames []string) {
+	f.all.resize(cfg.MaxInFlight)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, name := range sinkNames {
+		if s := f.sink[name]; s != nil {
+			s.resize(cfg.MaxInFlightPerSink)
+			continue
+		}
+		f.sink[name] = newPrioSem(cfg.MaxInFlightPerSink)
+		f.m.attemptsInFlight.WithLabelValues(name).Set(0)
+	}
 }
 
 // acquire waits for a slot of sink and one of the dispatcher, in that order,
@@ -259,7 +284,10 @@ func (f *inflight) acquire(ctx context.Context, sink string, prio priority) (rel
 	// New gives every sink it accepts a semaphore; a sink it does not know
 	// is held to the overall bound alone.
 	releaseOwn := func() {}
-	if own := f.sink[sink]; own != nil {
+	f.mu.Lock()
+	own := f.sink[sink]
+	f.mu.Unlock()
+	if own != nil {
 		if releaseOwn, err = own.acquire(ctx, prio); err != nil {
 			return nil, err
 		}

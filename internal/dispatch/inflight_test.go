@@ -629,7 +629,7 @@ func TestInFlightShutdown(t *testing.T) {
 		if len(r.slack.Calls()) != 0 {
 			t.Error("the fallback was tried during shutdown")
 		}
-		if f := r.d.breakers["rc"].failures; f != 0 {
+		if f := r.d.gen.Load().breakers["rc"].failures; f != 0 {
 			t.Errorf("breaker counted %d failures for a wait for a slot", f)
 		}
 		unblock <- struct{}{}

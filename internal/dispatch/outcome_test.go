@@ -350,7 +350,7 @@ func TestRelease(t *testing.T) {
 			if got := r.rc.Calls()[1].to.Attempt; got != 2 {
 				t.Errorf("attempt after release = %d, want 2", got)
 			}
-			if f := r.d.breakers["rc"].failures; f != 0 {
+			if f := r.d.gen.Load().breakers["rc"].failures; f != 0 {
 				t.Errorf("breaker counted %d failures", f)
 			}
 		})
@@ -570,10 +570,10 @@ func TestOutcomeHold(t *testing.T) {
 				r := newRig(t, cfg)
 				r.rc.send, r.slack.send = always(tt.rc), always(tt.slack)
 				if tt.rcOpen {
-					open(r.d.breakers["rc"])
+					open(r.d.gen.Load().breakers["rc"])
 				}
 				if tt.slackOpen {
-					open(r.d.breakers["slack"])
+					open(r.d.gen.Load().breakers["slack"])
 				}
 				out := r.d.Handle(t.Context(), msg("n1", "g1"))
 				if out.Action != tt.want || out.Hold != tt.wantHold {

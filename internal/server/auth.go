@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -27,7 +28,8 @@ const maxLoggedValue = 256
 // so timing reveals neither a token nor which client matched. Credentials
 // are never logged.
 type authenticator struct {
-	clients []credential
+	// clients are replaced whole by set (a reload).
+	clients atomic.Pointer[[]credential]
 	logger  *slog.Logger
 }
 
@@ -55,23 +57,30 @@ func ClientName(ctx context.Context) string {
 
 func newAuthenticator(clients []Client, logger *slog.Logger) *authenticator {
 	a := &authenticator{logger: logger}
+	a.set(clients)
+	return a
+}
+
+// set makes clients the accepted callers from the next request on.
+func (a *authenticator) set(clients []Client) {
+	creds := make([]credential, 0, len(clients))
 	for _, c := range clients {
 		cl := client{name: c.Name, scopes: map[Scope]bool{}}
 		for _, s := range AllScopes() {
 			cl.scopes[s] = c.allows(s)
 		}
 		if c.Token != "" {
-			a.clients = append(a.clients, credential{client: cl, bearer: true, digest: sha256.Sum256([]byte(c.Token))})
+			creds = append(creds, credential{client: cl, bearer: true, digest: sha256.Sum256([]byte(c.Token))})
 		} else {
-			a.clients = append(a.clients, credential{client: cl, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password))})
+			creds = append(creds, credential{client: cl, digest: sha256.Sum256([]byte(c.Username + ":" + c.Password))})
 		}
 	}
-	return a
+	a.clients.Store(&creds)
 }
 
 // enabled reports whether any client is configured; without clients every
 // request is let through.
-func (a *authenticator) enabled() bool { return len(a.clients) > 0 }
+func (a *authenticator) enabled() bool { return len(*a.clients.Load()) > 0 }
 
 // identify returns the client the request's credentials belong to.
 func (a *authenticator) identify(r *http.Request) (*client, bool) {
@@ -85,8 +94,9 @@ func (a *authenticator) identify(r *http.Request) (*client, bool) {
 	} else {
 		return nil, false
 	}
+	clients := *a.clients.Load()
 	match := -1
-	for i, c := range a.clients {
+	for i, c := range clients {
 		eq := subtle.ConstantTimeCompare(digest[:], c.digest[:])
 		if eq == 1 && c.bearer == bearer && match < 0 {
 			match = i
@@ -95,16 +105,17 @@ func (a *authenticator) identify(r *http.Request) (*client, bool) {
 	if match < 0 {
 		return nil, false
 	}
-	return &a.clients[match].client, true
+	return &clients[match].client, true
 }
 
 // wrap refuses requests without valid credentials with 401. Connect, gRPC
 // and gRPC-Web clients read a 401 as Unauthenticated.
 func (a *authenticator) wrap(next http.Handler) http.Handler {
-	if !a.enabled() {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.enabled() {
+			next.ServeHTTP(w, r)
+			return
+		}
 		c, ok := a.identify(r)
 		if !ok {
 			a.logger.InfoContext(r.Context(), "request refused: missing or wrong credentials",
@@ -176,10 +187,11 @@ func needs(s Scope) func(*http.Request) (Scope, bool) {
 func (a *authenticator) require(scopeOf func(*http.Request) (Scope, bool),
 	deny func(http.ResponseWriter, *http.Request, error), next http.Handler,
 ) http.Handler {
-	if !a.enabled() {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.enabled() {
+			next.ServeHTTP(w, r)
+			return
+		}
 		scope, ok := scopeOf(r)
 		if !ok {
 			next.ServeHTTP(w, r)

@@ -16,7 +16,7 @@ const (
 	// delivery and the dead letters.
 	ScopeRead Scope = "read"
 	// ScopeAdmin allows the RPCs that change something other than by
-	// publishing, such as ReplayDeadLetters.
+	// publishing, such as ReplayDeadLetters, and POST /-/reload.
 	ScopeAdmin Scope = "admin"
 )
 

@@ -33,6 +33,10 @@ import (
 // WebhookPath is where Alertmanager's webhook_configs point.
 const WebhookPath = "/webhooks/alertmanager"
 
+// ReloadPath is where POST reloads the config (clients with scope admin),
+// as Prometheus' and Alertmanager's /-/reload.
+const ReloadPath = "/-/reload"
+
 // Options are the parts the server serves.
 type Options struct {
 	// Addr is the address Serve's caller listens on, for logs.
@@ -48,6 +52,9 @@ type Options struct {
 	Service heraldv1connect.NotificationServiceHandler
 	// Webhook handles POST /webhooks/alertmanager; nil leaves it unmounted.
 	Webhook http.Handler
+	// Reload re-reads the config and puts it in effect, or returns why it
+	// cannot; POST /-/reload calls it. Nil leaves the path unmounted.
+	Reload func(context.Context) error
 	// Ready reports whether the queue and config are ready to take work.
 	Ready func(context.Context) error
 	// Registry is served on /metrics; the server registers its HTTP metrics
@@ -70,6 +77,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	http   *http.Server
+	auth   *authenticator
 	logger *slog.Logger
 }
 
@@ -93,7 +101,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Timeouts.Shutdown == 0 {
 		opts.Timeouts.Shutdown = DefaultShutdownTimeout
 	}
-	h, err := handler(opts)
+	auth := newAuthenticator(opts.Clients, opts.Logger)
+	if !auth.enabled() {
+		opts.Logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
+	}
+	h, err := handler(opts, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -120,19 +132,24 @@ func New(opts Options) (*Server, error) {
 		}
 		srv.TLSConfig = tc
 	}
-	return &Server{opts: opts, http: srv, logger: opts.Logger}, nil
+	return &Server{opts: opts, http: srv, auth: auth, logger: opts.Logger}, nil
+}
+
+// SetClients makes clients the accepted callers from the next request on
+// (a reload); requests under way keep the client they were let in as.
+func (s *Server) SetClients(clients []Client) {
+	s.auth.set(clients)
+	if !s.auth.enabled() {
+		s.logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
+	}
 }
 
 // Handler returns the server's root handler, for tests.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
-func handler(opts Options) (http.Handler, error) {
+func handler(opts Options, auth *authenticator) (http.Handler, error) {
 	if err := checkProcedureScopes(); err != nil {
 		return nil, err
-	}
-	auth := newAuthenticator(opts.Clients, opts.Logger)
-	if !auth.enabled() {
-		opts.Logger.Warn("no auth.clients configured: the API and the webhook accept requests from anyone")
 	}
 	otelInterceptor, err := otelconnect.NewInterceptor(otelconnect.WithoutMetrics())
 	if err != nil {
@@ -174,6 +191,14 @@ func handler(opts Options) (http.Handler, error) {
 			http.Error(w, "method not allowed: POST an Alertmanager webhook here", http.StatusMethodNotAllowed)
 		}))
 	}
+	if opts.Reload != nil {
+		mux.Handle("POST "+ReloadPath, metrics.wrap("reload",
+			auth.wrap(auth.require(needs(ScopeAdmin), httpDenied, reloadHandler(opts.Reload)))))
+		mux.Handle(ReloadPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "method not allowed: POST here to reload the config", http.StatusMethodNotAllowed)
+		}))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -197,6 +222,19 @@ func handler(opts Options) (http.Handler, error) {
 			return true
 		}),
 	), nil
+}
+
+// reloadHandler answers POST /-/reload as Prometheus and Alertmanager do:
+// 200 once the config is in effect, 500 with the reason when it was
+// refused (the old one keeps running).
+func reloadHandler(reload func(context.Context) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := reload(r.Context()); err != nil {
+			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "config reloaded")
+	})
 }
 
 // healthChecker answers gRPC health checks from readiness: SERVING when

@@ -28,6 +28,7 @@ import (
 const token = "test-token-0123456789"
 
 type harness struct {
+	server   *server.Server
 	url      string
 	store    *storetest.Memory
 	registry *prometheus.Registry
@@ -94,7 +95,7 @@ func startWith(t *testing.T, wrap func(heraldv1connect.NotificationServiceHandle
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{url: "http://" + l.Addr().String(), store: st, registry: opts.Registry, log: logs, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{server: srv, url: "http://" + l.Addr().String(), store: st, registry: opts.Registry, log: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()

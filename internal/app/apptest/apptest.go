@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,10 @@ type Herald struct {
 	Registry *prometheus.Registry
 	Config   *config.Config
 	stop     func()
+	app      *app.App
+
+	mu   sync.Mutex
+	yaml string // the config file's content, as Reload reads it
 }
 
 // Options tune Start.
@@ -67,15 +72,28 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := &Herald{URL: "http://" + l.Addr().String(), Config: cfg, yaml: yaml}
+	// Reload reads the config "file" again, with the same data_dir.
+	load := func() (*config.Config, error) {
+		h.mu.Lock()
+		yaml := h.yaml
+		h.mu.Unlock()
+		c, err := config.Parse("test.yml", []byte(yaml))
+		if err != nil {
+			return nil, err
+		}
+		c.DataDir = opts.DataDir
+		return c, nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logger, app.Options{SinkTransport: opts.SinkTransport, Listener: l})
+	a, err := app.New(ctx, cfg, logger, app.Options{SinkTransport: opts.SinkTransport, Listener: l, Load: load})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
+	h.app, h.Registry = a, a.Registry()
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()
-	h := &Herald{URL: "http://" + l.Addr().String(), Registry: a.Registry(), Config: cfg}
 	if len(cfg.Auth.Clients) > 0 {
 		h.Token = cfg.Auth.Clients[0].Token.Value()
 	}
@@ -110,6 +128,20 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return h
+}
+
+// Reload makes yaml the config file's content and reloads it, as SIGHUP
+// does, returning why herald refused it.
+func (h *Herald) Reload(ctx context.Context, yaml string) error {
+	h.SetConfig(yaml)
+	return h.app.Reload(ctx)
+}
+
+// SetConfig makes yaml the config file's content, for the next reload.
+func (h *Herald) SetConfig(yaml string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.yaml = yaml
 }
 
 // Stop shuts herald down gracefully (it is also done at cleanup).
