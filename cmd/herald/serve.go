@@ -5,6 +5,8 @@ import (
 	"flag"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -24,18 +26,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := config.Default()
-	if *path != "" {
-		var err error
-		if cfg, err = config.Load(*path); err != nil {
-			return err
+	// load reads the config as a start and each reload see it: the file
+	// (or the defaults) with the command line's overrides.
+	load := func() (*config.Config, error) {
+		cfg := config.Default()
+		if *path != "" {
+			var err error
+			if cfg, err = config.Load(*path); err != nil {
+				return nil, err
+			}
 		}
+		if *listen != "" {
+			cfg.Listen = *listen
+		}
+		if *dataDir != "" {
+			cfg.DataDir = *dataDir
+		}
+		return cfg, nil
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
+	var reload func() (*config.Config, error)
+	if *path != "" {
+		reload = load
 	}
 	logger := app.NewLogger(cfg.Log)
 	logger.Info("starting", "version", version.String(), "config", *path)
@@ -62,10 +77,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			logger.Warn("flushing traces", "err", err)
 		}
 	}()
-	a, err := app.New(ctx, cfg, logger, app.Options{})
+	a, err := app.New(ctx, cfg, logger, app.Options{Load: reload})
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the config, as it does Prometheus and Alertmanager;
+	// App.Reload logs the outcome.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = a.Reload(ctx)
+			}
+		}
+	}()
 	serveErr := a.Serve(ctx)
 	closeErr := a.Close()
 	if serveErr != nil {
