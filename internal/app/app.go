@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Opti
 		logger.Warn("queue.concurrency is no longer used; attempts in flight are bounded by dispatch.max_in_flight and dispatch.max_in_flight_per_sink")
 	}
 	a.sinkTransport = sinkTransport(opts.SinkTransport)
-	sinkMap, err := buildSinks(cfg.Sinks, logger, a.sinkTransport)
+	sinkMap, err := BuildSinks(cfg.Sinks, logger, a.sinkTransport)
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,7 @@ func (a *App) reloadOnce() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	sinkMap, err := buildSinks(cfg.Sinks, a.logger, a.sinkTransport)
+	sinkMap, err := BuildSinks(cfg.Sinks, a.logger, a.sinkTransport)
 	if err != nil {
 		return nil, err
 	}

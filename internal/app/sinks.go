@@ -39,10 +39,11 @@ func sinkTransport(base http.RoundTripper) http.RoundTripper {
 	return telemetry.HTTPTransport(base)
 }
 
-// buildSinks constructs every configured sink on transport. This switch is
-// the one list of sink types herald knows; each type's constructor
-// validates its own config.
-func buildSinks(cfgs []config.SinkConfig, logger *slog.Logger, transport http.RoundTripper) (map[string]sinks.Sink, error) {
+// BuildSinks constructs every configured sink on transport (which herald
+// wraps for tracing; `herald template` gives one that captures requests).
+// This switch is the one list of sink types herald knows; each type's
+// constructor validates its own config.
+func BuildSinks(cfgs []config.SinkConfig, logger *slog.Logger, transport http.RoundTripper) (map[string]sinks.Sink, error) {
 	out := make(map[string]sinks.Sink, len(cfgs))
 	for _, c := range cfgs {
 		deps := sinks.Deps{Logger: logger.With("sink", c.Name), Transport: transport}
