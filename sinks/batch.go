@@ -13,10 +13,14 @@ import (
 // notifications pending for the same sink and channel are sent together
 // once the wait is over, instead of each waiting its turn.
 //
-// SendBatch makes one attempt, like Send, with the same error classes. A
-// digest stands for no group: its Receipt has a nil Parent, so the groups
-// it contains keep (or still lack) their own parent message. Success
-// delivers every notification of ns; an error delivers none of them.
+// SendBatch makes one attempt, like Send, with the same error classes.
+// Success delivers every notification of ns; an error delivers none of
+// them. A sink whose messages have threads returns the digest as the
+// Receipt's Parent, marked Digest: it becomes the message of each group it
+// shows that has none yet, so that the group's later notifications (its
+// resolve) reply in the digest's thread; a group with a message of its own
+// keeps it. A Send whose Target.Parent is a digest replies in its thread
+// and never edits it. Without threads the Parent is nil.
 type Batcher interface {
 	Sink
 	SendBatch(ctx context.Context, ns []*heraldv1.Notification, to Target) (Receipt, error)

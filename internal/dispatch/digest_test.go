@@ -126,7 +126,11 @@ func (s *pacedSink) SendBatch(_ context.Context, ns []*heraldv1.Notification, to
 			return sinks.Receipt{}, err
 		}
 	}
-	return sinks.Receipt{Message: digestRef}, nil
+	// As the chat sinks do: the digest stands for the groups it shows
+	// that have no message of their own.
+	parent := proto.CloneOf(digestRef)
+	parent.Digest = true
+	return sinks.Receipt{Message: digestRef, Parent: parent}, nil
 }
 
 func (s *pacedSink) Requests() []request {
@@ -242,6 +246,11 @@ func TestDigest(t *testing.T) {
 		}
 		time.Sleep(s)
 		ms := msgs("n1", "n2", "n3", "n4", "n5")
+		// n3's group has a message of its own.
+		own := &heraldv1.MessageRef{ChannelId: "C1", MessageId: "m-own"}
+		if err := r.state.SetParent(t.Context(), "pc", "g-n3", own); err != nil {
+			t.Fatal(err)
+		}
 		wait := parkAll(func(int) context.Context { return t.Context() }, r.d, ms...)
 		time.Sleep(58 * s)
 		synctest.Wait()
@@ -271,9 +280,16 @@ func TestDigest(t *testing.T) {
 				sd.GetAttempts() != 1 || !proto.Equal(sd.GetMessage(), digestRef) || sd.GetDigestSize() != 5 {
 				t.Errorf("%s: record %v; want delivered by pc in a digest of 5", m.n.GetId(), rec)
 			}
-			// A digest stands for no group: no parent is stored.
-			if p, _ := r.state.Parent(t.Context(), "pc", m.n.GetGroupKey()); p != nil {
-				t.Errorf("%s: group parent %v set from a digest", m.n.GetId(), p)
+			// The digest became the message of each group that had none;
+			// n3's group keeps its own.
+			p, _ := r.state.Parent(t.Context(), "pc", m.n.GetGroupKey())
+			switch {
+			case m.n.GetId() == "n3":
+				if p.GetMessageId() != "m-own" || p.GetDigest() {
+					t.Errorf("n3: group parent %v, want its own message kept", p)
+				}
+			case p.GetMessageId() != digestRef.GetMessageId() || !p.GetDigest() || p.GetContent() == "":
+				t.Errorf("%s: group parent %v, want the digest, marked digest, with the group's content", m.n.GetId(), p)
 			}
 			// Parked for 59s: the queue heard from it every 10s.
 			if n := len(m.InProgressCalls()); n < 5 {

@@ -823,8 +823,16 @@ func (d *Dispatcher) delivered(ctx context.Context, h *handling, idx int, step r
 // when that differs from what parent (as read before the delivery) says.
 func (d *Dispatcher) storeParent(ctx context.Context, sink, gk string, parent *heraldv1.MessageRef, reminder int,
 	got *heraldv1.MessageRef, n *heraldv1.Notification, log *slog.Logger) {
+	if got.GetDigest() && parent != nil && !sameMessage(got, parent) {
+		// A digest that showed the group stands for it only when the group
+		// has no message of its own (or an earlier digest) in the sink.
+		return
+	}
 	want := proto.CloneOf(got)
 	want.Content, want.Reminders, want.NotificationId = delivery.Content(n), uint32(reminder), n.GetId()
+	// A digest stays one: a reply in its thread must not turn it into a
+	// message the group's next notification edits.
+	want.Digest = got.GetDigest() || (sameMessage(got, parent) && parent.GetDigest())
 	if !sameMessage(got, parent) {
 		// A new message (the old one was gone) shows all of n: the count
 		// of reminders starts again.

@@ -198,8 +198,11 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	if p := to.Parent; p.GetMessageId() != "" {
 		if p.GetChannelId() == rid {
 			reply := s.updateAndReply
-			if to.Reminder > 0 {
+			switch {
+			case to.Reminder > 0:
 				reply = s.remind
+			case p.GetDigest():
+				reply = s.replyInDigest
 			}
 			rec, gone, err := reply(ctx, t, n, to, rid, opts)
 			if !gone {
@@ -254,6 +257,31 @@ func (s *Sink) remind(ctx context.Context, t *template.Template, n *heraldv1.Not
 		return sinks.Receipt{}, false, err
 	}
 	return sinks.Receipt{Parent: &heraldv1.MessageRef{ChannelId: rid, MessageId: to.Parent.GetMessageId()}, Message: ref}, false, nil
+}
+
+// replyInDigest replies in the thread of the digest that first showed n's
+// group, with the whole message: the digest shows other groups too and is
+// never edited. gone reports that the digest no longer exists in room rid
+// (nothing was sent).
+func (s *Sink) replyInDigest(ctx context.Context, t *template.Template, n *heraldv1.Notification, to sinks.Target, rid string, opts renderOpts) (rec sinks.Receipt, gone bool, err error) {
+	digest := to.Parent.GetMessageId()
+	m, err := s.lookup(ctx, digest)
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	if m == nil || m.Type == "rm" || m.RoomID != rid {
+		return sinks.Receipt{}, true, nil
+	}
+	opts.reply = true
+	msg := s.render(ctx, t, n, opts)
+	ref, err := s.sendOnce(ctx, outMessage{
+		ID: MessageID(s.name, notificationKey(n), roleReply), RoomID: rid, ThreadID: digest,
+		Msg: msg.Text, Attachments: msg.Attachments,
+	}, to.Attempt)
+	if err != nil {
+		return sinks.Receipt{}, false, err
+	}
+	return sinks.Receipt{Parent: &heraldv1.MessageRef{ChannelId: rid, MessageId: digest, Digest: true}, Message: ref}, false, nil
 }
 
 // updateAndReply updates the parent's text and replies in its thread. gone
@@ -496,7 +524,9 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
-	return sinks.Receipt{Message: ref}, nil
+	// The digest stands for each group it shows that has no message of its
+	// own yet: their later notifications reply in its thread.
+	return sinks.Receipt{Message: ref, Parent: &heraldv1.MessageRef{ChannelId: ref.GetChannelId(), MessageId: ref.GetMessageId(), Digest: true}}, nil
 }
 
 // postWebhook posts msg to the incoming hook, if its rate limit has room.

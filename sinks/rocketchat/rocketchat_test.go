@@ -419,6 +419,56 @@ func TestRESTDigestIdempotent(t *testing.T) {
 	}
 }
 
+// TestRESTDigestLeadsToItsGroups: a digest is the parent, marked digest, of
+// the groups it shows; a group's next notification replies in the digest's
+// thread with its whole message and never edits the digest; a digest that
+// was deleted gives way to a new message of the group's own.
+func TestRESTDigestLeadsToItsGroups(t *testing.T) {
+	srv := rocketchattest.NewUnstarted(rocketchattest.WithRooms("alerts"))
+	s, _ := newREST(t, srv, nil)
+	ns := []*heraldv1.Notification{firing(), firing()}
+	ns[1].Id, ns[1].GroupKey = "other", "other-group"
+	to := sinks.Target{Channel: "#alerts", Attempt: 1}
+	d, err := s.SendBatch(t.Context(), ns, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Parent.GetDigest() || d.Parent.GetMessageId() != d.Message.GetMessageId() {
+		t.Fatalf("digest receipt %+v, want the digest as a parent marked digest", d)
+	}
+	to.Parent = d.Parent
+	r, err := s.Send(t.Context(), resolved(), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Parent.GetDigest() || r.Parent.GetMessageId() != d.Message.GetMessageId() {
+		t.Errorf("reply receipt parent %+v, want the digest, still marked", r.Parent)
+	}
+	thread := srv.Thread(d.Message.GetMessageId())
+	if len(thread) != 1 || r.Message.GetMessageId() != thread[0].ID {
+		t.Fatalf("digest's thread: %+v, want the resolve alone", thread)
+	}
+	if !strings.Contains(thread[0].Text+fmt.Sprint(thread[0].Attachments), "RESOLVED") {
+		t.Errorf("the reply does not say RESOLVED: %+v", thread[0])
+	}
+	if m, _ := srv.Message(d.Message.GetMessageId()); len(m.Edits) != 0 {
+		t.Errorf("the digest was edited: %v", m.Edits)
+	}
+	if n := srv.Count("chat.update"); n != 0 {
+		t.Errorf("%d chat.update calls, want none", n)
+	}
+
+	// Gone: the group's next notification posts a message of its own.
+	gone := sinks.Target{Channel: "#alerts", Attempt: 1, Parent: &heraldv1.MessageRef{ChannelId: d.Parent.GetChannelId(), MessageId: "no-such-message", Digest: true}}
+	r, err = s.Send(t.Context(), firing(), gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Parent.GetDigest() || r.Parent.GetMessageId() == "no-such-message" || r.Message.GetThreadId() != "" {
+		t.Errorf("after the digest was deleted: %+v, want a new top-level message of the group's own", r)
+	}
+}
+
 // TestWebhookChannel covers where a webhook sink posts a route's channel,
 // and says so when it cannot (issue 14, bug 10): without
 // webhook_override_channel the hook's own channel, with a warning logged

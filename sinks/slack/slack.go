@@ -162,8 +162,8 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 }
 
 // SendBatch posts ns as one digest message to to's channel, in one attempt,
-// paced like Send. The digest stands for no group: the Receipt's Parent is
-// nil, and its Message is the digest (nil in webhook mode).
+// paced like Send. The Receipt's Message is the digest, and so is its
+// Parent, marked Digest (see sinks.Batcher); both nil in webhook mode.
 func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to sinks.Target) (sinks.Receipt, error) {
 	if len(ns) == 0 {
 		return sinks.Receipt{}, nil
@@ -197,6 +197,7 @@ func (s *Sink) SendBatch(ctx context.Context, ns []*heraldv1.Notification, to si
 		ch, ts, err = s.post(ctx, channel, m, "", mk)
 		if err == nil {
 			rcpt.Message = &heraldv1.MessageRef{ChannelId: ch, MessageId: ts}
+			rcpt.Parent = &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, Digest: true}
 		}
 	}
 	if err != nil {
@@ -295,6 +296,9 @@ func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, 
 	if parent == nil || parent.GetMessageId() == "" || parent.GetChannelId() == "" {
 		return s.postParent(ctx, r, channel, d, mk)
 	}
+	if parent.GetDigest() {
+		return s.replyInDigest(ctx, r, d, parent, mk)
+	}
 	edit := d
 	edit.Mention = "" // an edit notifies no one; the reply carries it
 	err := s.update(ctx, parent, r.render(edit, StyleParent))
@@ -319,6 +323,21 @@ func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, 
 	return sinks.Receipt{
 		Parent:  &heraldv1.MessageRef{ChannelId: parent.GetChannelId(), MessageId: parent.GetMessageId()},
 		Message: &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, ThreadId: parent.GetMessageId()},
+	}, nil
+}
+
+// replyInDigest posts the whole message in the thread of the digest that
+// first showed the group: the digest shows other groups too and is never
+// edited.
+func (s *Sink) replyInDigest(ctx context.Context, r renderer, d Data, digest *heraldv1.MessageRef, mk mark) (sinks.Receipt, error) {
+	mk.kind = "reply"
+	ch, ts, err := s.post(ctx, digest.GetChannelId(), r.render(d, StyleReply), digest.GetMessageId(), mk)
+	if err != nil {
+		return sinks.Receipt{}, err
+	}
+	return sinks.Receipt{
+		Parent:  &heraldv1.MessageRef{ChannelId: digest.GetChannelId(), MessageId: digest.GetMessageId(), Digest: true},
+		Message: &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, ThreadId: digest.GetMessageId()},
 	}, nil
 }
 

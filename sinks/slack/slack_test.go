@@ -352,8 +352,8 @@ func TestSendBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Parent != nil || r.Message.GetChannelId() != id || r.Message.GetMessageId() == "" {
-		t.Fatalf("digest receipt = %+v, want no parent and the digest message", r)
+	if r.Message.GetChannelId() != id || r.Message.GetMessageId() == "" || !r.Parent.GetDigest() || r.Parent.GetMessageId() != r.Message.GetMessageId() {
+		t.Fatalf("digest receipt = %+v, want the digest message, as a parent marked digest", r)
 	}
 	m, _ := fake.Message(id, r.Message.GetMessageId())
 	if m.ThreadTS != "" || header(t, m) != "📬 3 notifications" {
@@ -361,6 +361,23 @@ func TestSendBatch(t *testing.T) {
 	}
 	if p, _ := fake.Message(id, r1.Parent.GetMessageId()); p.Edits != 0 {
 		t.Error("a digest edited a group's parent")
+	}
+
+	// The resolve of a group first shown in the digest replies in the
+	// digest's thread, whole, and leaves the digest as it is.
+	res, err := s2.Send(t.Context(), resolved(), sinks.Target{Channel: "#alerts", Parent: r.Parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Parent.GetDigest() || res.Parent.GetMessageId() != r.Message.GetMessageId() || res.Message.GetThreadId() != r.Message.GetMessageId() {
+		t.Fatalf("reply to a digest: receipt %+v, want a reply in the digest's thread, the digest still the parent", res)
+	}
+	reply, _ := fake.Message(id, res.Message.GetMessageId())
+	if reply.ThreadTS != r.Message.GetMessageId() || !strings.Contains(reply.Text, "RESOLVED") {
+		t.Errorf("reply = %q in thread %q, want the resolve in the digest's thread", reply.Text, reply.ThreadTS)
+	}
+	if d, _ := fake.Message(id, r.Message.GetMessageId()); d.Edits != 0 {
+		t.Error("a reply to a digest edited the digest")
 	}
 }
 

@@ -585,8 +585,13 @@ type MessageRef struct {
 	// its redelivery (a crash between posting and recording) is neither a
 	// change nor another reminder.
 	NotificationId string `protobuf:"bytes,7,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The message is a digest that showed this group among others (the
+	// group was first delivered in it, under a rate limit): the group's later
+	// notifications reply in its thread, with their whole message, and never
+	// edit it.
+	Digest        bool `protobuf:"varint,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MessageRef) Reset() {
@@ -666,6 +671,13 @@ func (x *MessageRef) GetNotificationId() string {
 		return x.NotificationId
 	}
 	return ""
+}
+
+func (x *MessageRef) GetDigest() bool {
+	if x != nil {
+		return x.Digest
+	}
+	return false
 }
 
 // SinkDelivery is what happened with one sink for one notification.
@@ -914,7 +926,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x02\n" +
 	"\n" +
 	"MessageRef\x12\x1d\n" +
 	"\n" +
@@ -925,7 +937,8 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\tposted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bpostedAt\x12\x18\n" +
 	"\acontent\x18\x05 \x01(\tR\acontent\x12\x1c\n" +
 	"\treminders\x18\x06 \x01(\rR\treminders\x12'\n" +
-	"\x0fnotification_id\x18\a \x01(\tR\x0enotificationId\"\xd5\x02\n" +
+	"\x0fnotification_id\x18\a \x01(\tR\x0enotificationId\x12\x16\n" +
+	"\x06digest\x18\b \x01(\bR\x06digest\"\xd5\x02\n" +
 	"\fSinkDelivery\x12\x12\n" +
 	"\x04sink\x18\x01 \x01(\tR\x04sink\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.herald.v1.DeliveryStateR\x05state\x12\x1a\n" +
