@@ -30,8 +30,10 @@ type Data struct {
 	// ID is herald's id of the notification; GroupKey its group.
 	ID       string
 	GroupKey string
-	// Status is "firing" or "resolved"; StatusText is "FIRING" or
-	// "RESOLVED"; Firing and Resolved say the same as booleans.
+	// Status is "firing" or "resolved"; Firing and Resolved say the same
+	// as booleans. StatusText is what people read: "FIRING" or
+	// "RESOLVED", and "INFO" for an info event without alerts (published
+	// by a service, not Alertmanager).
 	Status     string
 	StatusText string
 	Firing     bool
@@ -276,8 +278,13 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 		FallbackFrom:   text(to.FallbackFrom, CapLabel, false),
 		FallbackReason: text(to.FallbackReason, CapAlertSummary, false),
 	}
-	if resolved {
+	switch {
+	case resolved:
 		d.Status, d.StatusText, d.Firing, d.Resolved = "resolved", "RESOLVED", false, true
+	case sev == "info" && len(n.GetAlerts()) == 0:
+		// An event a service published (a deploy, a job that finished)
+		// fires nothing: it reads as what it is.
+		d.StatusText = "INFO"
 	}
 	if o.Mention && d.Firing {
 		d.Mention = o.Mentions[sev]

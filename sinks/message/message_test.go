@@ -55,3 +55,27 @@ func TestPerAlertLinks(t *testing.T) {
 		t.Errorf("a shared runbook: group %q, alert %q", d.Links.Runbook, d.Alerts[0].Runbook)
 	}
 }
+
+// TestStatusText: what a message says its state is.
+func TestStatusText(t *testing.T) {
+	alert := []*heraldv1.Alert{{Status: heraldv1.Status_STATUS_FIRING, Labels: map[string]string{"alertname": "A"}}}
+	tests := []struct {
+		name string
+		n    *heraldv1.Notification
+		want string
+	}{
+		{"an info event a service published", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_INFO, Status: heraldv1.Status_STATUS_FIRING}, "INFO"},
+		{"an info alert from Alertmanager", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_INFO, Status: heraldv1.Status_STATUS_FIRING, Alerts: alert}, "FIRING"},
+		{"a critical event", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_CRITICAL, Status: heraldv1.Status_STATUS_FIRING}, "FIRING"},
+		{"a resolved info alert", &heraldv1.Notification{Severity: heraldv1.Severity_SEVERITY_INFO, Status: heraldv1.Status_STATUS_RESOLVED, Alerts: alert}, "RESOLVED"},
+	}
+	for _, tt := range tests {
+		d := New(tt.n, sinks.Target{}, Options{})
+		if d.StatusText != tt.want {
+			t.Errorf("%s: StatusText %q, want %q", tt.name, d.StatusText, tt.want)
+		}
+		if d.Firing == d.Resolved || d.Firing != (d.Status == "firing") {
+			t.Errorf("%s: Status %q, Firing %v, Resolved %v disagree", tt.name, d.Status, d.Firing, d.Resolved)
+		}
+	}
+}

@@ -330,6 +330,11 @@ func headline(d Data) string {
 	if d.Status == heraldv1.Status_STATUS_RESOLVED {
 		return "✅ [RESOLVED] " + d.Title
 	}
+	if d.Severity == heraldv1.Severity_SEVERITY_INFO && len(d.Alerts) == 0 && d.MoreAlerts == 0 {
+		// An event a service published fires nothing (as message.Data's
+		// StatusText says).
+		return severityEmoji(d.Severity) + " [INFO] " + d.Title
+	}
 	n := ""
 	if d.FiringCount > 0 {
 		n = ":" + strconv.Itoa(d.FiringCount)

@@ -356,3 +356,22 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// TestHeadline: the state a message leads with; an info event a service
+// published (no alerts) reads INFO, not FIRING.
+func TestHeadline(t *testing.T) {
+	tests := []struct {
+		d    Data
+		want string
+	}{
+		{Data{Title: "Deploy done", Severity: heraldv1.Severity_SEVERITY_INFO, Status: heraldv1.Status_STATUS_FIRING}, " [INFO] Deploy done"},
+		{Data{Title: "A", Severity: heraldv1.Severity_SEVERITY_INFO, Status: heraldv1.Status_STATUS_FIRING, FiringCount: 1, Alerts: []AlertData{{}}}, " [FIRING:1] A"},
+		{Data{Title: "Disk", Severity: heraldv1.Severity_SEVERITY_CRITICAL, Status: heraldv1.Status_STATUS_FIRING}, " [FIRING] Disk"},
+		{Data{Title: "Disk", Severity: heraldv1.Severity_SEVERITY_CRITICAL, Status: heraldv1.Status_STATUS_RESOLVED}, "✅ [RESOLVED] Disk"},
+	}
+	for _, tt := range tests {
+		if got := headline(tt.d); !strings.HasSuffix(got, tt.want) {
+			t.Errorf("headline(%+v) = %q, want it to end %q", tt.d, got, tt.want)
+		}
+	}
+}
