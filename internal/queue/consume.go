@@ -348,7 +348,7 @@ func (pt *part) pull(ctx context.Context) {
 			if err != nil {
 				break
 			}
-			_ = msg.Nak()
+			handBackMsg(msg)
 		}
 		if ctx.Err() == nil {
 			sleepCtx(ctx, 100*time.Millisecond)

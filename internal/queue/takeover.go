@@ -431,10 +431,20 @@ func pinnedID(info *jetstream.ConsumerInfo) string {
 }
 
 // nakInOrder hands msgs back in stream order: JetStream hands them out
-// again in the order of their Naks, so a group's come back in its order.
+// again in stream order, so a group's come back in its order.
 func nakInOrder(msgs []jetstream.Msg) {
 	slices.SortFunc(msgs, func(a, b jetstream.Msg) int { return cmp.Compare(seqOf(a), seqOf(b)) })
 	for _, m := range msgs {
-		_ = m.Nak()
+		handBackMsg(m)
 	}
+}
+
+// handBackMsg gives m back for redelivery at once, in a way that outlives
+// the NATS server: a plain Nak is kept only in the server's memory, so
+// after a restart of the embedded server the message would wait out
+// ack_wait from its first delivery; a Nak with a delay is written to the
+// consumer's stored state as "due now", and the next herald gets it as
+// soon as it pulls. JetStream redelivers the due ones in stream order.
+func handBackMsg(m jetstream.Msg) {
+	_ = m.NakWithDelay(time.Millisecond)
 }

@@ -66,3 +66,76 @@ routes: [{name: default, chain: [rocketchat]}]
 		t.Errorf("%d lookups: the retry's first one failed, so a second must have found the message", n)
 	}
 }
+
+// TestReleasedAtShutdownIsHandedOutAtStart: herald stops while a post is
+// under way (the chat server has not answered yet), so the delivery is
+// released, not acknowledged. The next herald on the same data dir must
+// deliver it as soon as it starts, not after queue.ack_wait (10 minutes
+// here, longer than the test's deadline), and exactly once.
+func TestReleasedAtShutdownIsHandedOutAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole herald twice")
+	}
+	srv := rocketchattest.NewServer(rocketchattest.WithRooms("alerts"))
+	t.Cleanup(srv.Close)
+	// The first post is held before the server handles it: the shutdown
+	// cuts it short and the message never exists.
+	srv.Inject(rocketchattest.Fault{Endpoint: "chat.sendMessage", Times: 1, Delay: time.Minute})
+	cfg := fmt.Sprintf(`
+auth:
+  clients: [{name: t, token: released-token}]
+queue: {ack_wait: 10m}
+dispatch: {attempt_timeout: 2m}
+sinks:
+  - name: rocketchat
+    rocketchat: {url: %s, mode: rest, user_id: %s, token: %q, channel: "#alerts", timeout: 2m}
+routes: [{name: default, chain: [rocketchat]}]
+`, srv.URL, srv.UserID(), srv.Token())
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(testutil.LogWriter(t, ""), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := apptest.Start(t, cfg, apptest.Options{DataDir: dir, Logger: logger})
+	res, err := h.Client().Publish(context.Background(), connect.NewRequest(&heraldv1.PublishRequest{Notification: &heraldv1.Notification{
+		Source: "test", Severity: heraldv1.Severity_SEVERITY_CRITICAL, Title: "Released", Text: "cut short by a shutdown",
+	}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery holds its in-flight slot from just before the post.
+	deadline := time.Now().Add(30 * time.Second)
+	for inFlight(t, h) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the post never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	h.Stop()
+	if n := len(srv.Messages("alerts")); n != 0 {
+		t.Fatalf("%d messages after the cut-short post, want none", n)
+	}
+
+	h2 := apptest.Start(t, cfg, apptest.Options{DataDir: dir, Logger: logger})
+	// Far less than ack_wait: a notification waiting for ack_wait fails
+	// here.
+	h2.WaitDelivered(t, res.Msg.GetId(), heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED, time.Minute)
+	if n := len(srv.Messages("alerts")); n != 1 {
+		t.Errorf("%d messages in the room, want exactly one", n)
+	}
+}
+
+func inFlight(t *testing.T, h *apptest.Herald) float64 {
+	mfs, err := h.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "herald_dispatch_attempts_in_flight" {
+			for _, m := range mf.GetMetric() {
+				if m.GetGauge().GetValue() > 0 {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
