@@ -55,6 +55,41 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// BrokenError marks an error that says the sink itself cannot deliver
+// anything until its config changes (a deleted incoming webhook, revoked
+// credentials), rather than that it refused one notification.
+type BrokenError struct{ Err error }
+
+func (e *BrokenError) Error() string { return e.Err.Error() }
+func (e *BrokenError) Unwrap() error { return e.Err }
+
+// Broken marks err as permanent and as the sink's own fault (see
+// IsBroken). Broken(nil) is nil.
+func Broken(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Permanent(&BrokenError{Err: err})
+}
+
+// IsBroken reports whether err says the sink cannot deliver anything until
+// its config changes: marked with Broken, or an HTTP 401 or 403. The
+// dispatcher counts such an error against the sink's circuit breaker, so
+// that notifications go on to the next sink of their chains instead of
+// trying this one each time; any other permanent error refuses one
+// notification and says the sink is up.
+func IsBroken(err error) bool {
+	var be *BrokenError
+	if errors.As(err, &be) {
+		return true
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden
+	}
+	return false
+}
+
 // ThrottledError is a rate limit: the server asked to wait Wait before the
 // next request.
 type ThrottledError struct {

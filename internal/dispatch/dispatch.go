@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -930,13 +929,7 @@ func (d *Dispatcher) sendHeld(ctx context.Context, s sinks.Sink, n *heraldv1.Not
 // notification is refused. Such errors count towards opening the breaker:
 // every notification would fail the same way, so they go straight to the
 // fallback, and the open breaker shows the problem on the dashboard.
-func sinkFault(err error) bool {
-	var se *sinks.StatusError
-	if errors.As(err, &se) {
-		return se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden
-	}
-	return false
-}
+func sinkFault(err error) bool { return sinks.IsBroken(err) }
 
 // touch tells the queue the message is still being worked on.
 func (h *handling) touch(ctx context.Context) {

@@ -296,6 +296,8 @@ func TestBreakerErrorKinds(t *testing.T) {
 		{"bad payload", err400, BreakerClosed},
 		{"bad credentials", err401, BreakerOpen},
 		{"forbidden", sinks.ClassifyStatus(403, "", 0), BreakerOpen},
+		{"marked broken (a deleted hook)", sinks.Broken(sinks.ClassifyStatus(404, "", 0)), BreakerOpen},
+		{"not found, not marked", sinks.ClassifyStatus(404, "", 0), BreakerClosed},
 		{"throttled", throttled(time.Hour), BreakerClosed},
 	}
 	for _, tt := range tests {

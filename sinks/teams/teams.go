@@ -279,9 +279,9 @@ func (s *Sink) transportError(ctx context.Context, err error) error {
 // classify turns a non-2xx answer into an error of its class:
 //   - 400 (the trigger refused the body, e.g. TriggerInputSchemaMismatch),
 //     413 and other 4xx: permanent;
-//   - 401/403 (a bad signature, a trigger not open to "Anyone") and 404
-//     (the flow was deleted): permanent, and the sink is unusable until
-//     its config changes;
+//   - 401/403 (a bad signature, a trigger not open to "Anyone"), 404 (the
+//     flow was deleted) and 409 (the flow is turned off): permanent, and
+//     the sink is unusable until its config changes (sinks.IsBroken);
 //   - 429: throttled for Retry-After, or DefaultThrottleWait without one;
 //   - 408, 5xx and 1xx/3xx: retryable.
 func (s *Sink) classify(resp *http.Response, answer []byte) error {
@@ -292,7 +292,13 @@ func (s *Sink) classify(resp *http.Response, answer []byte) error {
 			wait = d
 		}
 	}
-	return fmt.Errorf("teams: %w", sinks.ClassifyStatus(resp.StatusCode, reason, wait))
+	err := sinks.ClassifyStatus(resp.StatusCode, reason, wait)
+	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusConflict {
+		// The flow was deleted or turned off: nothing reaches Teams
+		// through this sink until it is back or the config changes.
+		err = sinks.Broken(err)
+	}
+	return fmt.Errorf("teams: %w", err)
 }
 
 // logicAppsError is the error body of Power Automate and Logic Apps
