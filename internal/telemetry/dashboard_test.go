@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 type dashboard struct {
@@ -146,7 +148,7 @@ func overlap(a, b panel) bool {
 func TestDashboardQueriesParse(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not on PATH: install Debian's prometheus package (make tools) to parse the dashboard's queries")
+		testutil.Missing(t, "promtool not on PATH, needed to parse the dashboard's queries", "install Debian's prometheus package: make tools")
 	}
 	d := loadDashboard(t)
 	fill := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$job", ".*", "$instance", ".*")

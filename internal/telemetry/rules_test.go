@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/herald-notify/herald/internal/testutil"
 )
 
 // The deploy files checked here live outside any Go package; the tests sit
@@ -61,11 +63,11 @@ func loadRules(t *testing.T) []rule {
 
 // TestRulesWithPromtool checks the rules' syntax and runs their unit tests
 // with Prometheus's own tool. CI installs it (scripts/install-tools.sh,
-// Debian package prometheus); without it the test skips.
+// Debian package prometheus); without it the test skips, or fails in CI.
 func TestRulesWithPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not on PATH: install Debian's prometheus package (make tools) to check deploy/prometheus")
+		testutil.Missing(t, "promtool not on PATH, needed to check deploy/prometheus", "install Debian's prometheus package: make tools")
 	}
 	for _, args := range [][]string{
 		{"check", "rules", filepath.Base(rulesFile)},

@@ -1,11 +1,13 @@
 // Package testutil holds the helpers herald's tests share: waiting for a
-// condition with a deadline, free loopback ports, and log writers that are
-// safe to use from several goroutines.
+// condition with a deadline, free loopback ports, log writers that are safe
+// to use from several goroutines, and Missing, the one way a test skips (or,
+// in CI, fails) when a tool it needs is not installed.
 package testutil
 
 import (
 	"bytes"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -85,4 +87,25 @@ func (w *TestLog) Write(p []byte) (int, error) {
 	}
 	w.t.Log(line)
 	return len(p), nil
+}
+
+// RequireBinariesEnv names the environment variable that turns Missing's
+// skips into failures when set to 1, as .ci/run does: there, a test that
+// skips for want of a tool would pass without having run.
+const RequireBinariesEnv = "HERALD_TEST_REQUIRE_BINARIES"
+
+// Missing ends a test that cannot run because something it needs from the
+// machine is absent: a binary, an installed package, root. what says what is
+// missing and how how to get it. It skips t, or fails it under
+// HERALD_TEST_REQUIRE_BINARIES=1 or CI=true.
+func Missing(t testing.TB, what, how string) {
+	t.Helper()
+	msg := what + " (" + how + ")"
+	switch {
+	case os.Getenv(RequireBinariesEnv) == "1":
+		t.Fatalf("%s; failing instead of skipping because %s=1", msg, RequireBinariesEnv)
+	case os.Getenv("CI") == "true":
+		t.Fatalf("%s; failing instead of skipping because CI=true", msg)
+	}
+	t.Skipf("%s; skipped (%s=1 makes this a failure)", msg, RequireBinariesEnv)
 }

@@ -30,15 +30,12 @@ type mailpit struct {
 
 // startMailpit runs .tools/bin/mailpit (scripts/install-mailpit.sh) on
 // free loopback ports with args added. Without the binary the test is
-// skipped, or fails when the CI environment variable is set.
+// skipped, or fails in CI (testutil.Missing).
 func startMailpit(t *testing.T, args ...string) *mailpit {
 	t.Helper()
 	bin := filepath.Join(repoRoot(t), ".tools", "bin", "mailpit")
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("mailpit not found at %s: run scripts/install-mailpit.sh (make tools)", bin)
-		}
-		t.Skipf("mailpit not found at %s (run scripts/install-mailpit.sh): %v", bin, err)
+		testutil.Missing(t, "mailpit not found: "+err.Error(), "run scripts/install-mailpit.sh or make tools")
 	}
 	m := &mailpit{smtp: testutil.FreeAddr(t)}
 	httpAddr := testutil.FreeAddr(t)

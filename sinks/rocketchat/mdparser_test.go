@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks/message"
 )
 
@@ -113,14 +114,10 @@ func newMDParser(t *testing.T) *mdParser {
 	return p
 }
 
-// unavailable fails t in CI and skips it elsewhere.
+// unavailable skips t, or fails it in CI (testutil.Missing).
 func unavailable(t *testing.T, why string) {
 	t.Helper()
-	msg := why + `: run "make tools" (scripts/install-tools.sh installs nodejs, npm and the parser into sinks/rocketchat/` + mdParserDir + "/node_modules)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testutil.Missing(t, why, `run "make tools": scripts/install-tools.sh installs nodejs, npm and the parser into sinks/rocketchat/`+mdParserDir+"/node_modules")
 }
 
 // pinnedParserVersion is the parser's version in package.json.

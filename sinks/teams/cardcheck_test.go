@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
+	"github.com/herald-notify/herald/internal/testutil"
 	"github.com/herald-notify/herald/sinks"
 )
 
@@ -87,14 +88,10 @@ func runCheck[T any, R any](t *testing.T, in []T, out *[]R, args ...string) {
 	}
 }
 
-// unavailable fails t in CI and skips it elsewhere.
+// unavailable skips t, or fails it in CI (testutil.Missing).
 func unavailable(t *testing.T, why string) {
 	t.Helper()
-	msg := why + ": run sinks/teams/" + cardCheckDir + "/install.sh (it needs node and npm)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testutil.Missing(t, why, "run sinks/teams/"+cardCheckDir+"/install.sh; it needs node and npm")
 }
 
 func pinnedVersion(t *testing.T, dir, name string) string {

@@ -221,7 +221,7 @@ func buildHerald(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command to build herald with")
+		testutil.Missing(t, "no go command on PATH to build herald with", "install Go")
 	}
 	out, err := exec.Command(goBin, "env", "GOMOD").Output()
 	if err != nil {

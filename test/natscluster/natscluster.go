@@ -52,7 +52,7 @@ func MaxPayload(v string) Option { return func(o *options) { o.maxPayload = v } 
 
 // Start runs an n-node cluster on loopback and returns once every node
 // answers its JetStream health check. Without the nats-server binary the
-// test is skipped, or fails when the CI environment variable is set.
+// test is skipped, or fails in CI (testutil.Missing).
 func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	o := options{maxPayload: "8MB"}
@@ -62,10 +62,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	root := repoRoot(t)
 	bin := filepath.Join(root, ".tools", "bin", "nats-server")
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nats-server not found at %s: run scripts/install-nats-server.sh (make tools)", bin)
-		}
-		t.Skipf("nats-server not found at %s (run scripts/install-nats-server.sh): %v", bin, err)
+		testutil.Missing(t, "nats-server not found: "+err.Error(), "run scripts/install-nats-server.sh or make tools")
 	}
 	c := &Cluster{t: t, bin: bin, conf: filepath.Join(root, "deploy", "nats", "nats.conf")}
 	var routes []string
