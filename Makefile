@@ -5,7 +5,7 @@ BIN       := bin/herald
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: all build run generate lint breaking staticcheck vulncheck check-generated vet fmt-check check tools test test-short test-integration test-jaeger bench fuzz clean
+.PHONY: all build run generate lint breaking staticcheck vulncheck check-generated vet fmt-check check tools test test-deploy test-short test-integration test-jaeger bench fuzz clean
 
 all: build
 
@@ -31,6 +31,7 @@ staticcheck:
 
 vet:
 	$(GO) vet ./...
+	@for m in $(dir $(DEPLOY_MODULES)); do echo "(cd $$m && $(GO) vet ./...)"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
@@ -68,11 +69,22 @@ tools:
 test: tools
 	@echo '$(GO) test -race -timeout 25m ./...'; status=0; \
 	$(GO) test -race -timeout 25m ./... || status=$$?; \
+	$(MAKE) --no-print-directory test-deploy || status=$$?; \
 	jaeger="$${HERALD_JAEGER_BIN:-$(TOOLS_BIN)/jaeger}"; \
 	if [ ! -e "$$jaeger" ]; then \
 		echo "NOTE: test/jaeger did not run: Jaeger is not built ($$jaeger); make test-jaeger builds it once (~6 min) and runs it"; \
 	fi; \
 	exit $$status
+
+## test-deploy: the Helm chart and the compose stack, each tested in a Go
+## module of its own (deploy/helm, deploy/compose) that keeps Helm's and
+## Compose's dependencies out of herald's go.mod
+DEPLOY_MODULES := $(wildcard deploy/helm/go.mod deploy/compose/go.mod)
+test-deploy:
+	@status=0; for m in $(dir $(DEPLOY_MODULES)); do \
+		echo "(cd $$m && $(GO) test -timeout 10m ./...)"; \
+		(cd $$m && $(GO) test -timeout 10m ./...) || status=1; \
+	done; exit $$status
 
 ## test-short: unit tests only (no external binaries, no slow integration)
 test-short:

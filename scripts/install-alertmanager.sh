@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real Prometheus Alertmanager binary into .tools/bin/alertmanager
-# for the integration test in test/alertmanager. Idempotent: does nothing when
-# the binary is already there at the pinned version.
+# for the integration test in test/alertmanager, and amtool beside it for the
+# compose stack's config check (deploy/compose). Idempotent: does nothing when
+# both are already there at the pinned version.
 #
 # The binary is built from source through the Go module proxy (about a minute
 # on two cores); Debian's prometheus-alertmanager is too old (0.25: no
@@ -22,7 +23,7 @@ installed_version() {
 	go version -m "$bin" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/prometheus/alertmanager" { print $3 }'
 }
 
-if [[ -x "$bin" && "$(installed_version)" == "$version" ]]; then
+if [[ -x "$bin" && -x "$bindir/amtool" && "$(installed_version)" == "$version" ]]; then
 	echo "alertmanager $version already installed at $bin"
 	exit 0
 fi
@@ -32,6 +33,9 @@ echo "installing alertmanager $version into $bindir (takes a minute or more)"
 # A temporary GOBIN path keeps a half-written binary from looking installed.
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/prometheus/alertmanager/cmd/alertmanager@$version"
+GOBIN="$tmp" GOFLAGS=-mod=mod go install \
+	"github.com/prometheus/alertmanager/cmd/alertmanager@$version" \
+	"github.com/prometheus/alertmanager/cmd/amtool@$version"
+mv -f "$tmp/amtool" "$bindir/amtool"
 mv -f "$tmp/alertmanager" "$bin"
 echo "installed $("$bin" --version 2>&1 | head -1)"
