@@ -115,7 +115,9 @@ type AlertData struct {
 	// notification shares, sorted by name.
 	Labels []Pair
 	// Summary is the alert's summary annotation on one line, shortened;
-	// empty when it is the notification's Summary, shown once there.
+	// when that is the notification's Summary (shown once there) or
+	// missing, the alert's own description instead (its values), unless
+	// that too is the notification's.
 	Summary  string
 	StartsAt string
 	EndsAt   string
@@ -340,6 +342,15 @@ func New(n *heraldv1.Notification, to sinks.Target, o Options) Data {
 			// Each fact once: a summary every alert shares is the
 			// notification's, shown there.
 			own, ad.Summary = "", ""
+		}
+		if ad.Summary == "" {
+			// The values people act on are often in the description
+			// ("/var on db-1 is 98.2% full"): an alert without a summary
+			// of its own shows its own description, unless it is the
+			// notification's, shown there.
+			if od := strings.TrimSpace(a.GetAnnotations()["description"]); od != "" && od != strings.TrimSpace(desc) {
+				ad.Summary = Fit(Clean(od, false), CapAlertSummary, func(s string) string { return esc.Text(s, false) })
+			}
 		}
 		ad.Name = text(firstNonEmpty(own, a.GetLabels()["alertname"], Title(n)), CapAlertSummary, false)
 		d.Alerts = append(d.Alerts, ad)

@@ -79,3 +79,28 @@ func TestStatusText(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertDescriptions: in a group whose alerts share their summary, each
+// alert shows its own description (the values), and a description they
+// all share is the notification's, shown once.
+func TestAlertDescriptions(t *testing.T) {
+	alert := func(instance, desc string) *heraldv1.Alert {
+		return &heraldv1.Alert{Status: heraldv1.Status_STATUS_FIRING,
+			Labels:      map[string]string{"alertname": "DiskFull", "instance": instance},
+			Annotations: map[string]string{"summary": "Disk almost full", "description": desc}}
+	}
+	own := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
+		Annotations: map[string]string{"summary": "Disk almost full"},
+		Alerts:      []*heraldv1.Alert{alert("a", "/var on a is 98.2% full"), alert("b", "/var on b is 99.1% full")}}
+	d := New(own, sinks.Target{}, Options{})
+	if d.Description != "" || d.Alerts[0].Summary != "/var on a is 98.2% full" || d.Alerts[1].Summary != "/var on b is 99.1% full" {
+		t.Errorf("own descriptions: description %q, alerts %+v", d.Description, d.Alerts)
+	}
+	shared := &heraldv1.Notification{Status: heraldv1.Status_STATUS_FIRING,
+		Annotations: map[string]string{"summary": "Disk almost full", "description": "Clean up /var"},
+		Alerts:      []*heraldv1.Alert{alert("a", "Clean up /var"), alert("b", "Clean up /var")}}
+	d = New(shared, sinks.Target{}, Options{})
+	if d.Description != "Clean up /var" || d.Alerts[0].Summary != "" || d.Alerts[1].Summary != "" {
+		t.Errorf("shared description: description %q, alerts %+v", d.Description, d.Alerts)
+	}
+}
