@@ -127,6 +127,15 @@ var parentGone = map[string]bool{
 	"is_archived":         true,
 }
 
+// threadGone are the conversations.replies codes that mean a thread's
+// parent message no longer exists where herald posted it.
+var threadGone = map[string]bool{
+	"thread_not_found":  true,
+	"message_not_found": true,
+	"channel_not_found": true,
+	"is_archived":       true,
+}
+
 // CodeClass returns how Slack's error code code is treated.
 func CodeClass(code string) sinks.Class {
 	if c, ok := codeClass[code]; ok {

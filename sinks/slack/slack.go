@@ -135,11 +135,21 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 		err = s.postWebhook(ctx, channel, r.render(data, StyleParent))
 	} else {
 		if to.Reminder > 0 && to.Parent.GetMessageId() != "" && to.Parent.GetChannelId() != "" {
-			every := s.cfg.RemindMentionEvery[severityName(data.Severity)]
-			if every <= 0 || to.Reminder%every != 0 {
-				data.Mention = ""
+			mk := mark{id: n.GetId(), retry: to.Attempt > 1}
+			if s.threadGone(ctx, to.Parent) {
+				// A reminder in a deleted thread goes unseen: the group
+				// gets a new message, whole.
+				s.log.LogAttrs(ctx, slog.LevelInfo, "slack: the group's message is gone; posting a new one",
+					slog.String("notification", n.GetId()), slog.String("parent", to.Parent.GetMessageId()))
+				rcpt, err = s.postParent(ctx, r, cmp.Or(channel, to.Parent.GetChannelId()), data, mk)
+			} else {
+				rd := data
+				every := s.cfg.RemindMentionEvery[severityName(data.Severity)]
+				if every <= 0 || to.Reminder%every != 0 {
+					rd.Mention = ""
+				}
+				rcpt, err = s.remind(ctx, r, rd, to.Parent, mk)
 			}
-			rcpt, err = s.remind(ctx, r, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
 		} else {
 			rcpt, err = s.sendBot(ctx, r, channel, data, to.Parent, mark{id: n.GetId(), retry: to.Attempt > 1})
 		}
@@ -297,7 +307,12 @@ func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, 
 		return s.postParent(ctx, r, channel, d, mk)
 	}
 	if parent.GetDigest() {
-		return s.replyInDigest(ctx, r, d, parent, mk)
+		if !s.threadGone(ctx, parent) {
+			return s.replyInDigest(ctx, r, d, parent, mk)
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "slack: the digest that showed the group is gone; posting a message of its own",
+			slog.String("parent", parent.GetMessageId()))
+		return s.postParent(ctx, r, cmp.Or(channel, parent.GetChannelId()), d, mk)
 	}
 	edit := d
 	edit.Mention = "" // an edit notifies no one; the reply carries it
@@ -324,6 +339,22 @@ func (s *Sink) sendBot(ctx context.Context, r renderer, channel string, d Data, 
 		Parent:  &heraldv1.MessageRef{ChannelId: parent.GetChannelId(), MessageId: parent.GetMessageId()},
 		Message: &heraldv1.MessageRef{ChannelId: ch, MessageId: ts, ThreadId: parent.GetMessageId()},
 	}, nil
+}
+
+// threadGone reports whether Slack says parent's thread no longer exists:
+// its message was deleted or its channel archived. A lookup that fails
+// otherwise (the token lacks channels:history, Slack is slow) says nothing,
+// and the caller posts in the thread as it would have.
+func (s *Sink) threadGone(ctx context.Context, parent *heraldv1.MessageRef) bool {
+	xctx, x := withExchange(ctx)
+	_, _, _, err := s.api.GetConversationRepliesContext(xctx, &slack.GetConversationRepliesParameters{
+		ChannelID: parent.GetChannelId(), Timestamp: parent.GetMessageId(), Limit: 1,
+	})
+	if err == nil {
+		return false
+	}
+	var e *Error
+	return errors.As(s.classify("lookup", err, x, time.Now()), &e) && threadGone[e.Code]
 }
 
 // replyInDigest posts the whole message in the thread of the digest that

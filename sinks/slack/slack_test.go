@@ -568,3 +568,27 @@ func TestReminder(t *testing.T) {
 		}
 	}
 }
+
+// TestReminderParentGone: a reminder for a group whose message was deleted
+// would go unseen in its thread: the group gets a new message, whole.
+func TestReminderParentGone(t *testing.T) {
+	s, fake, id := newBot(t, func(c *Config) { c.Channel = "#alerts" })
+	first, err := s.Send(t.Context(), firing(), sinks.Target{Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.DeleteMessage(id, first.Parent.GetMessageId())
+	n := firing()
+	n.Id = "n-remind-1"
+	r, err := s.Send(t.Context(), n, sinks.Target{Attempt: 1, Parent: first.Parent, Reminder: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Parent.GetMessageId() == first.Parent.GetMessageId() || r.Message.GetThreadId() != "" {
+		t.Fatalf("receipt %+v: want a new top-level message", r)
+	}
+	m, ok := fake.Message(id, r.Parent.GetMessageId())
+	if !ok || m.ThreadTS != "" || strings.Contains(m.Text, "Still firing") {
+		t.Errorf("new message %+v: want the whole message, not a reminder", m)
+	}
+}
