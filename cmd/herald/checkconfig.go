@@ -1,7 +1,7 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 
@@ -13,11 +13,19 @@ import (
 // checkConfig loads a config strictly and prints it with defaults applied,
 // secrets (URL credentials too) shown as <secret>. Warnings go to stderr
 // and do not fail the check.
-func checkConfig(args []string, stdout, stderr io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: herald check-config FILE")
+func checkConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check-config", "FILE",
+		"Checks a config file as herald serve would load it, and prints it with every\n"+
+			"default applied and secrets shown as <secret>. Problems name the line and key;\n"+
+			"any problem exits 1. Warnings go to stderr and do not fail the check.")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
 	}
-	cfg, err := config.Load(args[0])
+	if fs.NArg() != 1 {
+		return usageErrorf(fs, "one config file is required")
+	}
+	path := fs.Arg(0)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
@@ -28,6 +36,6 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "herald check-config: warning: %s\n", w)
 	}
-	fmt.Fprintf(stdout, "# %s is valid; with defaults applied:\n%s", args[0], out)
+	fmt.Fprintf(stdout, "# %s is valid; with defaults applied:\n%s", path, out)
 	return nil
 }

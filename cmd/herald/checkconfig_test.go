@@ -13,9 +13,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // TestCheckConfigGolden pins what check-config prints for the files in
-// testdata/checkconfig: the defaults herald runs with (dispatch's too), URL
-// credentials as <secret> in the output and in errors, the scopes each
-// client has, and warnings on stderr that do not fail the check.
+// testdata/checkconfig: the defaults herald runs with (dispatch's too, and
+// the log sink for a file without sinks and routes), URL credentials as
+// <secret> in the output and in errors, the scopes each client has,
+// warnings on stderr that do not fail the check, and problems named by
+// line and key path.
 func TestCheckConfigGolden(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -26,6 +28,10 @@ func TestCheckConfigGolden(t *testing.T) {
 		{"bad-url-credentials", 1},
 		{"unreachable-route", 0},
 		{"scopes", 0},
+		{"minimal", 0},
+		{"empty", 0},
+		{"bad-keys", 1},
+		{"bad-syntax", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

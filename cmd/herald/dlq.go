@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,19 +12,48 @@ import (
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 )
 
+const dlqUsage = `Usage: herald dlq list [flags]
+       herald dlq replay [flags] ID... | -all
+
+list prints the dead-lettered notifications with their last error; replay puts
+them back on the queue to be delivered again. herald dlq list -h and
+herald dlq replay -h show the flags.
+`
+
 // dlq lists and replays dead-lettered notifications through the API.
 func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: herald dlq list|replay [flags]")
+		fmt.Fprint(stderr, dlqUsage)
+		return errUsagePrinted
 	}
-	fs := flag.NewFlagSet("dlq "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var fs *flag.FlagSet
+	var all *bool
+	var limit *uint
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, dlqUsage)
+		return errHelp
+	case "list":
+		fs = newFlagSet("dlq list", "[flags]", "Lists dead-lettered notifications with their last error.")
+		limit = fs.Uint("limit", 100, "at most this many")
+	case "replay":
+		fs = newFlagSet("dlq replay", "[flags] ID...\n[flags] -all",
+			"Puts dead-lettered notifications back on the queue to be delivered again.")
+		all = fs.Bool("all", false, "every dead letter")
+	default:
+		fmt.Fprintf(stderr, "herald dlq: unknown command %q: use list or replay\n\n%s", args[0], dlqUsage)
+		return errUsagePrinted
+	}
 	var cf clientFlags
 	cf.register(fs)
-	all := fs.Bool("all", false, "replay: every dead letter")
-	limit := fs.Uint("limit", 100, "list: at most this many")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 		return err
+	}
+	switch {
+	case args[0] == "list" && fs.NArg() > 0:
+		return usageErrorf(fs, "unexpected argument %q", fs.Arg(0))
+	case args[0] == "replay" && fs.NArg() == 0 && !*all:
+		return usageErrorf(fs, "name the IDs to replay, or -all")
 	}
 	client, err := cf.client()
 	if err != nil {
@@ -33,8 +61,7 @@ func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	switch args[0] {
-	case "list":
+	if args[0] == "list" {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tRECEIVED\tSEVERITY\tTITLE\tLAST ERROR")
 		token, n := "", uint(0)
@@ -62,20 +89,14 @@ func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		return tw.Flush()
-	case "replay":
-		ids := fs.Args()
-		if len(ids) == 0 && !*all {
-			return errors.New("usage: herald dlq replay ID... | --all")
-		}
-		res, err := client.ReplayDeadLetters(ctx, connect.NewRequest(&heraldv1.ReplayDeadLettersRequest{Ids: ids, All: *all}))
-		if err != nil {
-			return describe(err)
-		}
-		fmt.Fprintf(stdout, "replayed %d notification(s)\n", len(res.Msg.GetReplayedIds()))
-		for _, id := range res.Msg.GetReplayedIds() {
-			fmt.Fprintln(stdout, id)
-		}
-		return nil
 	}
-	return fmt.Errorf("unknown dlq command %q: use list or replay", args[0])
+	res, err := client.ReplayDeadLetters(ctx, connect.NewRequest(&heraldv1.ReplayDeadLettersRequest{Ids: fs.Args(), All: *all}))
+	if err != nil {
+		return describe(err)
+	}
+	fmt.Fprintf(stdout, "replayed %d notification(s)\n", len(res.Msg.GetReplayedIds()))
+	for _, id := range res.Msg.GetReplayedIds() {
+		fmt.Fprintln(stdout, id)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,11 +51,96 @@ routes:
 	if code := run(t.Context(), []string{"check-config", bad}, &out, &errOut); code == 0 {
 		t.Fatal("check-config bad.yml exited 0")
 	}
-	if want := `bad.yml: line 5: unknown key "tokn"`; !strings.Contains(errOut.String(), want) {
+	if want := `bad.yml: line 5: sinks[0].tokn: unknown key (known: name, log, rocketchat,`; !strings.Contains(errOut.String(), want) {
 		t.Errorf("check-config bad.yml said %q, want it to contain %q", errOut.String(), want)
 	}
 	if code := run(t.Context(), []string{"check-config", filepath.Join(dir, "missing.yml")}, &out, &errOut); code == 0 {
 		t.Error("check-config of a missing file exited 0")
+	}
+}
+
+// TestHelp: every command and subcommand answers -h, -help and --help
+// with its usage on stdout and exit 0; a usage mistake exits 2 with the
+// usage on stderr.
+func TestHelp(t *testing.T) {
+	commands := []struct {
+		args []string
+		// usage is the start of the command's usage.
+		usage string
+	}{
+		{nil, "herald: a durable notification hub"},
+		{[]string{"help"}, "herald: a durable notification hub"},
+		{[]string{"serve"}, "Usage: herald serve [-config FILE] [flags]\n"},
+		{[]string{"check-config"}, "Usage: herald check-config FILE\n"},
+		{[]string{"send"}, "Usage: herald send -title TEXT [flags]\n"},
+		{[]string{"dlq"}, "Usage: herald dlq list [flags]\n       herald dlq replay [flags] ID... | -all\n"},
+		{[]string{"dlq", "list"}, "Usage: herald dlq list [flags]\n"},
+		{[]string{"dlq", "replay"}, "Usage: herald dlq replay [flags] ID...\n       herald dlq replay [flags] -all\n"},
+		{[]string{"sinks"}, "Usage: herald sinks [flags]\n"},
+		{[]string{"route"}, "Usage: herald route test -config FILE"},
+		{[]string{"route", "test"}, "Usage: herald route test -config FILE [-source NAME] [label=value ...]\n"},
+		{[]string{"version"}, "Usage: herald version\n"},
+	}
+	for _, c := range commands {
+		for _, h := range []string{"-h", "-help", "--help"} {
+			args := append(slices.Clone(c.args), h)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				var out, errOut bytes.Buffer
+				code := run(t.Context(), args, &out, &errOut)
+				if code != 0 || !strings.HasPrefix(out.String(), c.usage) || errOut.Len() != 0 {
+					t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 0 and stdout starting %q", code, out.String(), errOut.String(), c.usage)
+				}
+			})
+		}
+	}
+	// herald help COMMAND is herald COMMAND -h.
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"help", "check-config"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "Usage: herald check-config FILE\n") {
+		t.Errorf("help check-config = %d, %q %q", code, out.String(), errOut.String())
+	}
+	// Every command is in herald's usage.
+	out.Reset()
+	run(t.Context(), []string{"help"}, &out, &errOut)
+	for _, c := range commands {
+		if len(c.args) == 1 && !strings.Contains(out.String(), "\n  herald "+c.args[0]+" ") {
+			t.Errorf("herald's usage lacks %s:\n%s", c.args[0], out.String())
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		// want starts stderr; the usage follows.
+		want, usage string
+	}{
+		{nil, "herald: a durable notification hub", ""},
+		{[]string{"serv"}, `herald: unknown command "serv"`, "Usage:\n  herald serve"},
+		{[]string{"serve", "-nosuchflag"}, "herald serve: flag provided but not defined: -nosuchflag\n\nUsage: herald serve", ""},
+		{[]string{"send", "-timeout", "5"}, `herald send: invalid value "5" for flag -timeout: parse error`, "Usage: herald send"},
+		{[]string{"serve", "herald.yml"}, `herald serve: unexpected argument "herald.yml" (a config file is given with -config FILE)`, "Usage: herald serve"},
+		{[]string{"check-config"}, "herald check-config: one config file is required\n", "Usage: herald check-config FILE"},
+		{[]string{"check-config", "a.yml", "b.yml"}, "herald check-config: one config file is required\n", "Usage: herald check-config FILE"},
+		{[]string{"send", "-title", "x", "extra"}, `herald send: unexpected argument "extra"`, "Usage: herald send"},
+		{[]string{"dlq"}, "Usage: herald dlq list", ""},
+		{[]string{"dlq", "purge"}, `herald dlq: unknown command "purge": use list or replay`, "Usage: herald dlq list"},
+		{[]string{"dlq", "replay"}, "herald dlq replay: name the IDs to replay, or -all\n", "Usage: herald dlq replay"},
+		{[]string{"dlq", "list", "-all"}, "herald dlq list: flag provided but not defined: -all\n", "Usage: herald dlq list"},
+		{[]string{"route"}, "Usage: herald route test", ""},
+		{[]string{"route", "tset"}, `herald route: unknown command "tset": use test`, "Usage: herald route test"},
+		{[]string{"route", "test"}, "herald route test: -config is required\n", "Usage: herald route test"},
+		{[]string{"version", "x"}, `herald version: unexpected argument "x"`, "Usage: herald version"},
+		{[]string{"help", "a", "b"}, "herald help: one command at most", "Usage:\n  herald serve"},
+		{[]string{"help", "nosuch"}, `herald: unknown command "nosuch"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), tt.args, &out, &errOut)
+			if code != 2 || out.Len() != 0 || !strings.HasPrefix(errOut.String(), tt.want) || !strings.Contains(errOut.String(), tt.usage) {
+				t.Errorf("exit %d\nstdout %q\nstderr %q\nwant exit 2 and stderr starting %q with %q", code, out.String(), errOut.String(), tt.want, tt.usage)
+			}
+		})
 	}
 }
 

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"errors"
-	"flag"
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -13,29 +12,44 @@ import (
 	"github.com/herald-notify/herald/internal/severity"
 )
 
+const routeUsage = `Usage: herald route test -config FILE [-source NAME] [label=value ...]
+
+route test prints the routes and sink chains a notification with these
+labels takes. herald route test -h shows the flags.
+`
+
+// routeCmd runs herald route's one subcommand, test.
+func routeCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, routeUsage)
+		return errUsagePrinted
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, routeUsage)
+		return errHelp
+	case "test":
+		return routeTest(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "herald route: unknown command %q: use test\n\n%s", args[0], routeUsage)
+	return errUsagePrinted
+}
+
 // routeTest prints the routes a notification with the given labels takes,
 // as `herald serve` would route it: every route that delivers it (more
 // than one with continue: true) and each one's chain of sinks, channels
 // and templates, in the order they are tried.
 func routeTest(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("route test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("route test", "-config FILE [-source NAME] [label=value ...]",
+		"Prints the routes a notification with these labels takes, as herald serve\n"+
+			"would route it, each with its chain of sinks in the order they are tried.")
 	cfgPath := fs.String("config", "", "the config file (required)")
 	source := fs.String("source", "alertmanager", "the notification's source")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: herald route test -config FILE [-source NAME] [label=value ...]")
-		fs.PrintDefaults()
-	}
-	if len(args) == 0 || args[0] != "test" {
-		fs.Usage()
-		return errors.New("usage: herald route test -config FILE [label=value ...]")
-	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *cfgPath == "" {
-		fs.Usage()
-		return errors.New("-config is required")
+		return usageErrorf(fs, "-config is required")
 	}
 	n := &heraldv1.Notification{Source: *source, Labels: map[string]string{}}
 	for _, kv := range fs.Args() {

@@ -95,8 +95,8 @@ func (l labelFlags) Set(v string) error {
 }
 
 func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("send", "-title TEXT [flags]",
+		"Publishes one notification to a running herald and prints its id.")
 	var cf clientFlags
 	cf.register(fs)
 	severity := fs.String("severity", "info", "critical, warning or info")
@@ -108,11 +108,11 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	key := fs.String("idempotency-key", "", "publishes with the same key are stored once")
 	labels := labelFlags{}
 	fs.Var(labels, "label", "label name=value (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usageErrorf(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	sev, ok := heraldv1.Severity_value["SEVERITY_"+strings.ToUpper(*severity)]
 	if !ok || sev == 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"io"
 	"os"
 	"os/signal"
@@ -17,14 +16,18 @@ import (
 	"github.com/herald-notify/herald/internal/version"
 )
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[-config FILE] [flags]",
+		"Runs herald. Without a config file it runs with the defaults: an embedded queue\n"+
+			"in ./data, one log sink that every notification is routed to, and :8093.")
 	path := fs.String("config", os.Getenv("HERALD_CONFIG"), "config file (default: built-in defaults; env HERALD_CONFIG)")
 	listen := fs.String("listen", "", "listen address, overriding the config's listen")
 	dataDir := fs.String("data-dir", "", "data directory, overriding the config's data_dir")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf(fs, "unexpected argument %q (a config file is given with -config FILE)", fs.Arg(0))
 	}
 	// load reads the config as a start and each reload see it: the file
 	// (or the defaults) with the command line's overrides.

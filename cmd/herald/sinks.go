@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -16,12 +15,15 @@ import (
 
 // sinksCmd prints every sink's health as the herald it asks sees it.
 func sinksCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sinks", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sinks", "[flags]",
+		"Prints each sink of a running herald: its breaker, last success, last error\nand how long its pacing makes the next notification wait.")
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	client, err := cf.client()
 	if err != nil {

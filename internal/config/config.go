@@ -1,9 +1,11 @@
 // Package config reads herald's YAML configuration: strictly (an unknown key
-// is an error with its line), with ${ENV} expansion, defaults and
-// cross-field checks next to each part, and secrets that print as <secret>.
+// or a value its key cannot take is an error naming the line and the key
+// path), with ${ENV} expansion, defaults and cross-field checks next to
+// each part, and secrets that print as <secret>.
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -50,6 +52,9 @@ type Config struct {
 
 	// warnings are Validate's findings that do not stop herald, by key path.
 	warnings []string
+	// logOnly records that Validate gave the config the default log sink
+	// and route because it names neither sinks nor routes.
+	logOnly bool
 	// name and lines, set by Parse, place a key path in the file.
 	name  string
 	lines map[string]int
@@ -207,12 +212,11 @@ func (s *SinkConfig) validate() error {
 
 // Default returns the configuration herald runs with when given no file:
 // listen on :8093, an embedded queue in ./data, and one route to a sink that
-// writes each notification to the log.
+// writes each notification to the log. A file that names neither sinks nor
+// routes (an empty one too) runs with the same sink and route: Validate
+// gives them.
 func Default() *Config {
-	c := &Config{
-		Sinks:  []SinkConfig{{Name: "log", Log: &logsink.Config{}}},
-		Routes: []route.Config{{Name: "default", Chain: []string{"log"}}},
-	}
+	c := &Config{}
 	if err := c.Validate(); err != nil {
 		panic("config: the default config is invalid: " + err.Error())
 	}
@@ -271,6 +275,14 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("webhook.max_body_bytes: %v, but the embedded queue stores notifications of at most %v: at most %v",
 			queue.Size(c.Webhook.MaxBodyBytes), queue.Size(queue.EmbeddedMaxPayload), queue.Size(most)))
 	}
+	if len(c.Sinks) == 0 && len(c.Routes) == 0 {
+		// Neither: the log sink and a route to it, as with no file. Only
+		// one of the two is a mistake Validate names below: sinks that no
+		// route sends to, or routes to sinks that do not exist.
+		c.Sinks = []SinkConfig{{Name: "log", Log: &logsink.Config{}}}
+		c.Routes = []route.Config{{Name: "default", Chain: []string{"log"}}}
+		c.logOnly = true
+	}
 	names := map[string]bool{}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
@@ -285,11 +297,22 @@ func (c *Config) Validate() error {
 			add(fmt.Errorf("%s (%s): %w", where, s.Name, err))
 		}
 	}
-	if len(c.Sinks) == 0 {
-		add(errors.New("sinks: at least one sink is required"))
+	switch {
+	case len(c.Sinks) == 0:
+		add(errors.New("sinks: at least one sink is required: the routes deliver to the sinks their chains name " +
+			"(leave out both sinks and routes to send every notification to the log)"))
+	case len(c.Routes) == 0:
+		add(fmt.Errorf("routes: at least one route is required: a sink receives only what a route sends it, "+
+			"such as routes: [{name: default, chain: [%s]}]", cmp.Or(c.Sinks[0].Name, "NAME")))
 	}
-	add(route.Validate(c.Routes, names))
+	if len(c.Routes) > 0 {
+		add(route.Validate(c.Routes, names))
+	}
 	c.warnings = c.Auth.warnings()
+	if c.logOnly && c.name != "" {
+		c.warnings = append(c.warnings, "no sinks or routes: every notification goes to herald's log (the log sink), "+
+			"as with no config file; add sinks and routes to deliver to chat")
+	}
 	c.warnings = append(c.warnings, route.Warnings(c.Routes)...)
 	c.warnings = append(c.warnings, c.sinkWarnings()...)
 	return errors.Join(errs...)

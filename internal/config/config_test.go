@@ -3,6 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,23 +32,23 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want string
 	}{
-		{"unknown top-level key", "listen: \":1\"\nlisten_adress: x\n" + minimal, `herald.yml: line 2: unknown key "listen_adress"`},
-		{"unknown nested key", "server:\n  read_timeout: 1s\n  raed_timeout: 2s\n" + minimal, `line 3: unknown key "raed_timeout"`},
-		{"unknown key in a sink", "sinks:\n  - name: log\n    log: {}\n    colour: red\nroutes: [{name: d, chain: [log]}]\n", `line 4: unknown key "colour"`},
-		{"wrong type", "listen: [1]\n" + minimal, "line 1"},
-		{"bad duration", "server:\n  read_timeout: soon\n" + minimal, "line 2"},
+		{"unknown top-level key", "listen: \":1\"\nlisten_adress: x\n" + minimal, "herald.yml: line 2: listen_adress: unknown key (known: listen, data_dir, log, server, tls, auth, webhook, queue, dispatch, sinks, routes)"},
+		{"unknown nested key", "server:\n  read_timeout: 1s\n  raed_timeout: 2s\n" + minimal, "herald.yml: line 3: server.raed_timeout: unknown key, did you mean read_timeout? (known: read_header_timeout, read_timeout, write_timeout, idle_timeout, max_body_bytes, shutdown_timeout)"},
+		{"unknown key in a sink", "sinks:\n  - name: log\n    log: {}\n    colour: red\nroutes: [{name: d, chain: [log]}]\n", "herald.yml: line 4: sinks[0].colour: unknown key (known: name, log, rocketchat, slack, mattermost, email, webhook, teams)"},
+		{"wrong type", "listen: [1]\n" + minimal, "herald.yml: line 1: listen: expected a single value, got a list"},
+		{"bad duration", "server:\n  read_timeout: soon\n" + minimal, `herald.yml: line 2: server.read_timeout: expected a duration such as 30s, 5m or 1h30m, got "soon"`},
 		{"unset env", "listen: ${HERALD_TEST_UNSET_VAR}\n" + minimal, "line 1: ${HERALD_TEST_UNSET_VAR} is not set"},
 		{"unset env deeper", "auth:\n  clients:\n    - name: am\n      token: ${HERALD_TEST_UNSET_VAR}\n" + minimal, "herald.yml: line 4: ${HERALD_TEST_UNSET_VAR} is not set"},
 		{"unset env in a literal block", "auth:\n  clients:\n    - name: am\n      token: |\n        a\n        ${HERALD_TEST_UNSET_VAR}\n" + minimal, "herald.yml: line 6: ${HERALD_TEST_UNSET_VAR} is not set"},
-		{"unset env and unknown key together", "queue:\n  replicaz: 3\nlisten: ${HERALD_TEST_UNSET_VAR}\n" + minimal, `line 2: unknown key "replicaz" (in queue.Config); line 3: ${HERALD_TEST_UNSET_VAR} is not set`},
-		{"unknown key in dispatch", "dispatch:\n  quick_retriez: 1\n" + minimal, `herald.yml: line 2: unknown key "quick_retriez" (in dispatch.Config)`},
+		{"unset env and unknown key together", "queue:\n  replicaz: 3\nlisten: ${HERALD_TEST_UNSET_VAR}\n" + minimal, "herald.yml: line 2: queue.replicaz: unknown key, did you mean replicas? (known: url, credentials_file, token, token_file, listen, replicas, partitions, max_in_hand, sync, sync_interval, max_storage, duplicate_window, retention, ack_wait, publish_timeout)\nherald.yml: line 3: ${HERALD_TEST_UNSET_VAR} is not set"},
+		{"unknown key in dispatch", "dispatch:\n  quick_retriez: 1\n" + minimal, "herald.yml: line 2: dispatch.quick_retriez: unknown key, did you mean quick_retries?"},
 		{"unquoted reference in a flow mapping", "auth:\n  clients: [{name: am, token: ${HERALD_TEST_UNSET_VAR}}]\n" + minimal, `quote a reference: "${NAME}"`},
 		{"unquoted reference in a flow mapping on line 1", "queue: {partitions: ${HERALD_TEST_UNSET_VAR}}\n" + minimal, `quote a reference: "${NAME}"`},
-		{"empty file", "", "the file is empty"},
 		{"two documents", minimal + "---\nlisten: x\n", "only one YAML document"},
 		{"bad listen", "listen: nonsense\n" + minimal, `listen: "nonsense" is not host:port`},
 		{"bad log level", "log: {level: loud}\n" + minimal, `log.level: "loud"`},
 		{"no sinks", "routes: [{name: d, chain: [x]}]\n", "sinks: at least one sink"},
+		{"no routes", "sinks: [{name: rc, log: {}}]\n", "herald.yml: routes: at least one route is required: a sink receives only what a route sends it, such as routes: [{name: default, chain: [rc]}]"},
 		{"sink without type", "sinks: [{name: a}]\nroutes: [{name: d, chain: [a]}]\n", "one of log, rocketchat, slack, mattermost, email"},
 		{"route to unknown sink", "sinks: [{name: a, log: {}}]\nroutes: [{name: d, chain: [b]}]\n", `no sink is named "b"`},
 		{"client without credentials", "auth:\n  clients: [{name: am}]\n" + minimal, "auth.clients[0]: token or username and password required"},
@@ -57,7 +59,8 @@ func TestParseErrors(t *testing.T) {
 		{"scope listed twice", "auth:\n  clients: [{name: am, token: x, scopes: [read, read]}]\n" + minimal, `auth.clients[0].scopes[1]: "read" is listed twice`},
 		{"empty scopes", "auth:\n  clients: [{name: am, token: x, scopes: []}]\n" + minimal, "herald.yml: line 2: auth.clients[0].scopes: empty: list one or more of publish, read, admin"},
 		{"scopes key without a value", "auth:\n  clients:\n    - name: am\n      token: x\n      scopes:\n" + minimal, "herald.yml: line 5: auth.clients[0].scopes: empty"},
-		{"scopes as a string", "auth:\n  clients: [{name: am, token: x, scopes: publish}]\n" + minimal, "line 2"},
+		{"scopes as a string", "auth:\n  clients: [{name: am, token: x, scopes: publish}]\n" + minimal,
+			`herald.yml: line 2: auth.clients[0].scopes: expected a list, got "publish" (a list of one is written [publish])`},
 		{"missing token_file", "auth:\n  clients: [{name: am, token_file: /nonexistent/token}]\n" + minimal, "token_file: open /nonexistent/token"},
 		{"retry budget outlives retention", "queue: {retention: 12h}\n" + minimal, "dispatch.retry_budget (24h0m0s) must be shorter than queue.retention"},
 		{"tls half", "tls: {cert_file: a.pem}\n" + minimal, "cert_file and key_file go together"},
@@ -246,7 +249,7 @@ routes:
     templates: {log: *c}
 `, got: func(c *Config) string { return c.Routes[0].Channels["log"] + "|" + c.Routes[0].Templates["log"] }, want: "#db ops|#db ops"},
 		{name: "keys are not expanded", yaml: "${HERALD_TEST_KEY}: \":1\"\n" + minimal,
-			wantErr: `line 1: unknown key "${HERALD_TEST_KEY}"`},
+			wantErr: `line 1: ${HERALD_TEST_KEY}: unknown key (known: listen,`},
 		{name: "map keys are not expanded", yaml: `
 sinks: [{name: log, log: {}}]
 routes:
@@ -482,5 +485,169 @@ auth:
 		if !zero.Allows(s) {
 			t.Errorf("a client without scopes lacks %s", s)
 		}
+	}
+}
+
+// goTypeName matches a qualified Go type name ("rocketchat.Config",
+// "time.Duration") or a YAML tag ("!!str"): words that a config error must
+// not show a user.
+var goTypeName = regexp.MustCompile(`\b[a-z0-9]+\.[A-Z]\w*|\[\][a-z]|!!\w+`)
+
+// TestErrorMessages pins whole error messages: each names the file, the
+// line and the key path in the config's words, and says what is expected.
+func TestErrorMessages(t *testing.T) {
+	rc := func(body string) string {
+		return "sinks:\n  - name: rc\n    rocketchat:\n      url: http://chat\n      user_id: u\n      token: t\n" + body + "routes: [{name: d, chain: [rc]}]\n"
+	}
+	tests := []struct{ name, yaml, want string }{
+		{"unknown key in a sink's section", rc("      foo: 1\n"),
+			"herald.yml: line 7: sinks[0].rocketchat.foo: unknown key (known: url, mode, user_id, token, token_file, webhook_url, webhook_url_file, " +
+				"channel, timeout, max_message_size, mentions, remind_mention_every, webhook_rate, webhook_override_channel, alias, emoji, avatar, template)"},
+		{"misspelt key", rc("      timout: 5s\n"),
+			"herald.yml: line 7: sinks[0].rocketchat.timout: unknown key, did you mean timeout? (known: url, mode, user_id, token, token_file, webhook_url, webhook_url_file, " +
+				"channel, timeout, max_message_size, mentions, remind_mention_every, webhook_rate, webhook_override_channel, alias, emoji, avatar, template)"},
+		{"key in the wrong case", "Listen: \":1\"\n",
+			"herald.yml: line 1: Listen: unknown key, did you mean listen? (known: listen, data_dir, log, server, tls, auth, webhook, queue, dispatch, sinks, routes)"},
+		{"bad duration", rc("      timeout: 5x\n"),
+			`herald.yml: line 7: sinks[0].rocketchat.timeout: expected a duration such as 30s, 5m or 1h30m, got "5x"`},
+		{"duration without a unit", rc("      timeout: 5\n"),
+			"herald.yml: line 7: sinks[0].rocketchat.timeout: expected a duration such as 30s, 5m or 1h30m, got 5 (a duration needs a unit: 5s)"},
+		{"bad duration in a flow mapping", "sinks:\n  - {name: rc, rocketchat: {url: 'http://chat', user_id: u, token: t, webhook_rate: {count: 5, per: minute}}}\nroutes: [{name: d, chain: [rc]}]\n",
+			`herald.yml: line 2: sinks[0].rocketchat.webhook_rate.per: expected a duration such as 30s, 5m or 1h30m, got "minute"`},
+		{"bad duration two levels down", "dispatch:\n  breaker:\n    open_for: x\n" + minimal,
+			`herald.yml: line 3: dispatch.breaker.open_for: expected a duration such as 30s, 5m or 1h30m, got "x"`},
+		{"bad number", "queue:\n  partitions: many\n" + minimal,
+			`herald.yml: line 2: queue.partitions: expected a whole number, got "many"`},
+		{"bad bool", rc("      webhook_override_channel: sure\n"),
+			`herald.yml: line 7: sinks[0].rocketchat.webhook_override_channel: expected true or false, got "sure"`},
+		{"bad size: the type's own words", "queue:\n  max_storage: lots\n" + minimal,
+			`herald.yml: line 2: queue.max_storage: "lots" is not a size (like 20GiB, 500MB or a number of bytes)`},
+		{"a list for a value", "listen: [1]\n" + minimal, "herald.yml: line 1: listen: expected a single value, got a list"},
+		{"a value for a section", "server: fast\n" + minimal,
+			`herald.yml: line 1: server: expected a mapping with the keys read_header_timeout, read_timeout, write_timeout, idle_timeout, max_body_bytes, shutdown_timeout, got "fast"`},
+		{"a mapping for a list", "sinks: {name: log}\n", "herald.yml: line 1: sinks: expected a list, got a mapping"},
+		{"a value for a list", "auth:\n  clients: [{name: am, token: x, scopes: publish}]\n" + minimal,
+			`herald.yml: line 2: auth.clients[0].scopes: expected a list, got "publish" (a list of one is written [publish])`},
+		{"a value in a map", rc("      remind_mention_every: {all: often}\n"),
+			`herald.yml: line 7: sinks[0].rocketchat.remind_mention_every.all: expected a whole number, got "often"`},
+		{"every problem, in line order", "queue:\n  partitions: many\nserver:\n  read_timout: 1s\n  idle_timeout: soon\n" + minimal,
+			"herald.yml: line 2: queue.partitions: expected a whole number, got \"many\"\n" +
+				"herald.yml: line 4: server.read_timout: unknown key, did you mean read_timeout? (known: read_header_timeout, read_timeout, write_timeout, idle_timeout, max_body_bytes, shutdown_timeout)\n" +
+				"herald.yml: line 5: server.idle_timeout: expected a duration such as 30s, 5m or 1h30m, got \"soon\""},
+		{"a value with an unset variable is not checked", "server:\n  read_timeout: ${HERALD_TEST_UNSET_VAR}x\n" + minimal,
+			"herald.yml: line 2: ${HERALD_TEST_UNSET_VAR} is not set"},
+		{"unknown key through an alias", "server: &s {read_timeout: 1s, foo: 2}\nwebhook: {max_body_bytes: 10}\n" + minimal,
+			"herald.yml: line 1: server.foo: unknown key (known: read_header_timeout, read_timeout, write_timeout, idle_timeout, max_body_bytes, shutdown_timeout)"},
+
+		// Syntax errors name the line with the mistake; the YAML library
+		// names the line before the block it is in.
+		{"indentation", "sinks:\n  - name: rc\n    log: {}\n   bad: indent\nroutes: [{name: d, chain: [rc]}]\n",
+			"herald.yml: line 4: did not find expected '-' indicator (check the indentation of this line against the lines above)"},
+		{"unclosed flow mapping", "sinks:\n  - name: rc\n    log: {}\n  - name: x\n    log: {\nroutes: [{name: d, chain: [rc]}]\n",
+			"herald.yml: line 5: did not find expected ',' or '}' (check that each [ and { from here on is closed, and items are separated by commas)"},
+		{"unclosed quote", "listen: \":1\"\ndata_dir: \"/var/lib/herald\n" + minimal,
+			"herald.yml: line 2: found unexpected end of stream (a quote, [ or { opened here is not closed)"},
+		{"tab", "server:\n\tread_timeout: 1s\n",
+			"herald.yml: line 2: found character that cannot start any token (a tab: YAML indents with spaces only)"},
+		{"colon in a plain value", "listen: a: b\n",
+			`herald.yml: line 1: mapping values are not allowed in this context (quote a value that has ": " in it, or check the indentation)`},
+		{"list left open", "sinks: [{name: log, log: {}}]\nroutes: [\n  {name: d, chain: [log]},\n  {name: e, chain: [log]\n]\n",
+			"herald.yml: line 4: did not find expected ',' or '}' (check that each [ and { from here on is closed, and items are separated by commas)"},
+		{"key set twice", "listen: \":1\"\nsinks:\n  - name: a\n    log: {}\n    name: b\nlisten: \":2\"\n",
+			"herald.yml: line 5: sinks[0].name: set twice: first on line 3\nherald.yml: line 6: listen: set twice: first on line 1"},
+		{"second document", minimal + "---\nlisten: x\n", "herald.yml: line 8: only one YAML document is allowed"},
+
+		// Sinks without routes, and routes without sinks, are mistakes.
+		{"sinks without routes", "sinks: [{name: rc, log: {}}]\n",
+			"herald.yml: routes: at least one route is required: a sink receives only what a route sends it, such as routes: [{name: default, chain: [rc]}]"},
+		{"routes without sinks", "routes: [{name: d, chain: [log]}]\n",
+			"herald.yml: sinks: at least one sink is required: the routes deliver to the sinks their chains name (leave out both sinks and routes to send every notification to the log)\n" +
+				`herald.yml: line 1: routes[0].chain[0]: no sink is named "log"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("herald.yml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted\n%s", tt.yaml)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("Parse error =\n%s\nwant\n%s", err, tt.want)
+			}
+			if m := goTypeName.FindString(err.Error()); m != "" {
+				t.Errorf("the error shows %q, a Go or YAML type name", m)
+			}
+		})
+	}
+}
+
+// TestMinimalConfig: a file that names neither sinks nor routes runs with
+// the sink and route herald runs with when given no file, and says so.
+func TestMinimalConfig(t *testing.T) {
+	def := Default()
+	for _, tt := range []struct{ name, yaml string }{
+		{"listen only", "listen: \":9000\"\n"},
+		{"empty", ""},
+		{"comments only", "# herald with its defaults\n"},
+		{"empty lists", "sinks: []\nroutes: []\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("herald.yml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Sinks, def.Sinks) || !reflect.DeepEqual(c.Routes, def.Routes) {
+				t.Errorf("sinks %+v routes %+v\nwant Default()'s: sinks %+v routes %+v", c.Sinks, c.Routes, def.Sinks, def.Routes)
+			}
+			if c.DataDir != def.DataDir || c.Dispatch != def.Dispatch || c.Queue != def.Queue {
+				t.Errorf("defaults differ from Default(): %+v", c)
+			}
+			want := "herald.yml: no sinks or routes: every notification goes to herald's log (the log sink), as with no config file; add sinks and routes to deliver to chat"
+			if got := c.Warnings(); !slices.Equal(got, []string{want}) {
+				t.Errorf("Warnings = %q, want %q", got, want)
+			}
+		})
+	}
+	if got := def.Warnings(); len(got) != 0 {
+		t.Errorf("with no file, Warnings = %q, want none", got)
+	}
+	c, err := Parse("herald.yml", []byte("listen: \":9000\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9000" {
+		t.Errorf("listen = %q", c.Listen)
+	}
+}
+
+// TestAliasesCheckedOnce: an anchored value is checked once however many
+// aliases use it, so that aliases cannot make the check of a document
+// quadratic (or worse) in its size.
+func TestAliasesCheckedOnce(t *testing.T) {
+	const n = 1000
+	var b strings.Builder
+	b.WriteString("sinks: [{name: log, log: {}}]\nroutes:\n  - &r {name: d, chain: [log], matchers: [")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(`'a="b"'`)
+	}
+	b.WriteString("]}\n")
+	for range n {
+		b.WriteString("  - *r\n")
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	c := checker{}
+	c.walk(&doc, reflect.TypeFor[Config](), "", 0)
+	if len(c.problems) != 0 {
+		t.Errorf("problems: %v", c.problems)
+	}
+	// Linear in the document's size: without the anchors checked once,
+	// the walk visits n*n nodes.
+	if c.visits > 4*n {
+		t.Errorf("walked %d nodes for a document of %d aliases of a route with %d matchers", c.visits, n, n)
 	}
 }

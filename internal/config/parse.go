@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,54 +40,42 @@ func parse(name string, b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: the file is empty", name)
+		if !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %s", name, syntaxError(b, err))
 		}
-		return nil, fmt.Errorf("%s: %s%s", name, describeYAMLError(err), flowHint(b, err))
+		// An empty file, or comments only: herald's defaults, as with no
+		// file at all.
+		c := &Config{name: name}
+		if err := c.Validate(); err != nil {
+			return nil, c.locate(err)
+		}
+		return c, nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", name, extra.Line)
+		return nil, fmt.Errorf("%s: line %d: only one YAML document is allowed", name, extra.Line)
 	}
-	problems := unknownKeys(b)
-	problems = append(problems, expandEnv(&doc)...)
+	// Unknown keys are found in any case (keys are never expanded); values
+	// are checked once every ${VAR} in them is set.
+	problems := expandEnv(&doc)
+	problems = append(problems, check(&doc, reflect.TypeFor[Config](), len(problems) > 0)...)
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("%s: %s", name, strings.Join(problems, "; "))
+		slices.SortStableFunc(problems, func(a, b problem) int { return a.line - b.line })
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = name + ": " + p.String()
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	c := &Config{name: name, lines: keyLines(&doc)}
 	if err := doc.Decode(c); err != nil {
+		// check found nothing, so this is a value check does not know.
 		return nil, fmt.Errorf("%s: %s", name, describeYAMLError(err))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, c.locate(err)
 	}
 	return c, nil
-}
-
-// unknownKeys decodes the text as written, strictly, and returns its
-// unknown-key errors: yaml.Node.Decode, which decodes the expanded
-// document, has no strict mode. Keys are never expanded, so the text shows
-// all of them; every other error is left to the expanded document, which
-// has the values herald will use.
-func unknownKeys(b []byte) []string {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(&Config{})
-	if err == nil {
-		return nil
-	}
-	msgs := []string{err.Error()}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	var out []string
-	for _, m := range msgs {
-		if s, ok := unknownKey(m); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -96,8 +86,8 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // comments are not expanded, and a bare $ is left alone, so regular
 // expressions keep their anchors. An unset variable is an error: a missing
 // token must not silently become "".
-func expandEnv(doc *yaml.Node) []string {
-	var problems []string
+func expandEnv(doc *yaml.Node) []problem {
+	var problems []problem
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		switch n.Kind {
@@ -118,12 +108,12 @@ func expandEnv(doc *yaml.Node) []string {
 	return problems
 }
 
-func expandScalar(n *yaml.Node) []string {
+func expandScalar(n *yaml.Node) []problem {
 	refs := envRef.FindAllStringSubmatchIndex(n.Value, -1)
 	if refs == nil {
 		return nil
 	}
-	var problems []string
+	var problems []problem
 	var b strings.Builder
 	last := 0
 	for _, r := range refs {
@@ -136,7 +126,7 @@ func expandScalar(n *yaml.Node) []string {
 			if n.Style&yaml.LiteralStyle != 0 {
 				line += 1 + strings.Count(n.Value[:r[0]], "\n")
 			}
-			problems = append(problems, fmt.Sprintf("line %d: ${%s} is not set", line, name))
+			problems = append(problems, problem{line, fmt.Sprintf("${%s} is not set", name)})
 			continue
 		}
 		b.WriteString(v)
@@ -156,20 +146,101 @@ func expandScalar(n *yaml.Node) []string {
 	return problems
 }
 
-var syntaxLine = regexp.MustCompile(`^yaml: line (\d+):`)
+var syntaxLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
+
+// parserProblems are the YAML library's messages from its parser, which
+// names the line (counted from 0) where the block, list or [...] / {...}
+// that holds the mistake starts. Its scanner's messages name the line of
+// the mistake itself, counted from 1.
+var parserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
+	"did not find expected <document start>", "did not find expected key", "did not find expected node content",
+	"found undefined tag handle",
+}
+
+// syntaxError says on which line the document stops being YAML, and why.
+// The line is the later of two that cannot be after the mistake: the first
+// line at which the text so far does not read as YAML (the line with the
+// mistake, or one that opens a [...], {...} or quoted value left open),
+// and the line the YAML library names, counted from 1. An unexpected end
+// of the file is reported where the value left open starts.
+func syntaxError(b []byte, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	libLine := 0
+	if m := syntaxLine.FindStringSubmatch(msg); m != nil {
+		libLine, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+		if slices.Contains(parserProblems, msg) {
+			libLine++
+		}
+	}
+	line := firstBadLine(b)
+	if line == 0 || !strings.HasPrefix(msg, "found unexpected end of stream") {
+		line = max(line, libLine)
+	}
+	if line == 0 {
+		return msg + flowHint(b, 0)
+	}
+	hint := flowHint(b, line)
+	if hint == "" {
+		hint = syntaxHint(b, line, msg)
+	}
+	return fmt.Sprintf("line %d: %s%s", line, msg, hint)
+}
+
+// syntaxHint says in a few words what usually causes the YAML library's
+// message msg at line (counted from 1), or "".
+func syntaxHint(b []byte, line int, msg string) string {
+	if lines := bytes.Split(b, []byte("\n")); line <= len(lines) && bytes.ContainsRune(lines[line-1], '\t') &&
+		strings.Contains(msg, "cannot start any token") {
+		return " (a tab: YAML indents with spaces only)"
+	}
+	switch {
+	case strings.HasPrefix(msg, "did not find expected '-' indicator"),
+		strings.HasPrefix(msg, "did not find expected key"):
+		return " (check the indentation of this line against the lines above)"
+	case strings.HasPrefix(msg, "mapping values are not allowed in this context"):
+		return ` (quote a value that has ": " in it, or check the indentation)`
+	case strings.HasPrefix(msg, "did not find expected ',' or"):
+		return " (check that each [ and { from here on is closed, and items are separated by commas)"
+	case strings.HasPrefix(msg, "found unexpected end of stream"):
+		return " (a quote, [ or { opened here is not closed)"
+	}
+	return ""
+}
+
+// maxSearchLines bounds firstBadLine, which reads the text once a line.
+const maxSearchLines = 1000
+
+// firstBadLine returns the smallest n such that the first n lines of b do
+// not read as YAML, or 0 if it cannot tell.
+func firstBadLine(b []byte) int {
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	if len(lines) > maxSearchLines {
+		return 0
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		var n yaml.Node
+		if err := yaml.NewDecoder(bytes.NewReader(b[:end])).Decode(&n); err != nil && !errors.Is(err, io.EOF) {
+			return i + 1
+		}
+	}
+	return 0
+}
 
 // flowHint explains the syntax error an unquoted ${NAME} makes inside a
 // flow collection ([...] or {...}), where YAML does not allow { in a plain
-// value: near the line the error names, or anywhere if it names none.
-func flowHint(b []byte, err error) string {
+// value: near line (counted from 1), or anywhere if line is 0.
+func flowHint(b []byte, line int) string {
 	lines := bytes.Split(b, []byte("\n"))
 	suspect := func(i int) bool {
 		return i >= 0 && i < len(lines) && bytes.Contains(lines[i], []byte("${")) && bytes.ContainsAny(lines[i], "[{")
 	}
 	const hint = ` (inside [...] or {...}, quote a reference: "${NAME}")`
-	if m := syntaxLine.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		if suspect(n-2) || suspect(n-1) || suspect(n) {
+	if line > 0 {
+		if suspect(line-2) || suspect(line-1) || suspect(line) {
 			return hint
 		}
 		return ""
@@ -182,37 +253,14 @@ func flowHint(b []byte, err error) string {
 	return ""
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (\S+)$`)
-
-// unknownKey rewrites the YAML library's unknown-field message as
-// `line N: unknown key "x" (in T)`.
-func unknownKey(msg string) (string, bool) {
-	m := unknownField.FindStringSubmatch(msg)
-	if m == nil {
-		return "", false
-	}
-	return fmt.Sprintf("line %s: unknown key %q (in %s)", m[1], m[2], m[3]), true
-}
-
-// describeYAMLError rewrites the YAML library's messages into "line N: ..."
-// lines.
+// describeYAMLError writes a decoding error that check did not foresee as
+// "line N: ..." lines.
 func describeYAMLError(err error) string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if s, ok := unknownKey(msg); ok {
-			return s
-		}
-		return msg
+		return strings.TrimPrefix(err.Error(), "yaml: ")
 	}
-	msgs := make([]string, 0, len(te.Errors))
-	for _, e := range te.Errors {
-		if s, ok := unknownKey(e); ok {
-			e = s
-		}
-		msgs = append(msgs, e)
-	}
-	return strings.Join(msgs, "; ")
+	return strings.Join(te.Errors, "; ")
 }
 
 // keyLines maps the key path of every key and list item in the document,

@@ -183,22 +183,29 @@ func BenchmarkLoggerWith(b *testing.B) {
 }
 
 // TestNewLoggerDurations: durations are Go duration strings in JSON as in
-// text, at the top level and in groups.
+// text, at the top level and in groups, in a record's attributes and in a
+// derived logger's (With), and from a LogValuer.
 func TestNewLoggerDurations(t *testing.T) {
 	for _, tt := range []struct{ format, want string }{
-		{"json", `{"level":"INFO","msg":"group flows again","waited":"1m30s","g":{"backoff":"1.5s","none":"0s"}}`},
-		{"text", `level=INFO msg="group flows again" waited=1m30s g.backoff=1.5s g.none=0s`},
+		{"json", `{"level":"INFO","msg":"group flows again","budget":"24h0m0s","waited":"1m30s","g":{"backoff":"1.5s","none":"0s"},"valuer":"250ms"}`},
+		{"text", `level=INFO msg="group flows again" budget=24h0m0s waited=1m30s g.backoff=1.5s g.none=0s valuer=250ms`},
 	} {
 		t.Run(tt.format, func(t *testing.T) {
 			var buf bytes.Buffer
-			NewLogger(tt.format, "info", &buf).Info("group flows again", "waited", 90*time.Second,
-				slog.Group("g", "backoff", 1500*time.Millisecond, "none", time.Duration(0)))
+			NewLogger(tt.format, "info", &buf).With("budget", 24*time.Hour).Info("group flows again", "waited", 90*time.Second,
+				slog.Group("g", "backoff", 1500*time.Millisecond, "none", time.Duration(0)),
+				"valuer", durationValuer(250*time.Millisecond))
 			if got := withoutTime(buf.String()); got != tt.want {
 				t.Errorf("got  %s\nwant %s", got, tt.want)
 			}
 		})
 	}
 }
+
+// durationValuer logs as the duration it holds.
+type durationValuer time.Duration
+
+func (d durationValuer) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
 
 // withoutTime drops the time attribute of one log line.
 func withoutTime(line string) string {
