@@ -40,6 +40,10 @@ var commands = []command{
 	{"dlq", "list|replay [flags]", "list or replay dead-lettered notifications", dlq},
 	{"sinks", "[flags]", "each sink's breaker, last success and error, pace wait", sinksCmd},
 	{"route", "test -config FILE [label=value ...]", "the routes and sink chains a notification takes", routeCmd},
+	{"template", "-config FILE [-file FILE|-] [label=value ...]", "the exact requests each sink of the chain would send, offline",
+		func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+			return templateCmd(args, stdout, stderr)
+		}},
 	{"version", "", "print the version", versionCmd},
 	{"help", "[COMMAND]", "this help, or a command's", nil}, // run by run itself
 }

@@ -79,6 +79,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"sinks"}, "Usage: herald sinks [flags]\n"},
 		{[]string{"route"}, "Usage: herald route test -config FILE"},
 		{[]string{"route", "test"}, "Usage: herald route test -config FILE [-source NAME] [label=value ...]\n"},
+		{[]string{"template"}, "Usage: herald template -config FILE -file FILE|- [-json]\n"},
 		{[]string{"version"}, "Usage: herald version\n"},
 	}
 	for _, c := range commands {

@@ -80,34 +80,13 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	if err := ctx.Err(); err != nil {
 		return sinks.Receipt{}, err
 	}
-	rcpts, err := s.recipients(to)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	m, err := s.compose(ctx, n, to, time.Now())
 	if err != nil {
 		return sinks.Receipt{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-
-	id := messageID(s.name, groupOf(n), notificationKey(n), s.cfg.fromHost)
-	parent := to.Parent.GetMessageId()
-	switch {
-	case parent == id:
-		// This notification started the group's thread (a redelivery).
-		parent = ""
-	case parent != "" && !validMsgID(parent):
-		s.log.WarnContext(ctx, "the group's parent is no Message-ID; starting a new thread", "notification", n.GetId())
-		parent = ""
-	}
-	d := renderData(n, to, parent != "")
-	content, err := renderWith(s.template(ctx, to), d)
-	if err != nil {
-		s.log.ErrorContext(ctx, "template failed; email rendered with the defaults", "notification", n.GetId(), "error", err)
-	}
-	msg := buildMessage(email{
-		date: time.Now(), from: s.cfg.from, to: rcpts,
-		messageID: id, inReplyTo: parent,
-		extra:   extraHeaders(s.cfg.Headers, d.Status, d.Severity),
-		content: content,
-	})
+	rcpts, id, parent, msg := m.rcpts, m.id, m.parent, m.msg
 	envelope := make([]string, len(rcpts))
 	for i, a := range rcpts {
 		envelope[i] = a.Address
@@ -126,6 +105,46 @@ func (s *Sink) Send(ctx context.Context, n *heraldv1.Notification, to sinks.Targ
 	}
 	self.ThreadId = parent
 	return sinks.Receipt{Parent: to.Parent, Message: self}, nil
+}
+
+// composed is an email ready to go: its recipients, Message-ID, the
+// Message-ID it replies to ("" for a thread's first) and the whole message.
+type composed struct {
+	rcpts      []*mail.Address
+	id, parent string
+	msg        []byte
+}
+
+// compose writes the message Send sends for n and to, dated date: the
+// recipients, the Message-ID, the threading headers, the templates and the
+// MIME encoding. Preview shows the same.
+func (s *Sink) compose(ctx context.Context, n *heraldv1.Notification, to sinks.Target, date time.Time) (composed, error) {
+	rcpts, err := s.recipients(to)
+	if err != nil {
+		return composed{}, err
+	}
+	id := messageID(s.name, groupOf(n), notificationKey(n), s.cfg.fromHost)
+	parent := to.Parent.GetMessageId()
+	switch {
+	case parent == id:
+		// This notification started the group's thread (a redelivery).
+		parent = ""
+	case parent != "" && !validMsgID(parent):
+		s.log.WarnContext(ctx, "the group's parent is no Message-ID; starting a new thread", "notification", n.GetId())
+		parent = ""
+	}
+	d := renderData(n, to, parent != "")
+	content, err := renderWith(s.template(ctx, to), d)
+	if err != nil {
+		s.log.ErrorContext(ctx, "template failed; email rendered with the defaults", "notification", n.GetId(), "error", err)
+	}
+	msg := buildMessage(email{
+		date: date, from: s.cfg.from, to: rcpts,
+		messageID: id, inReplyTo: parent,
+		extra:   extraHeaders(s.cfg.Headers, d.Status, d.Severity),
+		content: content,
+	})
+	return composed{rcpts: rcpts, id: id, parent: parent, msg: msg}, nil
 }
 
 // validMsgID reports whether id can go between the angle brackets of a
