@@ -35,19 +35,13 @@ import (
 	"github.com/herald-notify/herald/sinks"
 	"github.com/herald-notify/herald/sinks/email"
 	"github.com/herald-notify/herald/sinks/logsink"
+	"github.com/herald-notify/herald/sinks/slack"
 	"github.com/herald-notify/herald/sinks/teams"
 )
 
 // previewID is the id the previewed notification carries where herald
 // would assign one on publish.
 const previewID = "preview"
-
-// Slack's limits for chat.postMessage: text of at most 40,000 characters
-// (longer is cut) and at most 50 blocks (more is refused).
-const (
-	slackMaxText   = 40000
-	slackMaxBlocks = 50
-)
 
 // templateCmd renders a notification as herald serve would deliver it and
 // prints, for every route it takes and every sink of each chain, the exact
@@ -568,8 +562,8 @@ func sizes(sc config.SinkConfig, r *http.Request, body []byte) []string {
 			}
 		}
 		return []string{
-			fmt.Sprintf("text %s of %s characters (Slack)", thousands(utf8.RuneCountInString(text)), thousands(slackMaxText)),
-			fmt.Sprintf("blocks %d of %d (Slack)", len(blocks), slackMaxBlocks),
+			fmt.Sprintf("text %s of %s characters (Slack)", thousands(utf8.RuneCountInString(text)), thousands(slack.MaxText)),
+			fmt.Sprintf("blocks %d of %d (Slack)", len(blocks), slack.MaxBlocks),
 		}
 	case sc.Mattermost != nil && r.Method != http.MethodGet && len(body) > 0:
 		var m struct {
@@ -583,7 +577,7 @@ func sizes(sc config.SinkConfig, r *http.Request, body []byte) []string {
 			thousands(utf8.RuneCountInString(cmpOr(m.Message, m.Text))), thousands(sc.Mattermost.MaxPostSize))}
 	case sc.Teams != nil:
 		return []string{fmt.Sprintf("card %s of %s bytes with non-ASCII escaped (max_card_bytes; Teams refuses over %s)",
-			thousands(escapedSize(body)), thousands(sc.Teams.MaxCardBytes), thousands(teams.TeamsMessageLimit))}
+			thousands(teams.CardSize(body)), thousands(sc.Teams.MaxCardBytes), thousands(teams.TeamsMessageLimit))}
 	}
 	return nil
 }
@@ -679,21 +673,4 @@ func readableBody(r previewRequest) string {
 		}
 	}
 	return strings.TrimSuffix(b.String(), "\n")
-}
-
-// escapedSize counts body as the teams sink bounds a card: each non-ASCII
-// character as its JSON \uXXXX escape, two for one outside the BMP.
-func escapedSize(body []byte) int {
-	n := 0
-	for _, r := range string(body) {
-		switch {
-		case r < utf8.RuneSelf:
-			n++
-		case r > 0xFFFF:
-			n += 12
-		default:
-			n += 6
-		}
-	}
-	return n
 }

@@ -21,10 +21,17 @@ import (
 	"github.com/herald-notify/herald/sinks"
 )
 
+// MaxBlocks and MaxText are the most blocks and the longest text
+// (characters) Slack takes in one message.
+const (
+	MaxBlocks = 50
+	MaxText   = 40000
+)
+
 // Slack's Block Kit limits that Render keeps to. Lengths are counted in
 // UTF-16 units, which is never less than Slack's own count.
 const (
-	maxBlocks      = 50
+	maxBlocks      = MaxBlocks
 	maxHeaderLen   = 150
 	maxSectionLen  = 3000
 	maxFields      = 10

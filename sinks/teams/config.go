@@ -18,7 +18,7 @@ const (
 	// so card_version may be lowered for clients that lag behind.
 	DefaultCardVersion = "1.4"
 	// DefaultMaxCardBytes bounds the request body, counting each non-ASCII
-	// character as its \uXXXX escape (see cardSize). Teams refuses a
+	// character as its \uXXXX escape (see CardSize). Teams refuses a
 	// message whose stored properties exceed 28672 bytes, and stores more
 	// than it was sent: a 24,453-byte request was refused as 28,897 bytes
 	// (github.com/MicrosoftDocs/msteams-docs/issues/11274). 20,000 leaves

@@ -83,7 +83,7 @@ func execute(t *template.Template, name string, data any) (string, error) {
 }
 
 // renderer turns notifications into cards whose request fits max bytes
-// (see cardSize).
+// (see CardSize).
 type renderer struct {
 	version string
 	max     int
@@ -157,7 +157,7 @@ func (r *renderer) fit(d message.Data, p pieces) []byte {
 	}
 	// Cut the text to what is left of the budget.
 	c.p.text = ""
-	rest := r.max - cardSize(r.encode(c.card(r.version))) - 200
+	rest := r.max - CardSize(r.encode(c.card(r.version))) - 200
 	if rest > 0 && p.text != "" {
 		c.p.text = cutEscaped(p.text, rest) + shortened
 		if body := r.encode(c.card(r.version)); r.fits(body) {
@@ -170,7 +170,7 @@ func (r *renderer) fit(d message.Data, p pieces) []byte {
 // shortened ends a text cut to fit.
 const shortened = "\n\n… (shortened)"
 
-// escapedSize is the size of s in a card as cardSize counts it.
+// escapedSize is the size of s in a card as CardSize counts it.
 func escapedSize(s string) int {
 	n := 0
 	for _, r := range s {
@@ -179,7 +179,7 @@ func escapedSize(s string) int {
 	return n
 }
 
-// escapedWidth is the size of r in a card as cardSize counts it, once
+// escapedWidth is the size of r in a card as CardSize counts it, once
 // JSON-encoded.
 func escapedWidth(r rune) int {
 	switch {
@@ -192,7 +192,7 @@ func escapedWidth(r rune) int {
 }
 
 // fits reports whether body is within the size limit.
-func (r *renderer) fits(body []byte) bool { return cardSize(body) <= r.max }
+func (r *renderer) fits(body []byte) bool { return CardSize(body) <= r.max }
 
 // cardParts is what a card is built from, and how much of it is shown.
 type cardParts struct {
@@ -303,10 +303,11 @@ func (r *renderer) encode(card Card) []byte {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-// cardSize is the size of body with every non-ASCII character counted as
+// CardSize is the size of body with every non-ASCII character counted as
 // its JSON \uXXXX escape (two for characters outside the BMP): the largest
-// the body can be once Teams re-serialises it, whatever its encoder.
-func cardSize(body []byte) int {
+// the body can be once Teams re-serialises it, whatever its encoder. The
+// sink keeps every card within max_card_bytes by this count.
+func CardSize(body []byte) int {
 	n := 0
 	for len(body) > 0 {
 		r, size := utf8.DecodeRune(body)
@@ -323,7 +324,7 @@ func cardSize(body []byte) int {
 	return n
 }
 
-// cutEscaped cuts escaped text to at most max bytes as cardSize counts
+// cutEscaped cuts escaped text to at most max bytes as CardSize counts
 // them once JSON-encoded, at a rune boundary.
 func cutEscaped(s string, max int) string {
 	n := 0

@@ -190,7 +190,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if size := cardSize(body); size > r.max {
+			if size := CardSize(body); size > r.max {
 				t.Errorf("card is %d bytes, over %d", size, r.max)
 			}
 			golden(t, c.name, indent(t, body))
@@ -233,7 +233,7 @@ func TestDigestFits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size := cardSize(body); size > r.max {
+	if size := CardSize(body); size > r.max {
 		t.Errorf("digest is %d bytes, over %d", size, r.max)
 	}
 	if txt := allText(decodeCard(t, body)); !strings.Contains(txt, "more") || !strings.Contains(txt, "20 notifications") {
@@ -318,7 +318,7 @@ func TestFitsEveryLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if size := cardSize(body); size > max {
+		if size := CardSize(body); size > max {
 			t.Errorf("max %d: card is %d bytes", max, size)
 		}
 		c := decodeCard(t, body)
