@@ -295,6 +295,18 @@ func TestContinue(t *testing.T) {
 	if d := tbl.Route(c); d.Route != "page-email" {
 		t.Errorf("copy for an unknown route routed to %s, want its labels' first route", d.Route)
 	}
+	// Its copies' routes known: a renamed route ("pager" became
+	// "db-webhook") is found among the routes no copy was made for...
+	c.Route, c.FanoutRoutes = "pager", []string{"page-email", "pager", "critical"}
+	if d := tbl.Route(c); d.Route != "db-webhook" {
+		t.Errorf("copy for a renamed route routed to %s, want db-webhook, the one route no copy covers", d.Route)
+	}
+	// ...and a removed one, whose notification its other copies deliver,
+	// goes to the first route: twice rather than not at all.
+	c.Route, c.FanoutRoutes = "removed-since", []string{"page-email", "db-webhook", "removed-since", "critical"}
+	if d := tbl.Route(c); d.Route != "page-email" {
+		t.Errorf("copy for a removed route routed to %s, want page-email", d.Route)
+	}
 
 	bad := append(routes[:4:4], Config{Name: "default", Chain: []string{"rc"}, Continue: true})
 	if err := Validate(bad, sinks); err == nil || !strings.Contains(err.Error(), "no route after it to continue to") {

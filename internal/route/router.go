@@ -1,6 +1,8 @@
 package route
 
 import (
+	"slices"
+
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/severity"
 )
@@ -48,17 +50,30 @@ const SeverityLabel = "severity_label"
 // (severity.Name), whatever word its label used; for a notification
 // without one, its severity label's value normalised by severity.Parse.
 // SeverityLabel is the label's own value. "source", when the notification
-// has no such label, is the source field. A copy whose route is no longer
-// configured is routed by its labels.
+// has no such label, is the source field.
+//
+// A copy whose route is no longer configured (a reload removed or renamed
+// it) takes the first route its labels take now that none of its copies
+// was made for (a renamed route); when its copies' routes cover them all,
+// the first, which its copy for that route delivers too: twice rather than
+// not at all.
 func (t *Table) Route(n *heraldv1.Notification) Decision {
-	if name := n.GetRoute(); name != "" {
-		for _, r := range t.routes {
-			if r.decision.Route == name {
-				return r.decision
-			}
+	name := n.GetRoute()
+	if name == "" {
+		return t.Routes(n)[0]
+	}
+	for _, r := range t.routes {
+		if r.decision.Route == name {
+			return r.decision
 		}
 	}
-	return t.Routes(n)[0]
+	ds := t.Routes(n)
+	for _, d := range ds {
+		if !slices.Contains(n.GetFanoutRoutes(), d.Route) {
+			return d
+		}
+	}
+	return ds[0]
 }
 
 // Routes returns the decisions of every route that delivers the

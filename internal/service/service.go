@@ -145,7 +145,7 @@ func (s *Service) put(ctx context.Context, n *heraldv1.Notification) (string, bo
 	)
 	for i, r := range routes {
 		c := proto.CloneOf(n)
-		c.Route = r
+		c.Route, c.FanoutRoutes = r, routes
 		if i > 0 {
 			c.Id = n.GetId() + "-" + strconv.Itoa(i)
 			c.FanoutOf = n.GetId()

@@ -74,6 +74,9 @@ func validatePublish(req *heraldv1.PublishRequest) error {
 	if n.GetFanoutOf() != "" {
 		add(invalid(p+"fanout_of", "set by herald on fan-out copies; must be empty"))
 	}
+	if len(n.GetFanoutRoutes()) != 0 {
+		add(invalid(p+"fanout_routes", "set by herald on fan-out copies; must be empty"))
+	}
 	add(requiredString(p+"source", n.GetSource(), MaxSourceBytes))
 	add(requiredString(p+"title", n.GetTitle(), MaxTitleBytes))
 	add(optionalString(p+"text", n.GetText(), MaxTextBytes))

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,8 +117,10 @@ routes:
 		if err != nil {
 			t.Fatalf("%s: the chat copy %s-1: %v", m, id, err)
 		}
-		if n := got.Msg.GetNotification(); n.GetRoute() != "critical" || n.GetFanoutOf() != id {
-			t.Errorf("%s: copy route %q fanout_of %q, want critical and %s", m, n.GetRoute(), n.GetFanoutOf(), id)
+		if n := got.Msg.GetNotification(); n.GetRoute() != "critical" || n.GetFanoutOf() != id ||
+			strings.Join(n.GetFanoutRoutes(), ",") != "page,critical" {
+			t.Errorf("%s: copy route %q fanout_of %q fanout_routes %v, want critical, %s and [page critical]",
+				m, n.GetRoute(), n.GetFanoutOf(), n.GetFanoutRoutes(), id)
 		}
 		if got.Msg.GetDelivery().GetState() != heraldv1.DeliveryState_DELIVERY_STATE_DELIVERED {
 			t.Errorf("%s: chat copy %v", m, got.Msg.GetDelivery().GetState())

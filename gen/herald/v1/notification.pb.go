@@ -399,7 +399,12 @@ type Notification struct {
 	Route string `protobuf:"bytes,17,opt,name=route,proto3" json:"route,omitempty"`
 	// For a fan-out copy other than the first, the id of the first copy:
 	// the id Publish returned.
-	FanoutOf      string `protobuf:"bytes,18,opt,name=fanout_of,json=fanoutOf,proto3" json:"fanout_of,omitempty"`
+	FanoutOf string `protobuf:"bytes,18,opt,name=fanout_of,json=fanoutOf,proto3" json:"fanout_of,omitempty"`
+	// Set by herald on every fan-out copy: the routes the notification was
+	// fanned out to, in order, this copy's included. A copy whose route a
+	// reload removed or renamed goes to the first route its labels now take
+	// that none of its copies was made for.
+	FanoutRoutes  []string `protobuf:"bytes,19,rep,name=fanout_routes,json=fanoutRoutes,proto3" json:"fanout_routes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -558,6 +563,13 @@ func (x *Notification) GetFanoutOf() string {
 		return x.FanoutOf
 	}
 	return ""
+}
+
+func (x *Notification) GetFanoutRoutes() []string {
+	if x != nil {
+		return x.FanoutRoutes
+	}
+	return nil
 }
 
 // MessageRef names a chat message a sink posted, so it can be updated or
@@ -899,7 +911,7 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\tgenerator\x18\x01 \x01(\tR\tgenerator\x12\x18\n" +
 	"\asilence\x18\x02 \x01(\tR\asilence\x12\x18\n" +
 	"\arunbook\x18\x03 \x01(\tR\arunbook\x12\x1c\n" +
-	"\tdashboard\x18\x04 \x01(\tR\tdashboard\"\xb2\x06\n" +
+	"\tdashboard\x18\x04 \x01(\tR\tdashboard\"\xd7\x06\n" +
 	"\fNotification\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x16\n" +
@@ -920,7 +932,8 @@ const file_herald_v1_notification_proto_rawDesc = "" +
 	"\breceiver\x18\x0f \x01(\tR\breceiver\x12)\n" +
 	"\x10truncated_alerts\x18\x10 \x01(\rR\x0ftruncatedAlerts\x12\x14\n" +
 	"\x05route\x18\x11 \x01(\tR\x05route\x12\x1b\n" +
-	"\tfanout_of\x18\x12 \x01(\tR\bfanoutOf\x1a9\n" +
+	"\tfanout_of\x18\x12 \x01(\tR\bfanoutOf\x12#\n" +
+	"\rfanout_routes\x18\x13 \x03(\tR\ffanoutRoutes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
