@@ -521,31 +521,39 @@ func (pt *part) run(ctx context.Context, g *group) {
 		}
 		h := g.msgs[0]
 		served := pt.served
+		// insert replaces h's msg and md, under the lock, when a copy of
+		// it is handed out again meanwhile: read them under it.
+		msg, md := h.msg, h.md
 		pt.mu.Unlock()
 		if ctx.Err() != nil || !served {
 			pt.release(g)
 			return
 		}
 		m := &Message{
-			progress:  h.msg,
+			progress:  msg,
 			n:         h.n,
-			delivered: int(h.md.NumDelivered),
-			enqueued:  h.md.Timestamp,
+			delivered: int(md.NumDelivered),
+			enqueued:  md.Timestamp,
 			seq:       h.seq,
 			partition: pt.p,
 		}
-		out := pt.call(ctx, m, h.msg.Headers())
+		out := pt.call(ctx, m, msg.Headers())
+		// Settle the copy handed out last: the server ignores an ack of a
+		// delivery it has handed out again.
+		pt.mu.Lock()
+		msg = h.msg
+		pt.mu.Unlock()
 		switch out.Action {
 		case delivery.Ack:
 			// A plain ack, not one the server confirms: an ack lost on
 			// the way only means the message is handed out again after
 			// ack_wait, and the dispatcher then finds its DELIVERED
 			// record, written before this ack, and does not post twice.
-			if err := h.msg.Ack(); err != nil {
+			if err := msg.Ack(); err != nil {
 				pt.log.Warn("cannot acknowledge", "id", h.n.GetId(), "err", err)
 			}
 		case delivery.DeadLetter:
-			if err := q.deadLetterDelivered(ctx, h.msg, h.seq, h.n.GetId(), out.Reason); err != nil {
+			if err := q.deadLetterDelivered(ctx, msg, h.seq, h.n.GetId(), out.Reason); err != nil {
 				pt.log.Error("cannot move to the dead letters; retrying later", "id", h.n.GetId(), "err", err)
 				pt.park(ctx, g, m, delivery.Outcome{Action: delivery.Retry, Delay: deadLetterRetry, Hold: delivery.HoldRetrying, Route: out.Route, Reason: "cannot move to the dead letters"})
 				return
@@ -588,7 +596,7 @@ func (pt *part) release(g *group) {
 		if pt.served {
 			pt.releasing = append(pt.releasing, h.msg)
 		} else {
-			_ = h.msg.Nak()
+			handBackMsg(h.msg)
 		}
 	}
 	g.msgs = nil
