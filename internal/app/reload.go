@@ -81,13 +81,19 @@ var errNoConfigFile = errors.New("herald was started without a config file (-con
 // The listen address, data_dir, the queue, TLS, the server's timeouts and
 // limits, the webhook's body limit and logging take effect only at the
 // next start: a reload that changes them says so in the log and changes
-// the rest.
+// the rest. Without a config file there is nothing to re-read: Reload
+// returns an error saying so and leaves the metrics as they are.
 func (a *App) Reload(ctx context.Context) error {
 	r := a.reload
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
 	cfg, err := a.reloadOnce()
+	if errors.Is(err, errNoConfigFile) {
+		// Nothing was tried: the config in effect is the one there is.
+		a.logger.WarnContext(ctx, "config reload asked for, but there is no config file to re-read")
+		return err
+	}
 	if err != nil {
 		r.ok.Set(0)
 		a.logger.ErrorContext(ctx, "config reload refused; the running config stays in effect", "err", err)

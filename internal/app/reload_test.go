@@ -216,3 +216,16 @@ func listAs(t *testing.T, h *apptest.Herald, tok string) connect.Code {
 	}
 	return 0
 }
+
+// TestReloadWithoutConfigFile: a herald on the built-in defaults has no
+// file to re-read; a reload says so and does not count as refused.
+func TestReloadWithoutConfigFile(t *testing.T) {
+	h := apptest.Start(t, logOnly, apptest.Options{NoConfigFile: true})
+	err := h.Reload(t.Context(), logOnly)
+	if err == nil || !strings.Contains(err.Error(), "without a config file") {
+		t.Errorf("reload without a file: %v", err)
+	}
+	if got := reloadOK(h); got != 1 {
+		t.Errorf("herald_config_last_reload_successful = %v, want 1: nothing was refused", got)
+	}
+}

@@ -49,6 +49,9 @@ type Options struct {
 	SinkTransport http.RoundTripper
 	// Logger; nil logs to t.Log at info level, with trace ids.
 	Logger *slog.Logger
+	// NoConfigFile runs herald as without -config: Reload has no file to
+	// re-read.
+	NoConfigFile bool
 }
 
 // Start parses yaml as a config file (after ${ENV} expansion), overrides
@@ -86,6 +89,9 @@ func Start(t testing.TB, yaml string, opts Options) *Herald {
 		return c, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if opts.NoConfigFile {
+		load = nil
+	}
 	a, err := app.New(ctx, cfg, logger, app.Options{SinkTransport: opts.SinkTransport, Listener: l, Load: load})
 	if err != nil {
 		cancel()
