@@ -78,9 +78,10 @@ var errNoConfigFile = errors.New("herald was started without a config file (-con
 // again: what a sink learnt of its server's rate limits is learnt again
 // from the next answers.
 //
-// The listen address, data_dir, the queue, TLS, the server's timeouts and
-// limits, the webhook's body limit and logging take effect only at the
-// next start: a reload that changes them says so in the log and changes
+// TLS certificate, key and client CA files are read again, for new
+// connections. The listen address, data_dir, the queue, turning TLS on or
+// off, the server's timeouts and limits, the webhook's body limit and
+// logging take effect only at the next start: a reload that changes them says so in the log and changes
 // the rest. Without a config file there is nothing to re-read: Reload
 // returns an error saying so and leaves the metrics as they are.
 func (a *App) Reload(ctx context.Context) error {
@@ -133,6 +134,14 @@ func (a *App) reloadOnce() (*config.Config, error) {
 			reset[c.Name] = true
 		}
 	}
+	// TLS files are read again (a renewed certificate); turning TLS on or
+	// off needs a restart (restartOnly says so).
+	applyTLS := func() {}
+	if a.cfg.TLS.Enabled() && cfg.TLS.Enabled() {
+		if applyTLS, err = a.server.PrepareTLS(*serverTLS(cfg.TLS)); err != nil {
+			return nil, err
+		}
+	}
 	if err := a.dispatcher.Reload(dispatch.Reload{
 		Router: router,
 		Sinks:  sinkMap,
@@ -142,10 +151,12 @@ func (a *App) reloadOnce() (*config.Config, error) {
 		return nil, err
 	}
 	// Nothing below can fail: the reload is whole from here on.
+	applyTLS()
 	a.server.SetClients(serverClients(cfg.Auth))
 	r.router.Store(router)
 	r.live.Store(cfg)
-	for _, key := range restartOnly(old, cfg) {
+	// Against the config herald started with: those values are running.
+	for _, key := range restartOnly(a.cfg, cfg) {
 		a.logger.Warn("config: " + key + " changed; it takes effect at the next start, the running value stays until then")
 	}
 	for _, w := range cfg.Warnings() {
@@ -166,7 +177,7 @@ func restartOnly(a, b *config.Config) []string {
 		{"data_dir", a.DataDir, b.DataDir},
 		{"log", a.Log, b.Log},
 		{"server", a.Server, b.Server},
-		{"tls", a.TLS, b.TLS},
+		{"tls (on or off)", a.TLS.Enabled(), b.TLS.Enabled()},
 		{"webhook", a.Webhook, b.Webhook},
 		{"queue", a.Queue, b.Queue},
 	} {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -79,6 +80,9 @@ type Server struct {
 	http   *http.Server
 	auth   *authenticator
 	logger *slog.Logger
+	// tls is the certificate and client CAs each new TLS connection gets
+	// (SetTLS replaces it); nil without TLS.
+	tls atomic.Pointer[tls.Config]
 }
 
 // New builds the handler tree and the http.Server.
@@ -125,14 +129,52 @@ func New(opts Options) (*Server, error) {
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetHTTP2(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
+	s := &Server{opts: opts, http: srv, auth: auth, logger: opts.Logger}
 	if opts.TLS != nil {
 		tc, err := tlsConfig(*opts.TLS)
 		if err != nil {
 			return nil, err
 		}
-		srv.TLSConfig = tc
+		s.tls.Store(tc)
+		// Each handshake takes the files' contents as last read (SetTLS),
+		// so a renewed certificate needs no restart.
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: tc.NextProtos,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				return s.tls.Load(), nil
+			},
+		}
 	}
-	return &Server{opts: opts, http: srv, auth: auth, logger: opts.Logger}, nil
+	return s, nil
+}
+
+// SetTLS reads t's certificate, key and client CAs and gives them to every
+// TLS connection from the next handshake on; connections already open keep
+// theirs. It changes nothing and returns the error when a file cannot be
+// used, and when the server was built without TLS (turning TLS on or off
+// needs a new listener: a restart).
+func (s *Server) SetTLS(t TLS) error {
+	apply, err := s.PrepareTLS(t)
+	if err != nil {
+		return err
+	}
+	apply()
+	return nil
+}
+
+// PrepareTLS reads t's files as SetTLS does and returns the func that puts
+// them in effect, so that a reload can check every part before it changes
+// any.
+func (s *Server) PrepareTLS(t TLS) (apply func(), err error) {
+	if s.tls.Load() == nil {
+		return nil, errors.New("tls: herald was started without TLS; turning it on needs a restart")
+	}
+	tc, err := tlsConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	return func() { s.tls.Store(tc) }, nil
 }
 
 // SetClients makes clients the accepted callers from the next request on
@@ -258,7 +300,7 @@ func tlsConfig(c TLS) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {

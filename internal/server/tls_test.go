@@ -130,3 +130,64 @@ func TestMutualTLS(t *testing.T) {
 		t.Error("Publish with a certificate not meant for clients succeeded")
 	}
 }
+
+// TestSetTLS: a renewed certificate is served from the next handshake on,
+// without a restart; a file that cannot be used changes nothing.
+func TestSetTLS(t *testing.T) {
+	first, renewed := makeCerts(t), makeCerts(t)
+	opts := func(c *certs) server.TLS {
+		return server.TLS{CertFile: filepath.Join(c.dir, "server.pem"), KeyFile: filepath.Join(c.dir, "server-key.pem")}
+	}
+	o := opts(first)
+	srv, err := server.New(server.Options{TLS: &o, Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// served returns the certificate a new connection is shown.
+	served := func() *x509.Certificate {
+		conn, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		st := conn.ConnectionState()
+		if st.NegotiatedProtocol != "h2" {
+			t.Errorf("negotiated %q, want h2", st.NegotiatedProtocol)
+		}
+		return st.PeerCertificates[0]
+	}
+	if got := served(); !got.Equal(first.serverCert.Leaf) {
+		t.Fatal("the first certificate is not the one served")
+	}
+	if err := srv.SetTLS(opts(renewed)); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); !got.Equal(renewed.serverCert.Leaf) {
+		t.Error("after SetTLS a new connection is not shown the renewed certificate")
+	}
+	bad := opts(renewed)
+	bad.KeyFile = filepath.Join(first.dir, "server-key.pem") // not the certificate's key
+	if err := srv.SetTLS(bad); err == nil {
+		t.Error("SetTLS with a key that does not match the certificate succeeded")
+	}
+	if got := served(); !got.Equal(renewed.serverCert.Leaf) {
+		t.Error("a refused SetTLS changed the certificate served")
+	}
+
+	plain, err := server.New(server.Options{Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetTLS(opts(first)); err == nil {
+		t.Error("SetTLS on a server started without TLS succeeded")
+	}
+}
