@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/herald-notify/herald/internal/secret"
@@ -156,6 +157,15 @@ func (c *Config) Validate() error {
 		}
 		if c.CredentialsFile != "" && c.Token.IsSet() {
 			return errors.New("token: set either credentials_file or token, not both")
+		}
+		if c.CredentialsFile != "" {
+			// Read at every connect: a file herald cannot read would keep
+			// it from ever opening the queue, so say so now.
+			f, err := os.Open(c.CredentialsFile)
+			if err != nil {
+				return fmt.Errorf("credentials_file: %w", err)
+			}
+			f.Close()
 		}
 	}
 

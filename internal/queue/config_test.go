@@ -102,6 +102,7 @@ func TestConfigErrors(t *testing.T) {
 		{"token and credentials", Config{URL: "nats://x", Token: "t", CredentialsFile: "/x.creds"}, "token"},
 		{"token and token_file", Config{URL: "nats://x", Token: "t", TokenFile: "/nonexistent"}, "token"},
 		{"token_file missing", Config{URL: "nats://x", TokenFile: "/nonexistent/token"}, "token_file"},
+		{"credentials_file missing", Config{URL: "nats://x", CredentialsFile: "/nonexistent/nats.creds"}, "credentials_file"},
 		{"dedup longer than retention", Config{Retention: time.Hour, DuplicateWindow: 2 * time.Hour}, "duplicate_window"},
 		{"negative retention", Config{Retention: -time.Hour}, "retention"},
 		{"ack_wait short", Config{AckWait: time.Millisecond}, "ack_wait"},
