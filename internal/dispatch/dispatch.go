@@ -214,7 +214,8 @@ func (d *Dispatcher) install(router route.Router, ss map[string]sinks.Sink, cfg 
 		if b != nil {
 			b.setConfig(cfg.Breaker)
 		} else {
-			b = &breaker{cfg: cfg.Breaker, changed: d.breakerChanged(name)}
+			b = &breaker{cfg: cfg.Breaker}
+			b.changed = d.breakerChanged(name, b)
 			d.m.breakerState.WithLabelValues(name).Set(float64(BreakerClosed))
 		}
 		g.breakers[name] = b
@@ -236,6 +237,15 @@ func (d *Dispatcher) install(router route.Router, ss map[string]sinks.Sink, cfg 
 		}
 	}
 	d.gen.Store(g)
+	if old != nil {
+		// A sink the reload removed: its breaker state would read open
+		// for good and keep HeraldBreakerOpen firing.
+		for name := range old.breakers {
+			if _, ok := ss[name]; !ok {
+				d.m.breakerState.DeleteLabelValues(name)
+			}
+		}
+	}
 }
 
 // config is the configuration in effect.
@@ -262,10 +272,16 @@ func (d *Dispatcher) Breakers() map[string]BreakerState {
 	return out
 }
 
-func (d *Dispatcher) breakerChanged(sink string) func(context.Context, BreakerState, BreakerState, string) {
+// breakerChanged is b's callback on a change of state. The gauge follows
+// the sink's breaker in effect only: one a reload replaced (the sink's
+// config changed, or the sink was removed) may still change while the
+// deliveries that started with it finish.
+func (d *Dispatcher) breakerChanged(sink string, b *breaker) func(context.Context, BreakerState, BreakerState, string) {
 	log := d.log.With("sink", sink)
 	return func(ctx context.Context, from, to BreakerState, why string) {
-		d.m.breakerState.WithLabelValues(sink).Set(float64(to))
+		if d.gen.Load().breakers[sink] == b {
+			d.m.breakerState.WithLabelValues(sink).Set(float64(to))
+		}
 		d.m.breakerTransitions.WithLabelValues(sink, to.String()).Inc()
 		trace.SpanFromContext(ctx).AddEvent("breaker", trace.WithAttributes(
 			attribute.String("herald.sink", sink),

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
-	"time"
 
 	heraldv1 "github.com/herald-notify/herald/gen/herald/v1"
 	"github.com/herald-notify/herald/internal/delivery"
@@ -18,8 +17,9 @@ import (
 func TestReloadKeepsBreakersOfUnchangedSinks(t *testing.T) {
 	r := newRig(t, testConfig())
 	for _, b := range r.d.gen.Load().breakers {
-		b.state, b.openedAt = BreakerOpen, time.Now()
+		openBreaker(t, b)
 	}
+	old := r.d.gen.Load().breakers["slack"]
 	webhook := &fakeSink{name: "webhook"}
 	err := r.d.Reload(Reload{
 		Router: chainRouter{{Sink: "rc"}, {Sink: "slack"}, {Sink: "webhook"}},
@@ -40,6 +40,49 @@ func TestReloadKeepsBreakersOfUnchangedSinks(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("breakers %v, want those of %v", got, want)
 	}
+	if got := breakerGauges(t, r); got["rc"] != float64(BreakerOpen) || got["slack"] != float64(BreakerClosed) {
+		t.Errorf("herald_breaker_state %v, want rc open and slack closed", got)
+	}
+
+	// The replaced slack breaker, still open, changes while a delivery that
+	// started with it finishes: the gauge follows the breaker in effect.
+	old.success(t.Context())
+	openBreaker(t, old)
+	if got := breakerGauges(t, r); got["slack"] != float64(BreakerClosed) {
+		t.Errorf("a replaced breaker moved the gauge: %v", got)
+	}
+
+	// A sink removed while its breaker is open leaves no series behind:
+	// HeraldBreakerOpen would fire for it until the next start.
+	if err := r.d.Reload(Reload{
+		Router: chainRouter{{Sink: "slack"}},
+		Sinks:  map[string]sinks.Sink{"slack": &fakeSink{name: "slack"}},
+		Config: testConfig(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := breakerGauges(t, r); len(got) != 1 || got["slack"] != float64(BreakerClosed) {
+		t.Errorf("herald_breaker_state after removing rc and webhook: %v, want slack alone", got)
+	}
+}
+
+// breakerGauges returns herald_breaker_state by sink.
+func breakerGauges(t *testing.T, r *rig) map[string]float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_breaker_state" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 // TestReloadRefusesBadSettings: a reload that New would refuse changes
@@ -164,4 +207,15 @@ func TestReloadResizesInFlight(t *testing.T) {
 			t.Errorf("Config().MaxInFlightPerSink = %d after the reload", got)
 		}
 	})
+}
+
+// openBreaker fails b until it opens, as deliveries would.
+func openBreaker(t *testing.T, b *breaker) {
+	t.Helper()
+	for i := 0; b.current() != BreakerOpen; i++ {
+		if i > 100 {
+			t.Fatal("the breaker does not open")
+		}
+		b.failure(t.Context(), false, "x")
+	}
 }
