@@ -48,18 +48,25 @@ func TestCheckConfigGolden(t *testing.T) {
 				}
 			}
 			golden := filepath.Join("testdata", "checkconfig", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
+			if want, ok := matchGolden(t, golden, got); !ok {
 				t.Errorf("check-config %s printed\n%s\nwant (%s; -update rewrites it)\n%s", in, got, golden, want)
 			}
 		})
 	}
+}
+
+// matchGolden compares got with the golden file, which -update rewrites
+// first, and returns the file's content.
+func matchGolden(t *testing.T, golden, got string) (want string, ok bool) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), got == string(b)
 }

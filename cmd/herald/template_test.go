@@ -87,16 +87,7 @@ func TestTemplateGolden(t *testing.T) {
 				got = tv.re.ReplaceAllString(got, tv.with)
 			}
 			golden := filepath.Join("testdata", "template", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
+			if _, ok := matchGolden(t, golden, got); !ok {
 				t.Errorf("output differs from %s (go test -run TemplateGolden -update rewrites it):\n%s", golden, got)
 			}
 		})

@@ -94,18 +94,7 @@ func TestMutualTLS(t *testing.T) {
 		KeyFile:      filepath.Join(c.dir, "server-key.pem"),
 		ClientCAFile: filepath.Join(c.dir, "ca.pem"),
 	}
-	srv, err := server.New(server.Options{TLS: tlsOpts, Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-done })
+	_, l := serveTLS(t, tlsOpts)
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.caPEM)
@@ -139,18 +128,7 @@ func TestSetTLS(t *testing.T) {
 		return server.TLS{CertFile: filepath.Join(c.dir, "server.pem"), KeyFile: filepath.Join(c.dir, "server-key.pem")}
 	}
 	o := opts(first)
-	srv, err := server.New(server.Options{TLS: &o, Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-done })
+	srv, l := serveTLS(t, &o)
 
 	// served returns the certificate a new connection is shown.
 	served := func() *x509.Certificate {
@@ -190,4 +168,23 @@ func TestSetTLS(t *testing.T) {
 	if err := plain.SetTLS(opts(first)); err == nil {
 		t.Error("SetTLS on a server started without TLS succeeded")
 	}
+}
+
+// serveTLS runs a server with TLS options o on a loopback port until the
+// test ends.
+func serveTLS(t *testing.T, o *server.TLS) (*server.Server, net.Listener) {
+	t.Helper()
+	srv, err := server.New(server.Options{TLS: o, Service: service.New(storetest.NewMemory(), service.Options{}), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv, l
 }
